@@ -1,0 +1,263 @@
+"""The `augworth` command line (typer). Heavy imports (Ray, torch, analysis) happen inside the commands
+that need them: `augworth query` starts neither Ray nor torch.
+
+Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells, 1 a bug of ours.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search_spaces import SpecError, preset_names, preset_path, read_spec_text
+
+from .store import Store, StoreError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Measure what data augmentations are worth: sweeps on Ray Tune, results in Parquet.")
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOpt = Annotated[str, typer.Option("--store", help="Results store root: a path or a pyarrow filesystem URI.")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to connect to (else RAY_ADDRESS, "
+                                                "else a private local Ray).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_STORE = "./augworth-store"
+
+
+class BadInput(Exception):
+    """Anything the user can fix: printed as one line, exit code 2."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]augworth:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Bad input of any kind -> one line on stderr and exit code 2; nothing else is caught."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (SpecError, StoreError, BadInput) as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_store(root: str) -> Store:
+    try:
+        return Store(root)
+    except (OSError, ValueError) as exc:  # pyarrow: unknown scheme, bad URI
+        raise BadInput(f"--store {root!r}: {exc}") from None
+
+
+def open_sweep(root: str, sweep: str) -> Store:
+    store = open_store(root)
+    if not store.has_sweep(sweep):
+        raise BadInput(f"no sweep {sweep!r} in store {root!r} (sweeps there: {', '.join(store.sweeps()) or 'none'})")
+    return store
+
+
+# ----- run ------------------------------------------------------------------------------------------
+
+def _run(text: str, source: str, store_root: str, *, address: str | None, dry_run: bool, extend: bool,
+         retry_failed: bool, progress: bool) -> int:
+    from .plan import plan_sweep
+
+    store = open_store(store_root)
+    plan = plan_sweep(text, source, store, extend=extend, retry_failed=retry_failed)
+    sweep = plan.spec.name
+    if dry_run:
+        from .estimate import estimate_cpu_seconds
+
+        seconds = estimate_cpu_seconds(plan, store)
+        out.print(f"sweep {sweep}: {len(plan.cells)} cells, {len(plan.done)} done, {len(plan.failed)} failed, "
+                  f"{len(plan.pending)} to run; estimated {seconds:,.0f} CPU-seconds "
+                  f"(~{seconds / 3600:.2f} CPU-hours) for those", highlight=False)
+        return 0
+    from .runner import run_plan
+
+    summary = run_plan(plan, store, address=address, show_progress=progress)
+    out.print(f"sweep {sweep}: {summary.done} cells done now, {summary.skipped} were already done, "
+              f"{summary.failed} failed now ({summary.failed_total} failure records in the sweep)", highlight=False)
+    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
+    return summary.exit_code
+
+
+@app.command()
+@user_errors
+def run(
+    spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")],
+    store: StoreOpt = DEFAULT_STORE,
+    address: AddressOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print cell counts and an estimate; run nothing.")] = False,
+    extend: Annotated[bool, typer.Option("--extend", help="Allow a grid that is a superset of the frozen one.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress display.")] = False,
+) -> None:
+    """Run a sweep: every cell of SPEC not yet done in the store."""
+    code = _run(read_spec_text(spec), str(spec), store, address=address, dry_run=dry_run, extend=extend,
+                retry_failed=retry_failed, progress=not no_progress)
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def demo(
+    store: StoreOpt = DEFAULT_STORE,
+    address: AddressOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the pictures go.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Run the digits demo locally, then print the exchange rates and draw the curves."""
+    path = preset_path("digits_demo")
+    code = _run(path.read_text(), str(path), store, address=address, dry_run=False, extend=False,
+                retry_failed=False, progress=not no_progress)
+    _analyze("digits-demo", store, eval_set=None, as_json=False, out_dir=out_dir, reference="none")
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def presets() -> None:
+    """List the preset specs shipped with augworth."""
+    from search_spaces import load_spec
+
+    table = Table("preset", "sweep name", "cells (grid)", "description")
+    for name in preset_names():
+        spec = load_spec(preset_path(name))
+        n_sizes = len(spec.data_sizes or spec.data_fractions or ())
+        n_treat = sum(len(a.strengths()) for a in spec.augmentations)
+        table.add_row(name, spec.name, str(n_sizes * len(spec.seeds) * n_treat), spec.description or "")
+    out.print(table)
+
+
+# ----- query and analyze ----------------------------------------------------------------------------
+
+def _print_frame(df: Any, as_json: bool, title: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
+        return
+    table = Table(*[str(c) for c in df.columns], title=title)
+    for row in df.itertuples(index=False):
+        table.add_row(*[_cell(v) for v in row])
+    out.print(table)
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@app.command()
+@user_errors
+def query(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sql: Annotated[str, typer.Argument(help='SQL over the view `results`, e.g. "SELECT count(*) FROM results".')],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run SQL (DuckDB) over a sweep's results, exposed as the view `results`."""
+    import duckdb
+
+    con = open_sweep(store, sweep).connect(sweep)
+    try:
+        df = con.execute(sql).df()
+    except duckdb.Error as exc:
+        raise BadInput(f"query failed: {str(exc).splitlines()[0]}") from None
+    _print_frame(df, as_json)
+
+
+def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
+             reference: str) -> None:
+    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+
+    store = open_sweep(store_root, sweep)
+    results = store.read_results(sweep)
+    if results.empty:
+        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
+    sets = sorted(results["eval_set"].unique())
+    if eval_set is not None:
+        if eval_set not in sets:
+            raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
+        results, sets = results[results["eval_set"] == eval_set], [eval_set]
+    if reference not in set(results["augmentation"]):
+        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
+    rates = exchange_rates(results, reference=reference)
+    if as_json:
+        sys.stdout.write(rates.to_json(orient="records") + "\n")
+        return
+    if out_dir is None:
+        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sets:
+        table = summary_table(rates[rates["eval_set"] == name])
+        table.title = f"exchange rates on '{name}' (effective extra samples v = f_ref⁻¹(f_aug(x)) − x)"
+        out.print(table)
+        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
+        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
+        out.print(f"pictures: {a}\n          {b}", highlight=False)
+    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
+
+
+def summary_table(rates: Any) -> Table:
+    table = Table("treatment", "size", "acc (mean of seeds)", "acc (fit)", "extra samples v", "ratio (x+v)/x", "note")
+    rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
+    for r in rows.itertuples(index=False):
+        d = r._asdict()
+        name = d["augmentation"] if _missing(d.get("strength")) else f"{d['augmentation']} (s={d['strength']:g})"
+        note = []
+        if not d.get("fit_ok", True):
+            note.append(f"fit failed: {d.get('fit_reason')}")
+        if d.get("unbounded"):
+            note.append("worth more than any amount of data")
+        elif d.get("extrapolated"):
+            note.append("extrapolated")
+        v = d["effective_extra_samples"]
+        table.add_row(name, str(d["data_size"]), _cell(d.get("accuracy_mean")), _cell(d.get("accuracy_fit")),
+                      "inf" if v == math.inf else _cell(round(v) if not _missing(v) else v),
+                      _cell(d.get("exchange_ratio")), "; ".join(note))
+    return table
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+@app.command()
+@user_errors
+def analyze(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    eval_set: Annotated[str | None, typer.Option("--eval-set", help="Only this eval set.")] = None,
+    as_json: JsonOpt = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the pictures go.")] = None,
+    reference: Annotated[str, typer.Option("--reference", help="The reference treatment.")] = "none",
+) -> None:
+    """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.); draw the curves."""
+    _analyze(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

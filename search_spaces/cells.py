@@ -1,0 +1,73 @@
+"""A cell is one training run; its `cell_key` names it in every sweep.
+
+The key is a short hash of the canonical JSON of the resolved cell. Fields at their neutral default are
+left out of the hash, so adding a field later (with a neutral default) does not re-key old cells.
+Execution settings never enter a cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+KEY_VERSION = 1
+
+# Fields whose neutral value is omitted from the key (later issues add more here).
+NEUTRAL_DEFAULTS: dict[str, Any] = {"views": "random", "views_r": None, "invariance": "none"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    # data
+    dataset: str
+    dataset_fingerprint: str
+    data_size: int
+    seed: int
+    # treatment
+    augmentation: str
+    strength: float | None
+    # model
+    model: str
+    width: int
+    # budget: fixed steps whatever the data size (the paper's choice)
+    steps: int
+    batch_size: int
+    eval_every: int
+    # optimiser
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    warmup_steps: int
+    # reserved for views and invariance; neutral defaults keep today's keys stable
+    views: str = "random"
+    views_r: int | None = None
+    invariance: str = "none"
+
+    @property
+    def cell_key(self) -> str:
+        return cell_key(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def canonical_json(cell: Cell) -> str:
+    data = {k: v for k, v in asdict(cell).items() if not (k in NEUTRAL_DEFAULTS and v == NEUTRAL_DEFAULTS[k])}
+    data["key_version"] = KEY_VERSION
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def cell_key(cell: Cell) -> str:
+    """16 hex characters of SHA-256 over the canonical JSON: stable across runs, sweeps and machines."""
+    return hashlib.sha256(canonical_json(cell).encode()).hexdigest()[:16]
+
+
+CELL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Cell))

@@ -1,0 +1,81 @@
+"""The Ray Tune function trainable: a plain function of a config dict that reports one result per cell.
+
+One Tune trial runs a chunk of cells (packing: a cell on the embedded data trains in about as long as a
+Tune trial costs to start). Each cell is retried here, inside the trainable, so a trial never re-runs a
+finished cell; Tune's `max_failures` only covers a dead worker process or node. The driver turns each
+report into a store file (`cell_rows`) or a failure record (`cell_failure`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from search_spaces import Cell, canonical_json
+
+from .datasets import load_dataset
+from .train import CellResult, train_cell
+
+AUGWORTH_VERSION = "0.1.0"
+
+
+def cell_rows(cell: Cell, result: CellResult, *, config_json: str, code_revision: str | None) -> list[dict[str, Any]]:
+    """One row per (eval set, evaluation step), with the cell's fields and what reproduces it."""
+    base = cell.to_dict() | {
+        "param_count": result.param_count,
+        "host": socket.gethostname(),
+        "device": result.device,
+        "torch_version": torch.__version__,
+        "augworth_version": AUGWORTH_VERSION,
+        "code_revision": code_revision,
+        "created_at": dt.datetime.now(dt.UTC),
+        "config_json": config_json,
+    }
+    return [
+        base | {"step": e.step, "final": e.final, "eval_set": e.eval_set, "accuracy": e.accuracy, "loss": e.loss,
+                "n_eval": e.n_eval, "train_seconds": e.train_seconds}
+        for e in result.evaluations
+    ]
+
+
+def run_cell(cell: Cell, context: dict[str, Any]) -> dict[str, Any]:
+    """Train one cell with retries; returns the report for the driver (rows or a failure record)."""
+    data = load_dataset(cell.dataset, context.get("dataset_root"))
+    if data.fingerprint != cell.dataset_fingerprint:
+        # the files under the root changed since the sweep was planned: refuse, or results would mix data
+        return {"cell_key": cell.cell_key, "cell_failure": {
+            "reason": f"data set fingerprint {data.fingerprint} != planned {cell.dataset_fingerprint}",
+            "traceback": "", "attempts": 0, "config": cell.to_dict()}}
+    device = "cuda" if context.get("gpus_per_cell", 0) > 0 and torch.cuda.is_available() else "cpu"
+    retries = int(context.get("retries", 0))
+    errors: list[str] = []
+    for attempt in range(1, retries + 2):
+        try:
+            result = train_cell(cell, data, context["eval_sets"], device=device)
+        except Exception as exc:  # any failure of one cell is recorded; the sweep goes on
+            errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
+            last_traceback = traceback.format_exc()
+            continue
+        rows = cell_rows(cell, result, config_json=canonical_json(cell), code_revision=context.get("code_revision"))
+        return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
+    return {"cell_key": cell.cell_key, "cell_failure": {
+        "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,
+        "attempts": len(errors), "config": cell.to_dict(), "host": socket.gethostname()}}
+
+
+def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: dict[str, Any]) -> None:
+    """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store)."""
+    from ray import tune
+
+    threads = max(1, int(context.get("cpus_per_cell", 1)))
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    for cell_dict in chunks[config["chunk"]]:
+        tune.report(run_cell(Cell.from_dict(cell_dict), context))
