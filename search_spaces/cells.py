@@ -61,6 +61,9 @@ class Cell:
 
 def canonical_json(cell: Cell) -> str:
     data = {k: v for k, v in asdict(cell).items() if not (k in NEUTRAL_DEFAULTS and v == NEUTRAL_DEFAULTS[k])}
+    for k in _FLOAT_FIELDS:  # 2 and 2.0 are one value: JSON would write them apart ("2" vs "2.0")
+        if isinstance(data.get(k), int) and not isinstance(data[k], bool):
+            data[k] = float(data[k])
     data["key_version"] = KEY_VERSION
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -71,3 +74,5 @@ def cell_key(cell: Cell) -> str:
 
 
 CELL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Cell))
+# Fields declared float (or float | None): their values are keyed as floats whatever the caller passed.
+_FLOAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Cell) if "float" in str(f.type))

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .cells import Cell
-from .yaml_strict import YamlError, load_yaml
+from .yaml_strict import YamlError, dump_yaml, load_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -39,7 +39,16 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: `lr: .inf` is an error here, not a crash when the cell key is computed
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class _LocatedError(ValueError):
+    """A check across fields that knows which key path is at fault (pydantic puts it at the top)."""
+
+    def __init__(self, message: str, loc: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class DatasetSpec(_Strict):
@@ -104,13 +113,13 @@ class Execution(_Strict):
     max_concurrent: PositiveInt | None = None
 
 
-def _unique(values: Sequence[Any] | None, what: str) -> None:
+def _unique(values: Sequence[Any] | None, what: str, key: str) -> None:
     if values is not None:
-        seen = set()
+        seen: dict[Any, int] = {}
         for i, v in enumerate(values):
             if v in seen:
-                raise ValueError(f"duplicate {what} {v!r} at index {i}")
-            seen.add(v)
+                raise _LocatedError(f"duplicate {what} {v!r} (also at index {seen[v]})", (key, i))
+            seen[v] = i
 
 
 class Spec(_Strict):
@@ -129,20 +138,25 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _grid(self) -> Spec:
-        if (self.data_sizes is None) == (self.data_fractions is None):
+        if self.data_sizes is None and self.data_fractions is None:
             raise ValueError("give exactly one of data_sizes and data_fractions")
-        _unique(self.data_sizes, "data size")
-        _unique(self.data_fractions, "data fraction")
-        _unique(self.seeds, "seed")
-        _unique(self.eval_sets, "eval set")
+        if self.data_sizes is not None and self.data_fractions is not None:
+            raise _LocatedError("give exactly one of data_sizes and data_fractions, not both",
+                                ("data_fractions",))
+        _unique(self.data_sizes, "data size", "data_sizes")
+        _unique(self.data_fractions, "data fraction", "data_fractions")
+        _unique(self.seeds, "seed", "seeds")
+        _unique(self.eval_sets, "eval set", "eval_sets")
         if self.optimizer.warmup_steps > self.budget.steps:
-            raise ValueError(
-                f"optimizer.warmup_steps ({self.optimizer.warmup_steps}) exceeds budget.steps ({self.budget.steps})"
+            raise _LocatedError(
+                f"warmup_steps ({self.optimizer.warmup_steps}) exceeds budget.steps ({self.budget.steps})",
+                ("optimizer", "warmup_steps"),
             )
         return self
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        # dump_yaml, not yaml.safe_dump: a name like "1e3" must be quoted to read back as a string
+        return dump_yaml(self.model_dump(mode="json", exclude_none=True))
 
     def grid_fields(self) -> dict[str, Any]:
         """Everything but `execution` and `description`: what must match for two specs to be one sweep."""
@@ -191,6 +205,9 @@ def parse_spec(text: str, source: str = "spec") -> Spec:
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = [p for p in err["loc"]]
+        located = (err.get("ctx") or {}).get("error")
+        if isinstance(located, _LocatedError):
+            loc = [*loc, *located.loc]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -210,10 +227,10 @@ def spec_error(message: str, *, text: str | None, source: str, loc: Sequence[Any
 def read_spec_text(path: str | Path) -> str:
     path = Path(path)
     try:
-        return path.read_text()
-    except FileNotFoundError:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: `spec.yaml/x`
         raise SpecError("file not found", source=str(path)) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read: {exc.__class__.__name__}", source=str(path)) from None
 
 
@@ -227,10 +244,9 @@ def preset_names() -> list[str]:
 
 
 def preset_path(name: str) -> Path:
-    path = Path(str(resources.files("search_spaces") / "presets" / f"{name}.yaml"))
-    if not path.is_file():
+    if name not in preset_names():  # a listed name only: nothing like '../x' reaches outside the folder
         raise SpecError(f"unknown preset {name!r} (valid: {', '.join(preset_names())})")
-    return path
+    return Path(str(resources.files("search_spaces") / "presets" / f"{name}.yaml"))
 
 
 # ----- expansion ------------------------------------------------------------------------------------

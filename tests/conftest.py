@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests import the packages from the checkout, whatever is installed.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+DEMO = ROOT / "search_spaces" / "presets" / "digits_demo.yaml"
+
+TINY_SPEC = """\
+name: {name}
+dataset: {{name: digits}}
+model: {{name: small_cnn, width: 4}}
+augmentations:
+  - {{policy: none}}
+  - {{policy: crop, strength: [1]}}
+data_sizes: [40, 80, 160]
+seeds: [0, 1]
+budget: {{steps: 12, batch_size: 16, eval_every: 6}}
+optimizer: {{lr: {lr}, warmup_steps: 2}}
+eval_sets: [test, corrupted]
+execution: {{retries: {retries}, cells_per_trial: 3}}
+"""
+
+
+def tiny_spec(name: str = "tiny", *, lr: float = 0.05, retries: int = 1) -> str:
+    """12 cells of 12 steps each: a sweep that runs in seconds."""
+    return TINY_SPEC.format(name=name, lr=lr, retries=retries)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One real local Ray per test module (2 CPUs), shut down at the end."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

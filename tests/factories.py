@@ -1,0 +1,24 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from search_spaces import Cell
+
+
+def make_cell(**over) -> Cell:
+    base = dict(dataset="digits", dataset_fingerprint="f" * 16, data_size=100, seed=0, augmentation="crop",
+                strength=2.0, model="small_cnn", width=8, steps=10, batch_size=16, eval_every=5, lr=0.05,
+                momentum=0.9, nesterov=True, weight_decay=5e-4, warmup_steps=2)
+    return Cell(**(base | over))
+
+
+def rows_for(cell: Cell, n_steps: int = 2, eval_sets=("test", "corrupted")) -> list[dict]:
+    rows = []
+    for i in range(1, n_steps + 1):
+        for name in eval_sets:
+            rows.append(cell.to_dict() | {"step": 5 * i, "final": i == n_steps, "eval_set": name, "accuracy": 0.5,
+                                          "loss": 1.0, "n_eval": 10, "train_seconds": 0.1 * i,
+                                          "created_at": dt.datetime.now(dt.UTC)})
+    return rows

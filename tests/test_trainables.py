@@ -1,0 +1,161 @@
+"""Data sets, subsets, models, the training loop and the trainable's per-cell retries (no Ray needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from trainables.datasets import DATASETS, EVAL_SETS, eval_set, load_dataset, subset_indices
+from trainables.models import MODELS, create_model, init_seeded
+from trainables.registry import Registry, UnknownNameError
+from trainables.train import NonFiniteLoss, batch_indices, eval_steps, lr_factor, train_cell
+from trainables.trainable import run_cell
+
+from factories import make_cell
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def tiny_cell(digits, **over):
+    return make_cell(dataset_fingerprint=digits.fingerprint, model="small_cnn", width=4, steps=8, batch_size=16,
+                     eval_every=4, warmup_steps=2, data_size=60, augmentation="none", strength=None) \
+        if not over else dataclasses.replace(tiny_cell(digits), **over)
+
+
+# ----- registries -----------------------------------------------------------------------------------
+
+def test_registry_lists_valid_names_on_unknown_and_rejects_duplicates():
+    reg: Registry = Registry("widget")
+
+    @reg.register("a", doc="x")
+    def a(size: int = 1):
+        return size
+
+    assert reg.create("a", size=None) == 1  # None kwargs never override defaults
+    with pytest.raises(UnknownNameError, match=r"unknown widget 'b' \(valid: a\)"):
+        reg.create("b")
+    with pytest.raises(ValueError, match="twice"):
+        reg.register("a")(a)
+    assert "digits" in DATASETS and {"test", "corrupted"} <= set(EVAL_SETS) and "small_cnn" in MODELS
+
+
+# ----- data -----------------------------------------------------------------------------------------
+
+def test_digits_are_real_16x16_images_with_a_fixed_stratified_test_split(digits):
+    assert digits.train_x.shape[1:] == (1, 16, 16) and digits.train_x.dtype == torch.float32
+    assert 0 <= digits.train_x.min() and digits.train_x.max() <= 1
+    assert len(digits.test_y) == 500 and digits.pool_size == 1797 - 500
+    counts = torch.bincount(digits.test_y, minlength=10)
+    assert counts.min() >= 48 and counts.max() <= 52  # stratified
+    assert load_dataset.__wrapped__("digits").fingerprint == digits.fingerprint  # deterministic
+
+
+def test_corrupted_eval_set_is_deterministic_and_differs_from_test(digits):
+    x, y = eval_set(digits, "corrupted")
+    x2, _ = EVAL_SETS.create("corrupted", data=digits)
+    assert torch.equal(x, x2)
+    assert len(y) == 5 * len(digits.test_y) and x.shape[1:] == digits.test_x.shape[1:]
+    assert 0 <= x.min() and x.max() <= 1
+    for k in range(5):  # every corruption changes the images
+        block = x[k * 500 : (k + 1) * 500]
+        assert (block - digits.test_x).abs().mean() > 0.01
+
+
+def test_subsets_are_stratified_nested_and_depend_only_on_size_and_seed(digits):
+    pool_share = torch.bincount(digits.train_y, minlength=10).double() / digits.pool_size
+    previous = set()
+    for size in (10, 37, 100, 400, 1000):
+        idx = subset_indices(digits, size, seed=3)
+        assert len(set(idx.tolist())) == size
+        counts = torch.bincount(digits.train_y[idx], minlength=10).double()
+        assert (counts - pool_share * size).abs().max() <= 1.0  # within one image of proportional
+        assert counts.min() >= 1  # every class present from 10 images on
+        assert previous <= set(idx.tolist())  # nested across sizes
+        previous = set(idx.tolist())
+    assert torch.equal(subset_indices(digits, 100, 3), subset_indices(digits, 100, 3))
+    assert not torch.equal(subset_indices(digits, 100, 3), subset_indices(digits, 100, 4))
+    with pytest.raises(ValueError):
+        subset_indices(digits, digits.pool_size + 1, 0)
+
+
+# ----- model and loop pieces ------------------------------------------------------------------------
+
+def test_small_cnn_width_scales_parameters_and_init_depends_only_on_seed():
+    small = create_model("small_cnn", width=4, in_channels=1, num_classes=10)
+    big = create_model("small_cnn", width=8, in_channels=1, num_classes=10)
+    assert sum(p.numel() for p in big.parameters()) > 3 * sum(p.numel() for p in small.parameters())
+    a = init_seeded(create_model("small_cnn", width=4, in_channels=1, num_classes=10), 7)
+    b = init_seeded(create_model("small_cnn", width=4, in_channels=1, num_classes=10), 7)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert a(torch.rand(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero():
+    f = [lr_factor(s, steps=100, warmup_steps=10) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] < 0.01
+
+
+def test_batches_cover_each_epoch_once_even_when_smaller_than_a_batch():
+    gen = torch.Generator().manual_seed(0)
+    batches = list(batch_indices(10, 4, steps=5, generator=gen))
+    assert all(len(b) == 4 for b in batches)
+    flat = torch.cat(batches)
+    assert sorted(flat[:10].tolist()) == list(range(10))  # the first epoch is a permutation
+    assert sorted(flat[10:20].tolist()) == list(range(10))
+    assert eval_steps(10, 4) == [4, 8, 10] and eval_steps(10, 20) == [10]
+
+
+# ----- training -------------------------------------------------------------------------------------
+
+def test_train_cell_evaluates_every_eval_set_at_each_eval_step_and_the_true_last_step(digits):
+    cell = tiny_cell(digits, steps=10, eval_every=4)
+    result = train_cell(cell, digits, ["test", "corrupted"])
+    seen = [(e.step, e.eval_set, e.final) for e in result.evaluations]
+    assert seen == [(4, "test", False), (4, "corrupted", False), (8, "test", False), (8, "corrupted", False),
+                    (10, "test", True), (10, "corrupted", True)]
+    assert all(0 <= e.accuracy <= 1 and e.n_eval > 0 for e in result.evaluations)
+    assert result.param_count > 0 and result.train_seconds > 0
+
+
+def test_train_cell_is_deterministic_for_a_seed(digits):
+    cell = tiny_cell(digits, augmentation="crop", strength=2.0)
+    a = train_cell(cell, digits, ["test"]).evaluations[-1]
+    b = train_cell(cell, digits, ["test"]).evaluations[-1]
+    assert (a.accuracy, a.loss) == (b.accuracy, b.loss)
+
+
+def test_a_diverging_cell_fails_with_a_non_finite_loss(digits):
+    with pytest.raises(NonFiniteLoss, match="non-finite training loss"):
+        train_cell(tiny_cell(digits, lr=1e12, warmup_steps=0), digits, ["test"])
+
+
+def test_run_cell_retries_then_reports_a_failure_record(digits):
+    cell = tiny_cell(digits, lr=1e12, warmup_steps=0)
+    report = run_cell(cell, {"eval_sets": ["test"], "retries": 2})
+    failure = report["cell_failure"]
+    assert report["cell_key"] == cell.cell_key and "cell_rows" not in report
+    assert failure["attempts"] == 3 and len(failure["errors"]) == 3
+    assert "non-finite training loss" in failure["reason"] and "NonFiniteLoss" in failure["traceback"]
+
+
+def test_run_cell_reports_rows_with_every_cell_field_and_provenance(digits):
+    cell = tiny_cell(digits)
+    report = run_cell(cell, {"eval_sets": ["test"], "retries": 0, "code_revision": "abc123"})
+    rows = report["cell_rows"]
+    assert len(rows) == 2 and rows[-1]["final"] and not rows[0]["final"]
+    for name, value in cell.to_dict().items():
+        assert rows[0][name] == value
+    assert rows[0]["code_revision"] == "abc123" and rows[0]["torch_version"] == torch.__version__
+    assert rows[0]["param_count"] > 0 and '"key_version":1' in rows[0]["config_json"]
+
+
+def test_run_cell_refuses_data_that_changed_since_planning(digits):
+    cell = tiny_cell(digits, dataset_fingerprint="0" * 16)
+    report = run_cell(cell, {"eval_sets": ["test"], "retries": 0})
+    assert "fingerprint" in report["cell_failure"]["reason"]
