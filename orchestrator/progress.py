@@ -24,18 +24,18 @@ class SweepProgress:
         finished = self.already_done + ran
         elapsed = time.monotonic() - self.started
         eta = elapsed / ran * (self.total - finished) if ran else None
-        width = 30
+        width = 20
         filled = int(width * finished / self.total) if self.total else width
         bar = "━" * filled + "╺" + " " * max(0, width - filled - 1) if filled < width else "━" * width
         text = Text()
         text.append(bar, style="green")
-        text.append(f" {finished}/{self.total} cells  ")
+        text.append(f" {finished}/{self.total} cells ")
         text.append(f"done {self.done}", style="green")
-        text.append(f"  running {self.running}", style="cyan")
-        text.append(f"  failed {self.failed}", style="red" if self.failed else "dim")
+        text.append(f" running {self.running}", style="cyan")
+        text.append(f" failed {self.failed}", style="red" if self.failed else "dim")
         if self.already_done:
-            text.append(f"  (skipped {self.already_done} already done)", style="dim")
-        text.append(f"  elapsed {_fmt(elapsed)}  eta {_fmt(eta) if eta is not None else '-'}")
+            text.append(f" skipped {self.already_done}", style="dim")
+        text.append(f" {_fmt(elapsed)} eta {_fmt(eta) if eta is not None else '-'}")
         return text
 
     def __enter__(self) -> SweepProgress:
@@ -48,6 +48,8 @@ class SweepProgress:
         if self._live is not None:
             self._live.update(self.render())
             self._live.__exit__(*exc)
+            if not self.console.is_terminal:
+                self.console.print()
 
     def update(self) -> None:
         if self._live is not None:

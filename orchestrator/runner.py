@@ -52,9 +52,16 @@ def code_revision() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# Ray notes that a local cluster uses token authentication (we keep it on), and Tune's result grid complains
+# that the per-trial result files we turned off are missing; neither is news to an augworth user.
+QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.tune.analysis.experiment_analysis")
+
+
 def connect(address: str | None = None) -> None:
     import ray
 
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")

@@ -1,0 +1,245 @@
+"""Exchange rates: how many extra real samples an augmentation is worth (Eq. 1 of Geiping et al.).
+
+For each group (every cell field that is neither treatment, data size nor seed) and eval set, one power law
+is fitted per treatment on all its (size, seed) points, and the reference treatment's curve is inverted:
+
+    v(x) = f_ref⁻¹(f_aug(x)) − x          effective extra samples at data size x
+    exchange_ratio = (x + v) / x          real samples the augmented x samples are worth, per sample
+
+Run columns (host, seconds, step, cell_key, …) never enter a group: only the store's GROUP_COLUMNS and
+TREATMENT_COLUMNS that the frame has are used, with missing values kept as their own group value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import fit_batch, inverse_power_law, power_law
+from orchestrator.store import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
+CI_LEVEL = 0.95
+_RTOL = 1e-9  # x + v at the edge of the measured range counts as inside
+_BOOTSTRAP_ELEMENTS = 1 << 22  # points per batched refit, to bound memory
+
+
+def load_results(store_root: str, sweep: str) -> pd.DataFrame:
+    """Every result row of a sweep (all eval steps; `exchange_rates` keeps the final ones)."""
+    return Store(store_root).read_results(sweep)
+
+
+def exchange_rates(
+    results: pd.DataFrame, reference: str = "none", *, n_bootstrap: int = 0, seed: int = 0
+) -> pd.DataFrame:
+    """One row per (group, treatment, eval_set, data_size): measured and fitted accuracy, v, the ratio.
+
+    `results` needs `augmentation`, `data_size`, `seed`, `eval_set`, `accuracy` (a fraction); rows whose
+    `final` is false (or missing) are ignored when that column exists, and rows without an accuracy are
+    skipped. The reference treatment of each group is the one whose `augmentation` equals `reference`.
+
+    Columns: the group columns present, the treatment columns present, eval_set, data_size, n_seeds,
+    accuracy_mean, accuracy_std (over seeds), accuracy_fit, effective_extra_samples (v), exchange_ratio,
+    extrapolated (x + v outside the reference's measured sizes; True when unbounded), unbounded (the fitted
+    error at x is at or below the reference's asymptote b: v = +inf), [v_ci_low, v_ci_high when
+    n_bootstrap > 0], fit_ok, fit_reason (None when ok), a, b, c, rmse (this treatment's fit, NaN when it
+    failed), ref_a, ref_b, ref_c, is_reference.
+
+    fit_ok is False, with the reason, when this treatment's fit or its group's reference fit failed (fewer
+    than 3 sizes, optimisation) or the group has no single reference; v, the ratio and the CI are NaN then
+    and the flags False. The reference's own rows have v = 0 and ratio 1.
+
+    n_bootstrap > 0 adds a percentile interval for v: the treatment and the reference are refitted on
+    resampled points (seeds drawn with replacement within each size), `seed` fixing the draws.
+    """
+    missing = [name for name in REQUIRED_COLUMNS if name not in results.columns]
+    if missing:
+        raise ValueError(
+            f"exchange_rates: results lack required column(s) {', '.join(map(repr, missing))} "
+            f"(needs {', '.join(REQUIRED_COLUMNS)})"
+        )
+    if n_bootstrap < 0:
+        raise ValueError(f"exchange_rates: n_bootstrap must be >= 0, got {n_bootstrap}")
+    group_cols = [name for name in GROUP_COLUMNS if name in results.columns]
+    treat_cols = [name for name in TREATMENT_COLUMNS if name in results.columns]
+    keys = [*group_cols, *treat_cols, "eval_set"]
+
+    points = _final_points(results, keys)
+    columns = [*keys, "data_size", "n_seeds", "accuracy_mean", "accuracy_std", "accuracy_fit",
+               "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded",
+               *(["v_ci_low", "v_ci_high"] if n_bootstrap else []),
+               "fit_ok", "fit_reason", "a", "b", "c", "rmse", "ref_a", "ref_b", "ref_c", "is_reference"]
+    if points.empty:
+        return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else []
+                             for name in columns})
+
+    # fit ids (one per group × treatment × eval set) and group ids (one per group × eval set)
+    points["_fit"] = points.groupby(keys, dropna=False, sort=True).ngroup()
+    points["_group"] = points.groupby([*group_cols, "eval_set"], dropna=False, sort=True).ngroup()
+    points = points.sort_values(["_fit", "data_size"], kind="stable", ignore_index=True)
+    fits = points.drop_duplicates("_fit").set_index("_fit").sort_index()
+    n_fits = len(fits)
+
+    # the fits, all at once: (F, n_max) arrays padded with weight 0
+    fit_of_point = points["_fit"].to_numpy()
+    slot = points.groupby("_fit").cumcount().to_numpy()
+    n_max = int(slot.max()) + 1
+    sizes, errors, weights = np.ones((n_fits, n_max)), np.zeros((n_fits, n_max)), np.zeros((n_fits, n_max))
+    sizes[fit_of_point, slot] = points["data_size"].to_numpy(dtype=float)
+    errors[fit_of_point, slot] = 1.0 - points["accuracy"].to_numpy(dtype=float)
+    weights[fit_of_point, slot] = 1.0
+    a, b, c, sse, own_reason = fit_batch(sizes, errors, weights)
+    rmse = np.sqrt(sse / weights.sum(axis=1))
+
+    # each group's reference fit (-1: none or ambiguous) and the reason a fit's v is unknown
+    is_ref_fit = _equals(fits, reference)
+    ref_of_fit, reason = np.full(n_fits, -1), list(own_reason)
+    group_of_fit = fits["_group"].to_numpy()
+    refs_by_group = pd.Series(np.flatnonzero(is_ref_fit)).groupby(group_of_fit[is_ref_fit]).agg(list)
+    for f in range(n_fits):
+        refs = refs_by_group.get(group_of_fit[f], [])
+        if len(refs) == 1:
+            ref_of_fit[f] = refs[0]
+        if reason[f] is not None:
+            continue
+        if not refs:
+            reason[f] = f"no reference {reference!r} in this group"
+        elif len(refs) > 1:
+            reason[f] = f"ambiguous reference: {len(refs)} treatments with augmentation {reference!r}"
+        elif own_reason[refs[0]] is not None:
+            reason[f] = f"reference fit failed: {own_reason[refs[0]]}"
+    fit_ok = np.array([r is None for r in reason])
+
+    # measured range of each reference fit's sizes
+    size_lo = points.groupby("_fit")["data_size"].min().to_numpy(dtype=float)
+    size_hi = points.groupby("_fit")["data_size"].max().to_numpy(dtype=float)
+
+    # one row per (fit, data size)
+    out = (
+        points.groupby(["_fit", "data_size"], sort=True)
+        .agg(n_seeds=("seed", "nunique"), accuracy_mean=("accuracy", "mean"),
+             accuracy_std=("accuracy", "std"))
+        .reset_index()
+    )
+    fit = out["_fit"].to_numpy()
+    ref = ref_of_fit[fit]
+    has_ref = ref >= 0
+    x = out["data_size"].to_numpy(dtype=float)
+    ok = fit_ok[fit]
+    ref_a, ref_b, ref_c = (np.where(has_ref, p[np.maximum(ref, 0)], np.nan) for p in (a, b, c))
+    e_aug = power_law(x, a[fit], b[fit], c[fit])
+    x_equiv = inverse_power_law(e_aug, ref_a, ref_b, ref_c)  # x + v
+    own = ok & (fit == ref)  # the reference's own rows: exactly v = 0
+    x_equiv = np.where(own, x, np.where(ok, x_equiv, np.nan))
+    lo, hi = size_lo[np.maximum(ref, 0)], size_hi[np.maximum(ref, 0)]
+
+    for name in keys:
+        out[name] = fits[name].take(fit).reset_index(drop=True)
+    out["accuracy_fit"] = 1.0 - e_aug
+    out["effective_extra_samples"] = x_equiv - x
+    out["exchange_ratio"] = x_equiv / x
+    out["unbounded"] = ok & ~own & (e_aug <= ref_b)
+    out["extrapolated"] = ok & ~own & ((x_equiv < lo * (1 - _RTOL)) | (x_equiv > hi * (1 + _RTOL)))
+    if n_bootstrap:
+        ci_low, ci_high = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
+        out["v_ci_low"], out["v_ci_high"] = ci_low, ci_high
+    out["fit_ok"] = ok
+    out["fit_reason"] = pd.Series([reason[f] for f in fit], dtype=object)
+    out["a"], out["b"], out["c"], out["rmse"] = a[fit], b[fit], c[fit], rmse[fit]
+    out["ref_a"], out["ref_b"], out["ref_c"] = ref_a, ref_b, ref_c
+    out["is_reference"] = is_ref_fit[fit]
+    return out[columns]
+
+
+def _final_points(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows that are fit points, with only the columns the fits need; checks sizes and accuracies."""
+    rows = results
+    if "final" in rows.columns:
+        rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+    points = rows[[*keys, "data_size", "seed", "accuracy"]].copy()
+    points = points[points["data_size"].notna() & points["accuracy"].notna()].reset_index(drop=True)
+    bad_size = points["data_size"] <= 0
+    if bad_size.any():
+        first = points["data_size"][bad_size].iloc[0]
+        raise ValueError(f"exchange_rates: data_size must be positive, got {first}")
+    bad_acc = (points["accuracy"] < 0) | (points["accuracy"] > 1)
+    if bad_acc.any():
+        first = points["accuracy"][bad_acc].iloc[0]
+        raise ValueError(f"exchange_rates: accuracy must be a fraction in [0, 1], got {first}")
+    return points
+
+
+def _equals(fits: pd.DataFrame, reference: str) -> np.ndarray:
+    """augmentation == reference per fit, a missing augmentation being no match."""
+    return fits["augmentation"].astype(object).eq(reference).to_numpy(dtype=bool)
+
+
+def _bootstrap_v(
+    points: pd.DataFrame, fit_ok: np.ndarray, ref_of_fit: np.ndarray, fit: np.ndarray, x: np.ndarray,
+    n_bootstrap: int, seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of v per output row from refits on resampled (size, seed) points.
+
+    Every fit whose v is known, and its reference, is refitted n_bootstrap times; a reference's replicates
+    are shared by the treatments of its group. All refits run through one batched `fit_batch`.
+    """
+    by_fit = {f: group for f, group in points.groupby("_fit", sort=True)}
+    known = np.flatnonzero(fit_ok)
+    needed = sorted({int(f) for f in known} | {int(r) for r in ref_of_fit[known]})
+    rng = np.random.default_rng(seed)
+    params: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    n_max = max(len(by_fit[f]) for f in needed) if needed else 0
+    per_chunk = max(1, _BOOTSTRAP_ELEMENTS // (n_bootstrap * max(n_max, 1)))
+    for start in range(0, len(needed), per_chunk):
+        chunk = needed[start:start + per_chunk]
+        shape = (len(chunk) * n_bootstrap, n_max)
+        sizes, errors, weights = np.ones(shape), np.zeros(shape), np.zeros(shape)
+        for i, f in enumerate(chunk):
+            group = by_fit[f]  # sorted by size: the caller sorts the points
+            n, rows = len(group), slice(i * n_bootstrap, (i + 1) * n_bootstrap)
+            sizes[rows, :n] = group["data_size"].to_numpy(dtype=float)
+            errors[rows, :n] = 1.0 - group["accuracy"].to_numpy(dtype=float)
+            weights[rows, :n] = _resample_counts(sizes[rows.start, :n], n_bootstrap, rng)
+        a, b, c, _, _ = fit_batch(sizes, errors, weights)
+        for i, f in enumerate(chunk):
+            rows = slice(i * n_bootstrap, (i + 1) * n_bootstrap)
+            params[f] = (a[rows], b[rows], c[rows])
+
+    low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
+    tail = (1.0 - CI_LEVEL) / 2.0
+    for f in np.flatnonzero(fit_ok):
+        rows = np.flatnonzero(fit == f)
+        if ref_of_fit[f] == f:
+            low[rows] = high[rows] = 0.0
+            continue
+        (a, b, c), (ra, rb, rc) = params[f], params[int(ref_of_fit[f])]
+        xs = x[rows][None, :]
+        e_aug = power_law(xs, a[:, None], b[:, None], c[:, None])  # (B, sizes)
+        v = inverse_power_law(e_aug, ra[:, None], rb[:, None], rc[:, None]) - xs
+        low[rows], high[rows] = _percentile_interval(v, tail)
+    return low, high
+
+
+def _percentile_interval(v: np.ndarray, tail: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the order statistics at `tail` and 1 − `tail` of the non-NaN values (NaN if none).
+
+    Order statistics (numpy's 'lower' and 'higher' methods), not interpolation: v may be +inf where a
+    replicate is unbounded, and interpolating towards +inf gives NaN or +inf from one replicate.
+    """
+    ordered = np.sort(v, axis=0)  # NaN (a failed refit) sorts last
+    n = np.sum(~np.isnan(v), axis=0)
+    lo_idx = np.floor(tail * np.maximum(n - 1, 0)).astype(int)
+    hi_idx = np.ceil((1.0 - tail) * np.maximum(n - 1, 0)).astype(int)
+    low = np.take_along_axis(ordered, lo_idx[None, :], axis=0)[0]
+    high = np.take_along_axis(ordered, hi_idx[None, :], axis=0)[0]
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+
+
+def _resample_counts(sizes: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_bootstrap, n) multiplicities: each size's points (seeds) redrawn with replacement, as many."""
+    counts = np.empty((n_bootstrap, sizes.size))
+    starts = np.flatnonzero(np.r_[True, sizes[1:] != sizes[:-1]])
+    for start, stop in zip(starts, [*starts[1:], sizes.size], strict=True):
+        m = stop - start
+        counts[:, start:stop] = rng.multinomial(m, np.full(m, 1.0 / m), size=n_bootstrap)
+    return counts

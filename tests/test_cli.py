@@ -1,0 +1,128 @@
+"""The `augworth` command line as a user runs it: subprocesses, real exit codes, real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, tiny_spec
+from factories import make_cell, rows_for
+
+from orchestrator.store import Store
+
+ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+
+
+def augworth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def write_bad(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+BAD_SPECS = {
+    "unknown policy": (tiny_spec().replace("policy: crop", "policy: blur"), "augmentations[1].policy"),
+    "unknown model": (tiny_spec().replace("small_cnn", "resnet9000"), "model.name"),
+    "unknown data set": (tiny_spec().replace("{name: digits}", "{name: mnist}"), "dataset.name"),
+    "unknown eval set": (tiny_spec().replace("[test, corrupted]", "[test, cifar10c]"), "eval_sets[1]"),
+    "strength out of range": (tiny_spec().replace("strength: [1]", "strength: [-1]"), "augmentations[1].strength"),
+    "size larger than the pool": (tiny_spec().replace("[40, 80, 160]", "[40, 5000]"), "data_sizes[1]"),
+    "string for an int": (tiny_spec().replace("width: 4", 'width: "4"'), "model.width"),
+    "unknown key": (tiny_spec().replace("seeds:", "seedz: [1]\nseeds:"), "seedz"),
+    "duplicate key": (tiny_spec() + "seeds: [3]\n", "duplicate key 'seeds'"),
+    "not a mapping": ("- 1\n- 2\n", "must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_bad_specs_exit_2_with_one_line_and_write_nothing(tmp_path, case):
+    text, needle = BAD_SPECS[case]
+    spec = write_bad(tmp_path, text)
+    result = augworth("run", str(spec), "--store", "store", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.yaml" in lines[0] and needle in lines[0], result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_missing_spec_file_exits_2_naming_it(tmp_path):
+    result = augworth("run", "nope.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and "nope.yaml: file not found" in result.stderr
+
+
+def test_query_runs_sql_over_the_results_view_without_ray_or_torch(tmp_path):
+    store = Store(tmp_path / "store")
+    for seed in range(3):
+        cell = make_cell(seed=seed)
+        store.write_cell("q", cell.cell_key, rows_for(cell))
+    store.write_spec("q", "name: q\n")
+    code = (
+        "import sys\n"
+        "from orchestrator.cli import app\n"
+        "try:\n"
+        f"    app(['query', 'q', 'SELECT count(DISTINCT cell_key) AS n FROM results', '--store', "
+        f"{str(tmp_path / 'store')!r}, '--json'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in ('torch', 'ray', 'matplotlib') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0]) == [{"n": 3}]
+    assert "HEAVY []" in result.stdout
+
+
+def test_query_errors_are_one_line_exit_2(tmp_path):
+    Store(tmp_path / "store").write_spec("q", "name: q\n")
+    bad_sql = augworth("query", "q", "SELECT nope FROM results", "--store", "store", cwd=tmp_path)
+    assert bad_sql.returncode == 2 and "query failed" in bad_sql.stderr
+    no_sweep = augworth("query", "other", "SELECT 1", "--store", "store", cwd=tmp_path)
+    assert no_sweep.returncode == 2 and "no sweep 'other'" in no_sweep.stderr
+    bad_name = augworth("query", "../x", "SELECT 1", "--store", "store", cwd=tmp_path)
+    assert bad_name.returncode == 2 and "bad sweep name" in bad_name.stderr
+
+
+def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec("cli"))
+    dry = augworth("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "12 cells, 0 done" in dry.stdout and "CPU-seconds" in dry.stdout
+    assert not (tmp_path / "store").exists()  # a dry run writes nothing
+
+    run = augworth("run", str(spec), "--store", "store", "--no-progress", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert len(list((tmp_path / "store" / "cli" / "results").glob("*.parquet"))) == 12
+
+    dry = augworth("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
+    assert "12 done" in dry.stdout and "0 to run" in dry.stdout
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(tiny_spec("cli").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    refused = augworth("run", str(changed), "--store", "store", "--dry-run", cwd=tmp_path)
+    assert refused.returncode == 2 and "--extend" in refused.stderr
+    extended = augworth("run", str(changed), "--store", "store", "--dry-run", "--extend", cwd=tmp_path)
+    assert extended.returncode == 0 and "18 cells, 12 done" in extended.stdout
+    shrunk = tmp_path / "shrunk.yaml"
+    shrunk.write_text(tiny_spec("cli").replace("seeds: [0, 1]", "seeds: [0]"))
+    refused = augworth("run", str(shrunk), "--store", "store", "--extend", cwd=tmp_path)
+    assert refused.returncode == 2 and "superset" in refused.stderr
+
+    analyze = augworth("analyze", "cli", "--store", "store", "--out", "figs", cwd=tmp_path)
+    assert analyze.returncode == 0, analyze.stderr
+    assert "exchange rates on 'test'" in analyze.stdout
+    for name in ("scaling_test.png", "effective_samples_test.png", "scaling_corrupted.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 1000
+    as_json = augworth("analyze", "cli", "--store", "store", "--eval-set", "test", "--json", cwd=tmp_path)
+    rows = json.loads(as_json.stdout)
+    assert {r["eval_set"] for r in rows} == {"test"} and {r["data_size"] for r in rows} == {40, 80, 160}
+    bad = augworth("analyze", "cli", "--store", "store", "--eval-set", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "--eval-set 'nope'" in bad.stderr
