@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from search_spaces import SpecError, preset_names, preset_path, read_spec_text
 
@@ -193,7 +193,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
     results = store.read_results(sweep)
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
-    sets = sorted(results["eval_set"].unique())
+    sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
     if eval_set is not None:
         if eval_set not in sets:
             raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
@@ -209,7 +209,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sets:
         table = summary_table(rates[rates["eval_set"] == name])
-        table.title = f"exchange rates on '{name}' (effective extra samples v = f_ref⁻¹(f_aug(x)) − x)"
+        table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
         out.print(table)
         a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
         b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
@@ -218,22 +218,24 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
 
 
 def summary_table(rates: Any) -> Table:
-    table = Table("treatment", "size", "acc (mean of seeds)", "acc (fit)", "extra samples v", "ratio (x+v)/x", "note")
+    """One row per (treatment, size): measured and fitted accuracy, v, the ratio and what to make of them."""
+    table = Table(Column("treatment", no_wrap=True), "size x", "acc", "acc fit", "extra v", "(x+v)/x", "note", caption=(
+        "acc: mean over seeds; unbounded: error below the reference's asymptote (worth more than any amount of "
+        "real data); extrapolated: x + v outside the reference's measured sizes"), caption_justify="left")
     rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
     for r in rows.itertuples(index=False):
         d = r._asdict()
-        name = d["augmentation"] if _missing(d.get("strength")) else f"{d['augmentation']} (s={d['strength']:g})"
-        note = []
+        name = d["augmentation"] if _missing(d.get("strength")) else f"{d['augmentation']}({d['strength']:g})"
         if not d.get("fit_ok", True):
-            note.append(f"fit failed: {d.get('fit_reason')}")
-        if d.get("unbounded"):
-            note.append("worth more than any amount of data")
-        elif d.get("extrapolated"):
-            note.append("extrapolated")
+            note = f"no fit: {d.get('fit_reason')}"
+        elif d.get("unbounded"):
+            note = "unbounded"
+        else:
+            note = "extrapolated" if d.get("extrapolated") else ""
         v = d["effective_extra_samples"]
         table.add_row(name, str(d["data_size"]), _cell(d.get("accuracy_mean")), _cell(d.get("accuracy_fit")),
                       "inf" if v == math.inf else _cell(round(v) if not _missing(v) else v),
-                      _cell(d.get("exchange_ratio")), "; ".join(note))
+                      "inf" if d.get("exchange_ratio") == math.inf else _cell(d.get("exchange_ratio")), note)
     return table
 
 
