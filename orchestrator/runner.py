@@ -28,6 +28,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
 
 
+MAX_TRIALS_PER_FIT = 256  # trials per Tuner.fit; with up to 64 cells a trial, 16k cells a round
+
+
 @dataclass
 class RunSummary:
     sweep: str
@@ -144,23 +147,27 @@ def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progr
     }
 
     StoreWriter = _store_writer_class()
-    trainable = tune.with_resources(
-        tune.with_parameters(run_chunk, chunks=chunks, context=context),
-        {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell},
-    )
     tune_dir = tempfile.mkdtemp(prefix="augworth-tune-")
     try:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"chunk": tune.grid_search(list(range(len(chunks))))},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=ex.max_concurrent),
-            run_config=tune.RunConfig(
-                name=sweep, storage_path=tune_dir, verbose=0, callbacks=[StoreWriter(store, sweep, progress)],
-                failure_config=tune.FailureConfig(max_failures=2),
-            ),
-        )
         with progress:
-            tuner.fit()
+            # Bounded rounds: Tune's experiment state grows with its trial count (Ray issue #64231), so a
+            # huge sweep runs as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each.
+            for start in range(0, len(chunks), MAX_TRIALS_PER_FIT):
+                round_chunks = chunks[start : start + MAX_TRIALS_PER_FIT]
+                trainable = tune.with_resources(
+                    tune.with_parameters(run_chunk, chunks=round_chunks, context=context),
+                    {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell},
+                )
+                tune.Tuner(
+                    trainable,
+                    param_space={"chunk": tune.grid_search(list(range(len(round_chunks))))},
+                    tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=ex.max_concurrent),
+                    run_config=tune.RunConfig(
+                        name=f"{sweep}-{start // MAX_TRIALS_PER_FIT}", storage_path=tune_dir, verbose=0,
+                        callbacks=[StoreWriter(store, sweep, progress)],
+                        failure_config=tune.FailureConfig(max_failures=2),
+                    ),
+                ).fit()
     finally:
         shutil.rmtree(tune_dir, ignore_errors=True)
     return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(store.failures(sweep)))

@@ -59,3 +59,14 @@ def test_diverging_cells_are_retried_then_recorded_and_the_sweep_exits_3(tmp_pat
     # failed cells are not re-run unless asked
     assert plan_sweep(tiny_spec("nan", lr=1e12, retries=1), "nan.yaml", store).pending == []
     assert len(plan_sweep(tiny_spec("nan", lr=1e12, retries=1), "nan.yaml", store, retry_failed=True).pending) == 12
+
+
+def test_a_sweep_larger_than_one_tune_round_runs_in_rounds_with_every_cell_once(tmp_path, monkeypatch):
+    import orchestrator.runner as runner
+
+    monkeypatch.setattr(runner, "MAX_TRIALS_PER_FIT", 2)  # 12 cells, 3 per trial: 4 trials in 2 rounds
+    store = Store(tmp_path / "store")
+    plan = plan_sweep(tiny_spec("rounds"), "tiny.yaml", store)
+    summary = run_plan(plan, store, show_progress=False)
+    assert (summary.done, summary.failed) == (12, 0)
+    assert store.done_keys("rounds") == plan.keys

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -75,21 +77,27 @@ def load_dataset(name: str, root: str | None = None) -> DataSet:
 
 # ----- data sets ------------------------------------------------------------------------------------
 
-@DATASETS.register("digits", doc="scikit-learn's 1,797 real 8x8 digits, upscaled to 16x16; ~500 held out")
-def digits(root: str | None = None) -> DataSet:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits, read from the CSV in its wheel: importing sklearn itself costs ~1 s a process."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError("scikit-learn is not installed: the digits data set ships inside its wheel")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)  # 1,797 rows: 64 pixels (0..16), then the label
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
+
+@DATASETS.register("digits", doc="scikit-learn's 1,797 real 8x8 digits, upscaled to 16x16; 500 held out")
+def digits(root: str | None = None) -> DataSet:
     if root is not None:
         raise ValueError("the digits data set is bundled with scikit-learn and takes no root")
-    raw = load_digits()
-    x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
+    images, labels = _bundled_digits()
+    x = torch.from_numpy(images).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
     x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).clamp_(0, 1)
-    y = torch.tensor(raw.target, dtype=torch.int64)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(y)), test_size=500, stratify=raw.target, random_state=0
-    )
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    y = torch.from_numpy(labels)
+    # a fixed, stratified test split: the first 500 of a stratified order (see subset_order)
+    order = subset_order(y, seed=0, salt="digits:test-split")
+    test_idx, train_idx = order[:500].sort().values, order[500:].sort().values
     return make_dataset("digits", x[train_idx], y[train_idx], x[test_idx], y[test_idx], num_classes=10)
 
 

@@ -1,0 +1,180 @@
+"""P1: orchestration overhead. N cells of ~1 s of real training each, through `augworth run`, against the ideal
+N·t/cores and against plain Ray Tune run side by side (tuned: reused actors, auto loggers off; and defaults).
+
+    python -m bench.orchestration                      # N = 1,000 (augworth, plain tuned), 200 (plain defaults)
+    python -m bench.orchestration --cells 200 --defaults-cells 50
+    python -m bench.orchestration --smoke              # a few cells of a few steps: checks that it runs
+
+Every configuration trains the same cells (digits, small_cnn) with one torch thread per cell; wall times
+include starting Ray. t is the median time of one cell (training and evaluation) in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPEC = """\
+name: bench-p1
+dataset: {{name: digits}}
+model: {{name: small_cnn, width: 16}}
+augmentations: [{{policy: none}}, {{policy: crop, strength: [1]}}, {{policy: flip}}, {{policy: trivialaugment}}]
+data_sizes: {sizes}
+seeds: {seeds}
+budget: {{steps: {steps}, batch_size: 64}}
+optimizer: {{lr: 0.05, warmup_steps: 0}}
+eval_sets: [test]
+"""
+
+# Plain Ray Tune, written the way its examples write a trainable: one cell per trial.
+PLAIN_TUNE = textwrap.dedent("""\
+    import json, os, sys, time
+    t0 = time.perf_counter()
+    tuned = sys.argv[2] == "tuned"
+    if tuned:
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    import ray
+    from ray import tune
+    cells = json.load(open(sys.argv[1]))
+
+    def trainable(config):
+        import torch
+        from search_spaces import Cell
+        from trainables.datasets import load_dataset
+        from trainables.train import train_cell
+        torch.set_num_threads(1)
+        cell = Cell.from_dict(cells[config["i"]])
+        result = train_cell(cell, load_dataset("digits"), ["test"])
+        tune.report({"accuracy": result.evaluations[-1].accuracy})
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space={"i": tune.grid_search(list(range(len(cells))))},
+        tune_config=tune.TuneConfig(reuse_actors=tuned),
+        run_config=tune.RunConfig(storage_path=sys.argv[3], verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == len(cells) and not results.errors, results.errors
+    print(json.dumps({"wall": time.perf_counter() - t0}))
+""")
+
+
+def grid(n: int) -> tuple[list[int], list[int]]:
+    """Sizes x seeds x 4 treatments = n cells (n a multiple of 4)."""
+    per_treatment = max(1, n // 4)
+    sizes = [40 * (i + 1) for i in range(min(10, per_treatment))]
+    seeds = list(range(max(1, per_treatment // len(sizes))))
+    return sizes, seeds
+
+
+def calibrate(target_seconds: float, smoke: bool) -> tuple[int, float]:
+    """Steps for a ~target-second cell, and the median time t of such a cell in this process (1 thread)."""
+    import torch
+
+    from search_spaces import parse_spec
+    from orchestrator.plan import expand
+    from trainables.datasets import load_dataset
+    from trainables.train import train_cell
+
+    torch.set_num_threads(1)
+    data = load_dataset("digits")
+
+    def one_cell(steps: int) -> float:
+        spec = parse_spec(SPEC.format(sizes=[200], seeds=[0], steps=steps))
+        cell = expand(spec, None, "bench")[0]
+        t0 = time.perf_counter()
+        train_cell(cell, data, ["test"])
+        return time.perf_counter() - t0
+
+    one_cell(20)
+    steps = 4 if smoke else max(10, round(target_seconds * 50 / one_cell(50)))
+    t = statistics.median(one_cell(steps) for _ in range(1 if smoke else 5))
+    return steps, t
+
+
+def run_augworth(n: int, steps: int, workdir: Path) -> float:
+    sizes, seeds = grid(n)
+    spec = workdir / "spec.yaml"
+    spec.write_text(SPEC.format(sizes=sizes, seeds=seeds, steps=steps))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--store",
+                          str(workdir / "store"), "--no-progress"], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"augworth run failed:\n{out.stderr[-3000:]}")
+    done = len(list((workdir / "store" / "bench-p1" / "results").glob("*.parquet")))
+    if done != len(sizes) * len(seeds) * 4:
+        raise SystemExit(f"augworth wrote {done} cells, expected {len(sizes) * len(seeds) * 4}")
+    return wall
+
+
+def run_plain(n: int, steps: int, workdir: Path, mode: str) -> float:
+    from search_spaces import parse_spec
+    from orchestrator.plan import expand
+
+    sizes, seeds = grid(n)
+    cells = [c.to_dict() for c in expand(parse_spec(SPEC.format(sizes=sizes, seeds=seeds, steps=steps)), None, "b")]
+    (workdir / "cells.json").write_text(json.dumps(cells))
+    (workdir / "plain.py").write_text(PLAIN_TUNE)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(workdir / "plain.py"), str(workdir / "cells.json"), mode,
+                          str(workdir / f"tune-{mode}")], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"plain Tune ({mode}) failed:\n{out.stderr[-3000:]}")
+    return wall
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, default=1000, help="cells for augworth and plain tuned Tune")
+    parser.add_argument("--defaults-cells", type=int, default=200, help="cells for plain Tune with defaults")
+    parser.add_argument("--cell-seconds", type=float, default=1.0)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", choices=["augworth", "tuned", "defaults"], action="append")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.cells, args.defaults_cells = 8, 4
+    only = set(args.only or ["augworth", "tuned", "defaults"])
+
+    steps, t = calibrate(args.cell_seconds, args.smoke)
+    print(f"one cell: {steps} steps, t = {t:.3f} s (median, 1 thread, in process); cores = {args.cores}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-p1-") as tmp:
+        for name, n, run in (
+            ("augworth run", args.cells, lambda n, d: run_augworth(n, steps, d)),
+            ("plain Tune, tuned", args.cells, lambda n, d: run_plain(n, steps, d, "tuned")),
+            ("plain Tune, defaults", args.defaults_cells, lambda n, d: run_plain(n, steps, d, "defaults")),
+        ):
+            key = {"augworth run": "augworth", "plain Tune, tuned": "tuned", "plain Tune, defaults": "defaults"}[name]
+            if key not in only:
+                continue
+            sizes, seeds = grid(n)
+            n = len(sizes) * len(seeds) * 4
+            workdir = Path(tmp) / key
+            workdir.mkdir()
+            wall = run(n, workdir)
+            ideal = n * t / args.cores
+            rows.append({"config": name, "cells": n, "wall_s": wall, "ideal_s": ideal, "ratio_to_ideal": wall / ideal,
+                         "overhead_per_cell_s": (wall - ideal) * args.cores / n})
+            print(f"{name:22s} N={n:5d}  wall {wall:8.1f} s  ideal {ideal:8.1f} s  "
+                  f"ratio {wall / ideal:5.3f}  overhead/cell {rows[-1]['overhead_per_cell_s']:+.3f} s", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
