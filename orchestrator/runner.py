@@ -75,11 +75,22 @@ def connect(address: str | None = None) -> None:
         ray.init(address="local", include_dashboard=False, **common)
 
 
-def cells_per_trial(n_cells: int, slots: int, requested: int | None) -> int:
-    """Enough trials to keep every slot busy to the end (8 per slot), few enough that trial start-up is noise."""
-    if requested:
-        return requested
-    return max(1, min(64, math.ceil(n_cells / (8 * max(1, slots)))))
+MAX_CELLS_PER_TRIAL = 64
+
+
+def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> list[list[Any]]:
+    """Cells into Tune trials, one chunk per trial, in the order Tune starts them.
+
+    Guided self-scheduling: each chunk takes 1/(2·slots) of what is left (at most MAX_CELLS_PER_TRIAL), so
+    early trials are long (trial start-up is noise) and the last ones hold single cells (no slot idles while
+    another finishes a long chunk). `execution.cells_per_trial` fixes the size instead.
+    """
+    chunks, i = [], 0
+    while i < len(cells):
+        size = requested or min(MAX_CELLS_PER_TRIAL, math.ceil((len(cells) - i) / (2 * max(1, slots))))
+        chunks.append(cells[i : i + size])
+        i += size
+    return chunks
 
 
 def _store_writer_class():
@@ -139,8 +150,7 @@ def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progr
     connect(address)
     ex = spec.execution
     slots = int(ray.cluster_resources().get("CPU", 1) // ex.cpus_per_cell)
-    size = cells_per_trial(len(plan.pending), slots, ex.cells_per_trial)
-    chunks = [[c.to_dict() for c in plan.pending[i : i + size]] for i in range(0, len(plan.pending), size)]
+    chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
     context = {
         "eval_sets": list(spec.eval_sets), "dataset_root": spec.dataset.root, "retries": ex.retries,
         "cpus_per_cell": ex.cpus_per_cell, "gpus_per_cell": ex.gpus_per_cell, "code_revision": code_revision(),

@@ -1,0 +1,56 @@
+"""Orchestrator pieces that need no Ray: packing cells into trials, planning against the store."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_spec
+
+from orchestrator.plan import plan_sweep
+from orchestrator.runner import MAX_CELLS_PER_TRIAL, pack_cells
+from orchestrator.store import Store
+from search_spaces import SpecError
+
+
+@pytest.mark.parametrize("n, slots", [(1, 2), (7, 2), (90, 2), (1000, 2), (5000, 16)])
+def test_packing_keeps_every_cell_once_in_order_with_a_short_tail(n, slots):
+    chunks = pack_cells(list(range(n)), slots)
+    assert [c for chunk in chunks for c in chunk] == list(range(n))
+    sizes = [len(c) for c in chunks]
+    assert max(sizes) <= MAX_CELLS_PER_TRIAL
+    assert sizes == sorted(sizes, reverse=True)  # long trials first, short ones last
+    assert sizes[-1] == 1  # the last trial holds one cell: no slot waits on a long chunk at the end
+    assert len(chunks) <= 2 * slots * 8 + n // MAX_CELLS_PER_TRIAL  # few trials: start-up cost stays noise
+
+
+def test_packing_honours_a_fixed_cells_per_trial():
+    assert [len(c) for c in pack_cells(list(range(10)), 2, requested=4)] == [4, 4, 2]
+
+
+def test_plan_subtracts_done_and_failed_cells(tmp_path):
+    from factories import rows_for
+
+    store = Store(tmp_path)
+    plan = plan_sweep(tiny_spec("p"), "p.yaml", store)
+    first, second = plan.cells[0], plan.cells[1]
+    store.write_spec("p", plan.spec.to_yaml())
+    store.write_cell("p", first.cell_key, rows_for(first))
+    store.write_failure("p", second.cell_key, {"reason": "boom"})
+    again = plan_sweep(tiny_spec("p"), "p.yaml", store)
+    assert again.frozen == "same" and again.done == {first.cell_key} and again.failed == {second.cell_key}
+    assert len(again.pending) == len(plan.cells) - 2
+    retry = plan_sweep(tiny_spec("p"), "p.yaml", store, retry_failed=True)
+    assert second.cell_key in {c.cell_key for c in retry.pending}
+
+
+def test_plan_refuses_a_changed_spec_unless_extended_to_a_superset(tmp_path):
+    store = Store(tmp_path)
+    store.write_spec("p", plan_sweep(tiny_spec("p"), "p.yaml", store).spec.to_yaml())
+    bigger = tiny_spec("p").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    with pytest.raises(SpecError, match="--extend"):
+        plan_sweep(bigger, "p.yaml", store)
+    assert plan_sweep(bigger, "p.yaml", store, extend=True).frozen == "extend"
+    smaller = tiny_spec("p").replace("seeds: [0, 1]", "seeds: [0]")
+    with pytest.raises(SpecError, match="superset"):
+        plan_sweep(smaller, "p.yaml", store, extend=True)
+    # execution settings are not part of the grid: changing them is the same sweep
+    assert plan_sweep(tiny_spec("p", retries=5), "p.yaml", store).frozen == "same"
