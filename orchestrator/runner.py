@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .lock import SweepLock
 from .plan import Plan
 from .progress import SweepProgress
 from .store import Store
@@ -132,7 +133,12 @@ def _store_writer_class():
 
 
 def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progress: bool = True) -> RunSummary:
-    """Freeze the spec in the store, run every pending cell, and return the counts."""
+    """Under the sweep's lock: freeze the spec in the store, run every pending cell, return the counts."""
+    with SweepLock(store, plan.spec.name):
+        return _run_locked(plan, store, address=address, show_progress=show_progress)
+
+
+def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress: bool) -> RunSummary:
     import ray
     from ray import tune
 
@@ -141,6 +147,8 @@ def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progr
     spec, sweep = plan.spec, plan.spec.name
     if plan.frozen != "same":
         store.write_spec(sweep, spec.to_yaml())
+    done_now = store.done_keys(sweep)  # a driver that held the lock before us may have finished more
+    plan.pending = [c for c in plan.pending if c.cell_key not in done_now]
     skipped = len(plan.cells) - len(plan.pending)
     progress = SweepProgress(len(plan.cells), already_done=skipped, enabled=show_progress)
     progress.done = 0

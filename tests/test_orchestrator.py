@@ -54,3 +54,28 @@ def test_plan_refuses_a_changed_spec_unless_extended_to_a_superset(tmp_path):
         plan_sweep(smaller, "p.yaml", store, extend=True)
     # execution settings are not part of the grid: changing them is the same sweep
     assert plan_sweep(tiny_spec("p", retries=5), "p.yaml", store).frozen == "same"
+
+
+def test_one_driver_per_sweep_and_stale_locks_are_taken_over(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from orchestrator.lock import SweepLock, SweepLocked
+
+    store = Store(tmp_path)
+    with SweepLock(store, "s") as lock:
+        with pytest.raises(SweepLocked, match=r"being run by pid \d+"):
+            SweepLock(store, "s").acquire()
+        assert SweepLock(store, "other").acquire().held  # other sweeps are free
+    assert not (tmp_path / "s" / ".lock").exists()  # released
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "s" / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    with SweepLock(store, "s") as lock:  # the holder's pid is gone: stale, taken over
+        assert lock.holder()["pid"] == lock.me["pid"]
+
+    (tmp_path / "s" / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    with pytest.raises(SweepLocked, match="remove .*/s/.lock"):
+        SweepLock(store, "s").acquire()
