@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells, 1 a bug o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -190,7 +191,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
 
     store = open_sweep(store_root, sweep)
-    results = store.read_results(sweep)
+    results = store.read_results(sweep, final_only=True)  # fits and pictures use the last evaluation only
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
     sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
@@ -255,6 +256,35 @@ def analyze(
 ) -> None:
     """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.); draw the curves."""
     _analyze(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference)
+
+
+# ----- compact --------------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def compact(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge a sweep's per-cell files into a few large files plus a manifest (takes the sweep's lock).
+
+    Atomic: readers through augworth see every cell once throughout, and an interrupted compaction is
+    finished by the next one. Plain readers of the folder see the same rows as before, in fewer files.
+    """
+    from .lock import SweepLock
+
+    opened = open_sweep(store, sweep)
+    with SweepLock(opened, sweep):  # no driver may write while files are merged
+        report = opened.compact(sweep)
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
+        return
+    r = report
+    out.print(f"sweep {sweep}: {r.cells:,} cells, {r.rows:,} rows; "
+              f"files {r.files_before:,} -> {r.files_after:,} ({r.compacted_files} compacted, "
+              f"{r.cell_files} per-cell); merged {r.cells_merged:,} cell files into {r.files_written} new, "
+              f"removed {r.removed:,} files, in {r.seconds:.2f} s", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
