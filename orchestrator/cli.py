@@ -258,6 +258,41 @@ def analyze(
     _analyze(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference)
 
 
+@app.command()
+@user_errors
+def status(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Done / failed / running / missing cells, per treatment and per size, from the store alone."""
+    from .status import STATES, sweep_status
+
+    st = sweep_status(open_sweep(store, sweep), sweep)
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(st), default=str) + "\n")
+        return
+    t = st.totals
+    driver = (f"driver: pid {st.driver.get('pid')} on {st.driver.get('host')} since {st.driver.get('since')}"
+              if st.driver else "no driver running")
+    out.print(f"sweep {sweep}: {t['cells']} cells: {t['done']} done, {t['failed']} failed, {t['running']} running, "
+              f"{t['missing']} missing; {driver}", highlight=False)
+    for note in st.notes:
+        out.print(note, highlight=False)
+    for title, rows, keys in (("per treatment", st.by_treatment, ["augmentation", "strength"]),
+                              ("per data size", st.by_size, ["data_size"])):
+        table = Table(*keys, *STATES, title=title)
+        for row in rows:
+            table.add_row(*[_cell(row[k]) for k in keys], *[str(row[s]) for s in STATES])
+        out.print(table)
+    if st.failed:
+        table = Table("cell_key", "treatment", "size", "seed", "reason", title="failed cells")
+        for f in st.failed:
+            name = f["augmentation"] if f["strength"] is None else f"{f['augmentation']}({f['strength']:g})"
+            table.add_row(f["cell_key"], name, str(f["data_size"]), str(f["seed"]), f["reason"])
+        out.print(table)
+
+
 # ----- compact --------------------------------------------------------------------------------------
 
 @app.command()

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,36 +99,53 @@ def _store_writer_class():
     from ray import tune
 
     class StoreWriter(tune.Callback):
-        """The one writer of the sweep: each cell's report becomes a file or a failure record."""
+        """The one writer of the sweep: each cell's report becomes a file or a failure record, and the
+        cells in training are kept in `running.json` so `augworth status` can tell them apart."""
 
         def __init__(self, store: Store, sweep: str, progress: SweepProgress) -> None:
             self.store, self.sweep, self.progress = store, sweep, progress
+            self.running: dict[str, dict[str, Any]] = {}  # cell_key -> where and since when
+            self.trial_cell: dict[str, str] = {}  # trial id -> the cell it trains now
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its run config (callbacks included) into the experiment state; a driver-side
             # writer has nothing to restore, and resume does not use Tuner.restore.
             return {}
 
-        def _running(self, trials: list[Any]) -> None:
-            self.progress.running = sum(t.status == "RUNNING" for t in trials)
-            self.progress.update()
+        def _cell_done(self, trial: Any) -> None:
+            key = self.trial_cell.pop(trial.trial_id, None)
+            if key is not None and self.running.pop(key, None) is not None:
+                self.store.write_running(self.sweep, self.running)
 
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self._running(trials)
+        def _update(self, trials: list[Any]) -> None:
+            self.progress.running = len(self.running)
+            self.progress.update()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             key = result.get("cell_key")
-            if "cell_rows" in result:
+            if result.get("cell_started"):
+                self._cell_done(trial)
+                self.trial_cell[trial.trial_id] = key
+                self.running[key] = {"host": result.get("hostname"), "since": time.time()}
+                self.store.write_running(self.sweep, self.running)
+            elif "cell_rows" in result:
                 self.store.write_cell(self.sweep, key, result["cell_rows"])
                 self.store.clear_failure(self.sweep, key)
                 self.progress.done += 1
+                self._cell_done(trial)
             elif "cell_failure" in result:
                 self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
                 self.progress.failed += 1
-            self._running(trials)
+                self._cell_done(trial)
+            self._update(trials)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._running([t for t in trials if t is not trial])
+            self._cell_done(trial)
+            self._update(trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._cell_done(trial)  # the worker died: its cell is not running any more (resume re-runs it)
+            self._update(trials)
 
     return StoreWriter
 
@@ -145,7 +163,8 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     from trainables.trainable import run_chunk
 
     spec, sweep = plan.spec, plan.spec.name
-    if plan.frozen != "same":
+    if plan.frozen != "same" or store.read_grid(sweep) is None:
+        store.write_grid(sweep, [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
         store.write_spec(sweep, spec.to_yaml())
     done_now = store.done_keys(sweep)  # a driver that held the lock before us may have finished more
     plan.pending = [c for c in plan.pending if c.cell_key not in done_now]
@@ -188,4 +207,5 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                 ).fit()
     finally:
         shutil.rmtree(tune_dir, ignore_errors=True)
+        store.write_running(sweep, {})
     return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(store.failures(sweep)))

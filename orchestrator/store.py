@@ -259,6 +259,30 @@ class Store:
         with self.fs.open_input_stream(path) as f:
             return f.read().decode()
 
+    def write_grid(self, sweep: str, cells: Sequence[dict[str, Any]]) -> None:
+        """The sweep's expanded grid (`cell_key` + cell fields), so `status` needs neither torch nor the data."""
+        table = pa.Table.from_pylist([dict(c) for c in cells])
+        self._write_atomic(f"{self.sweep_dir(sweep)}/grid.parquet", _parquet_bytes(table))
+
+    def read_grid(self, sweep: str) -> pa.Table | None:
+        path = f"{self.sweep_dir(sweep)}/grid.parquet"
+        return pq.read_table(path, filesystem=self.fs) if self._exists(path) else None
+
+    def write_running(self, sweep: str, running: dict[str, dict[str, Any]]) -> None:
+        """Cells a live driver is training now (cell_key -> host, since); removed when the run ends."""
+        path = f"{self.sweep_dir(sweep)}/running.json"
+        if running:
+            self._write_atomic(path, json.dumps(running, sort_keys=True).encode())
+        elif self._exists(path):
+            self._delete(path)
+
+    def read_running(self, sweep: str) -> dict[str, dict[str, Any]]:
+        path = f"{self.sweep_dir(sweep)}/running.json"
+        if not self._exists(path):
+            return {}
+        with self.fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+
     # ----- cells -------------------------------------------------------------------------------
     def done_keys(self, sweep: str) -> set[str]:
         state = self.results_state(sweep)

@@ -56,6 +56,12 @@ def test_diverging_cells_are_retried_then_recorded_and_the_sweep_exits_3(tmp_pat
     record = next(iter(failures.values()))
     assert record["attempts"] == 2 and "non-finite training loss" in record["reason"]
     assert record["config"]["lr"] == 1e12 and store.done_keys("nan") == set()
+    from orchestrator.status import sweep_status
+
+    status = sweep_status(store, "nan")
+    assert status.totals == {"cells": 12, "done": 0, "failed": 12, "running": 0, "missing": 0}
+    assert all("non-finite training loss" in f["reason"] for f in status.failed)
+    assert not (tmp_path / "store" / "nan" / "running.json").exists() and status.driver is None
     # failed cells are not re-run unless asked
     assert plan_sweep(tiny_spec("nan", lr=1e12, retries=1), "nan.yaml", store).pending == []
     assert len(plan_sweep(tiny_spec("nan", lr=1e12, retries=1), "nan.yaml", store, retry_failed=True).pending) == 12

@@ -79,3 +79,36 @@ def test_one_driver_per_sweep_and_stale_locks_are_taken_over(tmp_path):
     (tmp_path / "s" / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
     with pytest.raises(SweepLocked, match="remove .*/s/.lock"):
         SweepLock(store, "s").acquire()
+
+
+def test_status_tells_done_failed_running_and_missing_from_the_store_alone(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from factories import rows_for
+
+    from orchestrator.lock import SweepLock
+    from orchestrator.status import sweep_status
+
+    store = Store(tmp_path)
+    plan = plan_sweep(tiny_spec("st"), "st.yaml", store)
+    store.write_grid("st", [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
+    store.write_spec("st", plan.spec.to_yaml())
+    done, failed, running = plan.cells[0], plan.cells[1], plan.cells[2]
+    store.write_cell("st", done.cell_key, rows_for(done))
+    store.write_failure("st", failed.cell_key, {"reason": "NonFiniteLoss: non-finite training loss\nmore"})
+    store.write_running("st", {running.cell_key: {"host": "h", "since": 0}})
+    with SweepLock(store, "st"):  # a live driver
+        st = sweep_status(store, "st")
+        assert st.totals == {"cells": 12, "done": 1, "failed": 1, "running": 1, "missing": 9}
+        assert st.driver is not None and st.failed[0]["reason"] == "NonFiniteLoss: non-finite training loss"
+        by_size = {r["data_size"]: r for r in st.by_size}
+        assert sum(r["done"] for r in by_size.values()) == 1 and set(by_size) == {40, 80, 160}
+    # the driver died: its running cells are missing, and the status says so
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "st" / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    st = sweep_status(store, "st")
+    assert st.totals["running"] == 0 and st.totals["missing"] == 10 and st.driver is None
+    assert "died" in st.notes[0]

@@ -9,7 +9,6 @@ report into a store file (`cell_rows`) or a failure record (`cell_failure`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import socket
 import traceback
@@ -78,4 +77,6 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     for cell_dict in chunks[config["chunk"]]:
-        tune.report(run_cell(Cell.from_dict(cell_dict), context))
+        cell = Cell.from_dict(cell_dict)
+        tune.report({"cell_key": cell.cell_key, "cell_started": True})  # for `augworth status`
+        tune.report(run_cell(cell, context))

@@ -1,0 +1,67 @@
+"""Where a sweep stands, from the store alone: its grid, done cells, failure records and running cells.
+
+Works while a sweep runs and after its driver died; needs neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .lock import SweepLock, _alive
+from .store import Store, StoreError
+
+STATES = ("done", "failed", "running", "missing")
+
+
+@dataclass
+class SweepStatus:
+    sweep: str
+    totals: dict[str, int]
+    by_treatment: list[dict[str, Any]]
+    by_size: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    driver: dict[str, Any] | None  # the lock's holder while a driver runs
+    notes: list[str] = field(default_factory=list)
+
+
+def sweep_status(store: Store, sweep: str) -> SweepStatus:
+    grid = store.read_grid(sweep)
+    if grid is None:
+        raise StoreError(f"sweep {sweep!r} has no grid.parquet: it was never started by `augworth run`")
+    frame = grid.to_pandas()
+    done = store.done_keys(sweep)
+    failures = store.failures(sweep)
+    holder = SweepLock(store, sweep).holder()
+    live = holder is not None and (holder.get("host") != SweepLock(store, sweep).me["host"]
+                                   or _alive(int(holder.get("pid", -1))))
+    running = set(store.read_running(sweep)) if live else set()
+
+    def state(key: str) -> str:
+        if key in done:
+            return "done"
+        if key in running:
+            return "running"
+        return "failed" if key in failures else "missing"
+
+    frame["state"] = frame["cell_key"].map(state)
+    totals = {s: int((frame["state"] == s).sum()) for s in STATES} | {"cells": len(frame)}
+
+    def table(by: list[str]) -> list[dict[str, Any]]:
+        counts = frame.groupby(by, dropna=False)["state"].value_counts().unstack(fill_value=0)
+        counts = counts.reindex(columns=list(STATES), fill_value=0).reset_index()
+        return [{k: (None if v != v else v) for k, v in row.items()} for row in counts.to_dict("records")]
+
+    failed = [
+        {"cell_key": r["cell_key"], "augmentation": r["augmentation"], "strength": r["strength"],
+         "data_size": r["data_size"], "seed": r["seed"],
+         "reason": str(failures[r["cell_key"]].get("reason", "")).splitlines()[0] if failures[r["cell_key"]].get(
+             "reason") else ""}
+        for r in frame[frame["state"] == "failed"].to_dict("records")
+    ]
+    notes = []
+    if holder is not None and not live:
+        notes.append(f"a driver (pid {holder.get('pid')} on {holder.get('host')}) died without finishing: "
+                     "run it again to go on")
+    return SweepStatus(sweep, totals, table(["augmentation", "strength"]), table(["data_size"]), failed,
+                       holder if live else None, notes)
