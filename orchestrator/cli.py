@@ -118,6 +118,23 @@ def run(
 
 @app.command()
 @user_errors
+def resume(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    address: AddressOpt = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress display.")] = False,
+) -> None:
+    """Run the cells of a sweep that are not done yet, from its frozen spec in the store."""
+    opened = open_sweep(store, sweep)
+    text = opened.read_spec(sweep)
+    code = _run(text, f"{opened.sweep_dir(sweep)}/spec.yaml", store, address=address, dry_run=False, extend=False,
+                retry_failed=retry_failed, progress=not no_progress)
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
 def demo(
     store: StoreOpt = DEFAULT_STORE,
     address: AddressOpt = None,

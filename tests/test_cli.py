@@ -105,6 +105,21 @@ def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
     dry = augworth("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
     assert "12 done" in dry.stdout and "0 to run" in dry.stdout
 
+    # resume runs exactly the cells that are not in the store, from the frozen spec alone
+    results = tmp_path / "store" / "cli" / "results"
+    lost = sorted(results.glob("*.parquet"))[:2]
+    for path in lost:
+        path.unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
+    spec.unlink()
+    resumed = augworth("resume", "cli", "--store", "store", "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0 and "2 cells done now, 10 were already done" in resumed.stdout
+    assert all(p.exists() for p in lost)
+    assert all(kept[p.name] == p.stat().st_mtime_ns for p in results.glob("*.parquet") if p.name in kept)
+    status = json.loads(augworth("status", "cli", "--store", "store", "--json", cwd=tmp_path).stdout)
+    assert status["totals"] == {"cells": 12, "done": 12, "failed": 0, "running": 0, "missing": 0}
+    spec.write_text(tiny_spec("cli"))
+
     changed = tmp_path / "changed.yaml"
     changed.write_text(tiny_spec("cli").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
     refused = augworth("run", str(changed), "--store", "store", "--dry-run", cwd=tmp_path)
