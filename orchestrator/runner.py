@@ -181,6 +181,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     context = {
         "eval_sets": list(spec.eval_sets), "dataset_root": spec.dataset.root, "retries": ex.retries,
         "cpus_per_cell": ex.cpus_per_cell, "gpus_per_cell": ex.gpus_per_cell, "code_revision": code_revision(),
+        "timeout_s": ex.timeout_s,
     }
 
     StoreWriter = _store_writer_class()

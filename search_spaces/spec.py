@@ -111,6 +111,7 @@ class Execution(_Strict):
     retries: NonNegativeInt = 2
     cells_per_trial: PositiveInt | None = None  # None: chosen from the cell count and the cluster's slots
     max_concurrent: PositiveInt | None = None
+    timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None  # per attempt of one cell
 
 
 def _unique(values: Sequence[Any] | None, what: str, key: str) -> None:

@@ -159,3 +159,11 @@ def test_run_cell_refuses_data_that_changed_since_planning(digits):
     cell = tiny_cell(digits, dataset_fingerprint="0" * 16)
     report = run_cell(cell, {"eval_sets": ["test"], "retries": 0})
     assert "fingerprint" in report["cell_failure"]["reason"]
+
+
+def test_a_cell_past_its_timeout_is_retried_then_recorded(digits):
+    cell = tiny_cell(digits, steps=50)
+    report = run_cell(cell, {"eval_sets": ["test"], "retries": 1, "timeout_s": 1e-6})
+    failure = report["cell_failure"]
+    assert failure["attempts"] == 2 and "CellTimeout" in failure["reason"] and "timeout_s" in failure["reason"]
+    assert "cell_rows" in run_cell(cell, {"eval_sets": ["test"], "retries": 0, "timeout_s": 600})

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -44,6 +45,23 @@ def cell_rows(cell: Cell, result: CellResult, *, config_json: str, code_revision
     ]
 
 
+class CellTimeout(RuntimeError):
+    """One attempt of a cell ran past `execution.timeout_s`."""
+
+
+def _deadline(timeout_s: float | None) -> Callable[[int], None] | None:
+    """A per-step check that stops an attempt once it has run longer than `timeout_s` seconds."""
+    if timeout_s is None:
+        return None
+    start = time.monotonic()
+
+    def check(step: int) -> None:
+        if time.monotonic() - start > timeout_s:
+            raise CellTimeout(f"exceeded execution.timeout_s = {timeout_s:g} s at step {step}")
+
+    return check
+
+
 def run_cell(cell: Cell, context: dict[str, Any]) -> dict[str, Any]:
     """Train one cell with retries; returns the report for the driver (rows or a failure record)."""
     data = load_dataset(cell.dataset, context.get("dataset_root"))
@@ -57,7 +75,8 @@ def run_cell(cell: Cell, context: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     for attempt in range(1, retries + 2):
         try:
-            result = train_cell(cell, data, context["eval_sets"], device=device)
+            result = train_cell(cell, data, context["eval_sets"], device=device,
+                                on_step=_deadline(context.get("timeout_s")))
         except Exception as exc:  # any failure of one cell is recorded; the sweep goes on
             errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
             last_traceback = traceback.format_exc()
