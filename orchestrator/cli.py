@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -310,6 +311,31 @@ def status(
         out.print(table)
 
 
+@app.command()
+@user_errors
+def verify(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="Move bad files to <sweep>/quarantine/.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
+    opened = open_sweep(store, sweep)
+    bad = opened.verify(sweep)
+    moved = opened.quarantine(sweep, bad) if quarantine and bad else []
+    if as_json:
+        sys.stdout.write(json.dumps({"bad": bad, "quarantined": moved}) + "\n")
+    else:
+        n = len(opened.result_files(sweep)) + len(moved)
+        out.print(f"sweep {sweep}: {n} files checked, {len(bad)} bad", highlight=False)
+        for path, reason in bad.items():
+            out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
+        if moved:
+            out.print(f"moved {len(moved)} to {opened.sweep_dir(sweep)}/quarantine/ (`augworth resume` re-runs their cells)",
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(3 if bad and not moved else 0)
+
+
 # ----- compact --------------------------------------------------------------------------------------
 
 @app.command()
@@ -340,6 +366,9 @@ def compact(
 
 
 def main() -> None:
+    # A skipped store file is worth one line on stderr, not Python's warning format.
+    warnings.showwarning = lambda message, *args, **kwargs: err.print(
+        f"[yellow]augworth: warning:[/] {message}", highlight=False, soft_wrap=True)
     app()
 
 

@@ -36,6 +36,7 @@ import json
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,15 @@ RESULT_SCHEMA = pa.schema(
     ]
 )
 RESULT_COLUMNS: tuple[str, ...] = tuple(RESULT_SCHEMA.names)
+
+
+class StoreWarning(UserWarning):
+    """A store file skipped by a reader (unreadable, or not in the store's schema)."""
+
+
+# DuckDB's names for the Arrow types of RESULT_SCHEMA, to check a view's columns without reading data.
+_DUCK_TYPES = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR", "double": "DOUBLE", "bool": "BOOLEAN",
+               "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE"}
 
 
 class StoreError(ValueError):
@@ -551,22 +561,88 @@ class Store:
 
     # ----- queries -----------------------------------------------------------------------------
     def connect(self, sweep: str, files: Iterable[str] | None = None):  # -> duckdb.DuckDBPyConnection
-        """A DuckDB connection with a view `results` over the sweep's files (empty if none yet)."""
+        """A DuckDB connection with a view `results` over the sweep's files (empty if none yet).
+
+        A file that cannot be read, or whose schema is not the store's, is skipped with a warning naming it
+        (`augworth verify` lists them and can move them aside); the rest stays queryable.
+        """
+        import duckdb
+
+        files = list(self.result_files(sweep) if files is None else files)
+        con = self._connect(files)
+        try:
+            types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE results)").fetchall())
+            clean = all(types.get(f.name, _DUCK_TYPES.get(str(f.type))) == _DUCK_TYPES.get(str(f.type))
+                        for f in RESULT_SCHEMA) and set(types) <= set(RESULT_COLUMNS)
+        except duckdb.Error:
+            clean = False
+        if clean:
+            return con
+        bad = self.verify(sweep, files)
+        for path, reason in bad.items():
+            warnings.warn(f"skipping store file {path}: {reason}", StoreWarning, stacklevel=2)
+        return self._connect([f for f in files if f not in bad])
+
+    def _connect(self, files: list[str]):
         import duckdb
 
         con = duckdb.connect()
-        files = list(self.result_files(sweep) if files is None else files)
         if not files:
             con.register("results_empty", RESULT_SCHEMA.empty_table())
             con.execute("CREATE VIEW results AS SELECT * FROM results_empty")
         elif self.local:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # DDL takes no parameters
-            con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+            try:
+                con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+            except duckdb.Error:  # an unreadable footer fails the binding: the caller checks each file
+                con.execute("CREATE VIEW results AS SELECT 1 AS unreadable")
         else:
             # DuckDB's own remote-file extension downloads at run time; a pyarrow dataset does not.
             con.register("results_arrow", ds.dataset(files, filesystem=self.fs, format="parquet"))
             con.execute("CREATE VIEW results AS SELECT * FROM results_arrow")
         return con
+
+    # ----- verification --------------------------------------------------------------------------
+    def check_file(self, sweep: str, path: str) -> str | None:
+        """Why a result file is bad (unreadable, not the store's schema, rows of another cell), or None."""
+        try:
+            schema = pq.read_schema(path, filesystem=self.fs)
+            for name in schema.names:
+                if name not in RESULT_COLUMNS:
+                    return f"column {name!r} is not in the store schema"
+                if not schema.field(name).type.equals(RESULT_SCHEMA.field(name).type):
+                    return f"column {name!r} is {schema.field(name).type}, not {RESULT_SCHEMA.field(name).type}"
+            for name in ("cell_key", "sweep", "step", "final", "eval_set", "accuracy"):
+                if name not in schema.names:
+                    return f"required column {name!r} is missing"
+            table = pq.read_table(path, filesystem=self.fs)  # reads every page: catches truncation
+        except (OSError, pa.ArrowException) as exc:
+            return f"unreadable: {str(exc).splitlines()[0]}"
+        if set(table.column("sweep").unique().to_pylist()) != {sweep}:
+            return "rows of another sweep"
+        keys = set(table.column("cell_key").unique().to_pylist())
+        name = path.rsplit("/", 1)[1][: -len(".parquet")]
+        state_keys = self._read_manifest(sweep).get(path.rsplit("/", 1)[1])
+        expected = set(state_keys.keys) if state_keys is not None else {name}
+        if keys != expected:
+            return f"holds cells {sorted(keys)[:3]}... but its name or the manifest says {sorted(expected)[:3]}..."
+        return None
+
+    def verify(self, sweep: str, files: Iterable[str] | None = None) -> dict[str, str]:
+        """Every bad result file of the sweep, with the reason."""
+        files = self.result_files(sweep) if files is None else files
+        return {path: reason for path in files if (reason := self.check_file(sweep, path)) is not None}
+
+    def quarantine(self, sweep: str, paths: Iterable[str]) -> list[str]:
+        """Move bad files to `<sweep>/quarantine/`: their cells are no longer done, so `resume` re-runs them."""
+        folder = f"{self.sweep_dir(sweep)}/quarantine"
+        self.fs.create_dir(folder, recursive=True)
+        moved = []
+        for path in paths:
+            target = f"{folder}/{path.rsplit('/', 1)[1]}"
+            self.fs.move(path, target)
+            moved.append(target)
+        return moved
 
     def read_results(
         self, sweep: str, *, columns: Sequence[str] | None = None, final_only: bool = False

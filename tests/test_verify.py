@@ -1,0 +1,76 @@
+"""Bad files in the store: `verify` finds them, readers skip them with a warning, quarantine moves them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT
+from factories import make_cell, rows_for
+
+from orchestrator.store import Store, StoreWarning
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    store = Store(tmp_path)
+    good = [make_cell(seed=s) for s in range(4)]
+    for c in good:
+        store.write_cell("s", c.cell_key, rows_for(c))
+    store.write_spec("s", "name: s\n")
+    folder = tmp_path / "s" / "results"
+    truncated = folder / f"{make_cell(seed=10).cell_key}.parquet"
+    data = (folder / f"{good[0].cell_key}.parquet").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    wrong = make_cell(seed=11)
+    wrong_path = folder / f"{wrong.cell_key}.parquet"
+    pq.write_table(pa.table({"sweep": ["s"], "cell_key": [wrong.cell_key], "step": [1], "final": [True],
+                             "eval_set": ["test"], "accuracy": ["high"]}), wrong_path)
+    misnamed = folder / f"{make_cell(seed=12).cell_key}.parquet"
+    misnamed.write_bytes((folder / f"{good[1].cell_key}.parquet").read_bytes())
+    return store, good, {str(truncated), str(wrong_path), str(misnamed)}
+
+
+def test_verify_reports_truncated_wrong_schema_and_misnamed_files(damaged):
+    store, good, bad = damaged
+    report = store.verify("s")
+    assert set(report) == bad
+    reasons = " | ".join(report.values())
+    assert "unreadable" in reasons and "'accuracy' is string" in reasons and "name or the manifest" in reasons
+
+
+def test_query_and_analysis_skip_bad_files_with_a_warning_naming_them(damaged):
+    store, good, bad = damaged
+    with pytest.warns(StoreWarning) as caught:
+        con = store.connect("s")
+    assert {str(w.message).split(": ", 1)[0].removeprefix("skipping store file ") for w in caught} == bad
+    assert con.execute("SELECT count(DISTINCT cell_key) FROM results").fetchone()[0] == 4
+    with pytest.warns(StoreWarning):
+        frame = store.read_results("s", final_only=True)
+    assert set(frame["cell_key"]) == {c.cell_key for c in good}
+
+
+def test_quarantine_moves_bad_files_so_their_cells_count_as_missing(damaged, tmp_path):
+    store, good, bad = damaged
+    moved = store.quarantine("s", store.verify("s"))
+    assert len(moved) == 3 and all(os.path.exists(p) for p in moved)
+    assert store.verify("s") == {} and store.done_keys("s") == {c.cell_key for c in good}
+
+
+def test_verify_from_the_command_line(damaged, tmp_path):
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "orchestrator.cli", *a, "--store", str(tmp_path)],  # noqa: E731
+                                    capture_output=True, text=True, env=env, timeout=120)
+    query = run("query", "s", "SELECT count(DISTINCT cell_key) AS n FROM results", "--json")
+    assert query.returncode == 0 and json.loads(query.stdout) == [{"n": 4}]
+    assert query.stderr.count("augworth: warning: skipping store file") == 3
+    found = run("verify", "s")
+    assert found.returncode == 3 and "3 bad" in found.stdout
+    fixed = run("verify", "s", "--quarantine")
+    assert fixed.returncode == 0 and "moved 3" in fixed.stdout
+    assert run("verify", "s").returncode == 0
