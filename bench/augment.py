@@ -1,18 +1,24 @@
 """Batched augmentation vs the paper's per-image PIL pipeline, one thread.
 
-    python -m bench.augment [--n 1024] [--repeats 5] [--smoke]
+    python -m bench.augment [--n 1024] [--repeats 7] [--default-malloc] [--smoke]
 
 Baseline: torchvision.transforms TrivialAugmentWide + RandomCrop(32, padding=4) + RandomHorizontalFlip on
 PIL images, one image at a time (how a CIFAR DataLoader worker augments). Ours: trivialaugment -> crop(4) ->
 flip from trainables.augmentations on one float batch (N, 3, 32, 32). Both start from images already in
 memory (PIL images for the baseline, a float tensor for ours). The ratio leaves out the PIL pipeline's
 conversion to a tensor (ToTensor), which a DataLoader also pays; a second line shows it with that included.
-Prints images/s of each and the ratio ours / PIL.
+Prints images/s of each (medians of interleaved rounds) and the ratio ours / PIL.
+
+The process runs as a training process does: train_cell has glibc keep freed memory for reuse
+(trainables.train.keep_freed_memory). Under glibc's defaults, whether our batch-sized temporaries are
+page-faulted in afresh on every run depends on how the PIL runs left the heap: ~8,000 faults per run (and
+half the speed) in some processes, none in others. `--default-malloc` leaves glibc's defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -21,33 +27,40 @@ from PIL import Image
 from torchvision import transforms
 
 from trainables.augmentations import create_augmentation
+from trainables.train import keep_freed_memory
 
 
-def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """The fastest of `repeats` back-to-back runs, after two untimed ones.
+def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each function over `repeats` rounds that run them in turn, after two untimed rounds.
 
-    The untimed runs take the one-off costs: lazy imports, and, for ours, the first touch of freshly mapped
+    The untimed rounds take the one-off costs: lazy imports, and, for ours, the first touch of freshly mapped
     memory for the batch-sized temporaries (page faults cost about as much as the augmentation itself on
-    this VM, and a training loop pays them only on its first steps). Back to back, the allocator reuses
-    that memory; the fastest run is the one least disturbed by other processes.
+    this VM, and a training loop pays them only on its first steps). Running the contenders in turn, round
+    by round, exposes both to the same load from other processes; medians discard the disturbed rounds.
     """
     for _ in range(2):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> float:
     parser = argparse.ArgumentParser(prog="python -m bench.augment", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1024, help="images per timed run")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each; the best counts")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds; medians count")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's handling of freed memory at its defaults")
     parser.add_argument("--smoke", action="store_true", help="tiny run for tests (n=32, one repeat)")
     args = parser.parse_args(argv)
     n, repeats = (32, 1) if args.smoke else (args.n, args.repeats)
+    if not args.default_malloc:
+        keep_freed_memory()
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker, or one trial's core, gets one thread
@@ -88,9 +101,9 @@ def main(argv: Sequence[str] | None = None) -> float:
             for augment in policies:
                 x = augment(x, generator)
 
-        pil_rate = n / best_seconds(run_pil, repeats)
-        pil_tensor_rate = n / best_seconds(run_pil_to_tensor, repeats)
-        ours_rate = n / best_seconds(run_ours, repeats)
+        contenders = {"pil": run_pil, "pil_to_tensor": run_pil_to_tensor, "ours": run_ours}
+        seconds = median_seconds(contenders, repeats)
+        pil_rate, pil_tensor_rate, ours_rate = (n / seconds[k] for k in ("pil", "pil_to_tensor", "ours"))
     finally:
         torch.set_num_threads(threads)
 
@@ -100,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> float:
         ("... the same, then ToTensor", pil_tensor_rate),
         ("batched tensors (trivialaugment -> crop(4) -> flip)", ours_rate),
     ]
-    print(f"augment {n} images of 3x32x32, 1 thread, best of {repeats}")
+    malloc = "glibc defaults" if args.default_malloc else "freed memory kept for reuse, as in train_cell"
+    print(f"augment {n} images of 3x32x32, 1 thread, medians of {repeats} interleaved rounds ({malloc})")
     for label, rate in rows:
         print(f"  {label + ':':64s} {rate:10.0f} images/s")
     print(f"  ratio ours/PIL: {ratio:.1f}x (goal >= 10x); with ToTensor: {ours_rate / pil_tensor_rate:.1f}x")

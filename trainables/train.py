@@ -1,37 +1,65 @@
 """Train one cell and evaluate it: the whole loop, top to bottom (airbench's layout).
 
-Sections: setup (device, data on the device, model, optimiser, schedule), batches, augmentation,
-evaluation, training. Evaluation is left out of `train_seconds`.
+Sections: device settings, schedule, batches and augmentation, one step, evaluation, training, and a
+command line that needs nothing but torch and torchvision (GPU boxes often carry an older torch and none of
+our other dependencies):
+
+    python -m trainables.train --cell CELL.json [--eval-sets test] [--device cuda] [--compile] [--out F]
+    python -m trainables.train --random-data 3x32x32 --steps 200 [--model resnet18 --width 16 ...]
+
+Evaluation is left out of `train_seconds`.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import ctypes
+import dataclasses
+import datetime as dt
+import importlib
+import importlib.util
+import json
 import math
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces import Cell
-
-from .augmentations import create_augmentation
-from .datasets import DataSet, eval_set, subset_indices
+from .augmentations import Augment, create_augmentation
+from .datasets import DataSet, eval_set, load_dataset, subset_indices
 from .models import create_model, init_seeded, param_count
+
+if TYPE_CHECKING:  # only the type: `search_spaces` imports pydantic, which the command line must not need
+    from search_spaces import Cell
 
 Tensor = torch.Tensor
 
 # Augment this many steps' batches in one call: a small model's step takes milliseconds, and one big
-# batched call amortises the per-call overhead of the augmentation ops.
+# batched call amortises the per-call overhead of the augmentation ops (python -m bench.train_step).
 AUGMENT_STEPS_PER_CALL = 16
+# ... but on CPU at most this many bytes of images per call, so that a call's batch-sized temporaries stay
+# below the 32 MiB past which glibc maps fresh memory for every allocation even with keep_freed_memory (and
+# page-faults it in): trivialaugment+crop+flip on 3x32x32 images, one thread, 13.5-14 us per image at
+# 1,024 and 2,048 images per call, 39 us at 4,096.
+AUGMENT_CALL_BYTES_CPU = 24 * 2**20
 EVAL_BATCH = 1024
+# Model and batches in channels_last (NHWC) on every device: on one CPU thread a step takes 0.79x the time
+# of NCHW's for small_cnn on digits (batch 64) and 0.80x for resnet18 width 16 at 32x32 (batch 128)
+# (python -m bench.train_step --layout); on GPUs it is what tensor-core convolutions want.
+CHANNELS_LAST = True
 
 
 class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or inf: the cell fails with this reason rather than record a diverged model."""
+    """The training loss became NaN or inf: the cell fails with this reason, not a diverged model's rows."""
 
 
 @dataclass
@@ -53,6 +81,57 @@ class CellResult:
     device: str
 
 
+# ----- device settings ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    device: torch.device
+    memory_format: torch.memory_format  # of the model's weights and of every batch
+    autocast_dtype: torch.dtype | None  # forward and loss under autocast to this dtype; None: fp32
+    check_every: int  # steps between NaN checks; each `.item()` is a host sync on an accelerator
+
+
+def device_settings(device: str | torch.device) -> DeviceSettings:
+    device = torch.device(device)
+    memory_format = torch.channels_last if CHANNELS_LAST else torch.contiguous_format
+    if device.type == "cpu":
+        # fp32, so CPU cells stay comparable with the ones already run. bf16 autocast would be faster on CPUs
+        # with AVX512-BF16 (this VM's: 0.61x the step time for resnet18 width 16, 0.94x for small_cnn).
+        return DeviceSettings(device, memory_format, None, check_every=1)
+    return DeviceSettings(device, memory_format, torch.bfloat16, check_every=50)
+
+
+_FREED_MEMORY_KEPT = False
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep freed memory for reuse rather than hand it back to the OS (once per process).
+
+    A training step frees its activations and allocates them again on the next step; by default glibc returns
+    freed blocks at the top of the heap to the OS whenever more than twice its (adaptive) mmap threshold is
+    free, and the next step page-faults them in again: 300-800 faults per small_cnn step on digits, ~25% of
+    its time on one thread, ~2,000 per resnet18 (width 16) step. With a fixed 32 MiB mmap threshold (the
+    largest glibc accepts by its documentation) and 256 MiB of free heap kept, steps stop faulting. Costs
+    resident memory that the process would have given back. A no-op where libc is not glibc.
+    """
+    global _FREED_MEMORY_KEPT
+    if _FREED_MEMORY_KEPT or not sys.platform.startswith("linux"):
+        return
+    _FREED_MEMORY_KEPT = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        pass
+
+
+def _autocast(settings: DeviceSettings) -> contextlib.AbstractContextManager[Any]:
+    if settings.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
+
+
 # ----- schedule -------------------------------------------------------------------------------------
 
 def lr_factor(step: int, *, steps: int, warmup_steps: int) -> float:
@@ -63,7 +142,7 @@ def lr_factor(step: int, *, steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-# ----- batches --------------------------------------------------------------------------------------
+# ----- batches and augmentation ---------------------------------------------------------------------
 
 def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[Tensor]:
     """Epochs of a fresh permutation, cut into batches across epoch boundaries (works for n < batch_size)."""
@@ -75,18 +154,72 @@ def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generato
         buffer = buffer[batch_size:]
 
 
+def steps_per_augment_call(batch_size: int, image_bytes: int, device: torch.device) -> int:
+    if device.type != "cpu":
+        return AUGMENT_STEPS_PER_CALL
+    return max(1, min(AUGMENT_STEPS_PER_CALL, AUGMENT_CALL_BYTES_CPU // (batch_size * image_bytes)))
+
+
+def augmented_batches(
+    train_x: Tensor,
+    train_y: Tensor,
+    order: Iterator[Tensor],
+    augment: Augment,
+    generator: torch.Generator,
+    *,
+    steps: int,
+    batch_size: int,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """`steps` training batches (x, y), augmented several steps' worth at a time (steps_per_augment_call).
+
+    `order` yields each step's indices into train_x (on the CPU); train_x stays (N, C, H, W) contiguous on its
+    device, the layout the augmentations are written for, and each augmented chunk is laid out in
+    `memory_format` once (a no-op for one channel).
+    """
+    device = train_x.device
+    per_call = steps_per_augment_call(batch_size, train_x[0].nbytes, device)
+    done = 0
+    while done < steps:
+        n_steps = min(per_call, steps - done)
+        flat = torch.cat([next(order) for _ in range(n_steps)])  # (n_steps * B,)
+        if device.type != "cpu":  # a copy from pinned memory does not wait for the GPU's queue to drain
+            flat = flat.pin_memory().to(device, non_blocking=True)
+        x = augment(train_x.index_select(0, flat), generator)  # (n_steps * B, C, H, W)
+        x = x.contiguous(memory_format=memory_format)
+        y = train_y.index_select(0, flat)
+        yield from zip(x.split(batch_size), y.split(batch_size), strict=True)
+        done += n_steps
+
+
+# ----- one step -------------------------------------------------------------------------------------
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+               settings: DeviceSettings) -> Tensor:
+    """Forward, loss, backward, update; returns the loss without reading it (no host sync)."""
+    with _autocast(settings):
+        loss = F.cross_entropy(model(x), y)  # autocast keeps cross_entropy in fp32
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 # ----- evaluation -----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: Tensor, y: Tensor,
+             settings: DeviceSettings | None = None) -> tuple[float, float]:
     model.eval()
-    correct, loss_sum = 0, 0.0
-    for i in range(0, len(y), EVAL_BATCH):
-        logits = model(x[i : i + EVAL_BATCH])
-        loss_sum += F.cross_entropy(logits.float(), y[i : i + EVAL_BATCH], reduction="sum").item()
-        correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum().item()
+    correct = torch.zeros((), dtype=torch.int64, device=y.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=y.device)
+    with _autocast(settings) if settings is not None else contextlib.nullcontext():
+        for i in range(0, len(y), EVAL_BATCH):
+            logits = model(x[i : i + EVAL_BATCH]).float()
+            loss_sum += F.cross_entropy(logits, y[i : i + EVAL_BATCH], reduction="sum")
+            correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum()
     model.train()
-    return correct / len(y), loss_sum / len(y)
+    return correct.item() / len(y), loss_sum.item() / len(y)  # one host sync per eval set
 
 
 def eval_steps(steps: int, eval_every: int) -> list[int]:
@@ -102,18 +235,34 @@ def train_cell(
     *,
     device: str | torch.device = "cpu",
     on_step: Callable[[int], Any] | None = None,
+    compile_model: bool = False,
+    augment: Augment | None = None,
 ) -> CellResult:
-    device = torch.device(device)
-    seed = cell.seed
+    """Train `cell` on `data` and evaluate on `eval_sets` at every eval step.
 
-    # data on the device once
+    `compile_model`: torch.compile the training forward and backward (opt-in: compiling costs tens of seconds,
+    worth it only for long cells on a GPU). `augment` replaces the cell's policy (benchmarks time the paper's
+    TrivialAugment + crop + flip pipeline, which is not one registered policy).
+    """
+    settings = device_settings(device)
+    device = settings.device
+    seed = cell.seed
+    if device.type == "cpu":
+        keep_freed_memory()
+    else:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: time the conv algorithms once, keep the fastest
+
+    # data on the device once; train_x stays NCHW for the augmentations, eval sets in the model's layout
     idx = subset_indices(data, cell.data_size, seed)
     train_x, train_y = data.train_x[idx].to(device), data.train_y[idx].to(device)
-    evals = {name: tuple(t.to(device) for t in eval_set(data, name)) for name in eval_sets}
+    evals = {name: (ex.to(device).contiguous(memory_format=settings.memory_format), ey.to(device))
+             for name, (ex, ey) in ((name, eval_set(data, name)) for name in eval_sets)}
 
     # model: the same initial weights for every treatment of a (size, seed)
-    model = create_model(cell.model, width=cell.width, in_channels=data.channels, num_classes=data.num_classes)
-    model = init_seeded(model, seed).to(device)
+    model = create_model(cell.model, width=cell.width, in_channels=data.channels,
+                         num_classes=data.num_classes)
+    model = init_seeded(model, seed).to(device, memory_format=settings.memory_format)
+    step_model = torch.compile(model) if compile_model else model  # shares the parameters; eval stays eager
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cell.lr, momentum=cell.momentum, nesterov=cell.nesterov and cell.momentum > 0,
         weight_decay=cell.weight_decay,
@@ -121,45 +270,178 @@ def train_cell(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps=cell.steps, warmup_steps=cell.warmup_steps)
     )
-    augment = create_augmentation(cell.augmentation, cell.strength, fill=data.mean)
+    if augment is None:
+        augment = create_augmentation(cell.augmentation, cell.strength, fill=data.mean)
 
     # data order and augmentation draws have their own streams, so a treatment never shifts the order
     order_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1_000_003)
-    batches = batch_indices(len(train_y), cell.batch_size, cell.steps, order_gen)
+    order = batch_indices(len(train_y), cell.batch_size, cell.steps, order_gen)
+    batches = augmented_batches(train_x, train_y, order, augment, aug_gen, steps=cell.steps,
+                                batch_size=cell.batch_size, memory_format=settings.memory_format)
 
     evaluations: list[Evaluation] = []
     checkpoints = set(eval_steps(cell.steps, cell.eval_every))
-    train_seconds = 0.0
-    check_every = 1 if device.type == "cpu" else 50  # .item() is a sync point on accelerators
+    eval_seconds = 0.0
     model.train()
-    step = 0
-    while step < cell.steps:
-        t0 = time.perf_counter()
-        n_steps = min(AUGMENT_STEPS_PER_CALL, cell.steps - step)
-        chunk = [next(batches).to(device) for _ in range(n_steps)]
-        flat = torch.cat(chunk)
-        x_aug = augment(train_x[flat], aug_gen).split(cell.batch_size)  # (n_steps*B, C, H, W) -> n_steps x B
-        y_aug = train_y[flat].split(cell.batch_size)
-        for xb, yb in zip(x_aug, y_aug, strict=True):
-            loss = F.cross_entropy(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            if step % check_every == 0 or step in checkpoints:
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(f"non-finite training loss ({value}) at step {step}")
-            if on_step is not None:
-                on_step(step)
-            if step in checkpoints:
-                train_seconds += time.perf_counter() - t0
-                for name, (ex, ey) in evals.items():
-                    acc, eval_loss = evaluate(model, ex, ey)
-                    evaluations.append(Evaluation(step, step == cell.steps, name, acc, eval_loss, len(ey),
-                                                  train_seconds))
-                t0 = time.perf_counter()
-        train_seconds += time.perf_counter() - t0
+    t_start = time.perf_counter()
+    for step, (xb, yb) in enumerate(batches, start=1):
+        loss = train_step(step_model, optimizer, xb, yb, settings)
+        schedule.step()
+        if step % settings.check_every == 0 or step in checkpoints:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"non-finite training loss ({value}) at step {step}")
+        if on_step is not None:
+            on_step(step)
+        if step in checkpoints:
+            t_eval = time.perf_counter()
+            train_seconds = t_eval - t_start - eval_seconds
+            for name, (ex, ey) in evals.items():
+                acc, eval_loss = evaluate(model, ex, ey, settings)
+                evaluations.append(Evaluation(step, step == cell.steps, name, acc, eval_loss, len(ey),
+                                              train_seconds))
+            eval_seconds += time.perf_counter() - t_eval
+    train_seconds = time.perf_counter() - t_start - eval_seconds
     return CellResult(evaluations, param_count(model), train_seconds, str(device))
+
+
+# ----- command line (torch and torchvision only) ----------------------------------------------------
+
+def _cells_module() -> ModuleType:
+    """`search_spaces/cells.py` alone: the package's __init__ imports the spec machinery (pydantic, yaml)."""
+    if "search_spaces" in sys.modules:
+        return importlib.import_module("search_spaces.cells")
+    name = "_augworth_cells"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "search_spaces" / "cells.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while building the class
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def read_cell(text_or_path: str, index: int = 0) -> Cell:
+    """A cell from inline JSON, a JSON file, or line `index` of a JSON-lines file (`Cell.to_dict` fields)."""
+    text = text_or_path if text_or_path.lstrip().startswith("{") else Path(text_or_path).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = json.loads([line for line in text.splitlines() if line.strip()][index])
+    cell: Cell = _cells_module().Cell.from_dict(data)
+    return cell
+
+
+def random_dataset(shape: tuple[int, int, int], pool: int, n_test: int = 1024,
+                   num_classes: int = 10) -> DataSet:
+    """Uniform noise with random labels, for timing only (no fingerprint: hashing 50k images is slow)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((pool + n_test, *shape), generator=gen)
+    y = torch.randint(0, num_classes, (pool + n_test,), generator=gen)
+    return DataSet("random", x[:pool], y[:pool], x[pool:], y[pool:], num_classes, fingerprint="random",
+                   mean=(0.5,) * shape[0])
+
+
+def pipeline(names: str, fill: Sequence[float]) -> Augment:
+    """Policies joined by '+' ('trivialaugment+crop+flip'), applied left to right at default strengths."""
+    policies = [create_augmentation(name, fill=fill) for name in names.split("+")]
+
+    def augment(x: Tensor, generator: torch.Generator) -> Tensor:
+        for policy in policies:
+            x = policy(x, generator)
+        return x
+
+    return augment
+
+
+def _rows(cell: Cell, result: CellResult) -> list[dict[str, Any]]:
+    cells = _cells_module()
+    base = cell.to_dict() | {
+        "cell_key": cells.cell_key(cell), "param_count": result.param_count, "host": socket.gethostname(),
+        "device": result.device, "torch_version": torch.__version__,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(), "config_json": cells.canonical_json(cell),
+    }
+    return [base | dataclasses.asdict(e) for e in result.evaluations]
+
+
+def _time_random_data(args: argparse.Namespace) -> None:
+    shape = tuple(int(s) for s in args.random_data.lower().split("x"))
+    if len(shape) != 3:
+        raise SystemExit(f"--random-data takes CxHxW, e.g. 3x32x32; got {args.random_data!r}")
+    data = random_dataset(shape, args.pool)  # type: ignore[arg-type]
+    cell = _cells_module().Cell(
+        dataset="random", dataset_fingerprint="random", data_size=args.pool, seed=0, augmentation="none",
+        strength=None, model=args.model, width=args.width, steps=args.steps, batch_size=args.batch_size,
+        eval_every=args.steps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, warmup_steps=0,
+    )
+    device = torch.device(args.device)
+    stamps: dict[int, float] = {}
+    warmup = min(args.warmup_steps, args.steps - 1)
+
+    def on_step(step: int) -> None:
+        if step in (warmup, args.steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the GPU runs behind the host: time finished work
+            stamps[step] = time.perf_counter()
+
+    result = train_cell(cell, data, ["test"], device=device, on_step=on_step, compile_model=args.compile,
+                        augment=pipeline(args.augmentation, data.mean))
+    rate = (args.steps - warmup) / (stamps[args.steps] - stamps[warmup])
+    print(f"{args.model} width {args.width}, {args.random_data} random data, batch {args.batch_size}, "
+          f"augmentation {args.augmentation}, {result.device}{' compiled' if args.compile else ''}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"  {rate:.2f} steps/s over steps {warmup + 1}..{args.steps} "
+          f"({rate * args.batch_size:.0f} images/s); 60k steps would take {60_000 / rate / 3600:.2f} h")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", help="a cell as JSON: inline, a file, or a JSON-lines file (--cell-index)")
+    parser.add_argument("--cell-index", type=int, default=0, help="line of a JSON-lines --cell file")
+    parser.add_argument("--eval-sets", nargs="+", default=["test"])
+    parser.add_argument("--dataset-root", default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", help="append the rows here as JSON lines (default: print them)")
+    timing = parser.add_argument_group("timing on random data (instead of --cell)")
+    timing.add_argument("--random-data", metavar="CxHxW", help="e.g. 3x32x32")
+    timing.add_argument("--steps", type=int, default=200)
+    timing.add_argument("--warmup-steps", type=int, default=50, help="steps left out of the rate")
+    timing.add_argument("--model", default="resnet18")
+    timing.add_argument("--width", type=int, default=16)
+    timing.add_argument("--batch-size", type=int, default=128)
+    timing.add_argument("--pool", type=int, default=50_000, help="random training images")
+    timing.add_argument("--augmentation", default="trivialaugment+crop+flip", help="policies joined by '+'")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if (args.cell is None) == (args.random_data is None):
+        parser.error("give exactly one of --cell and --random-data")
+    if args.random_data is not None:
+        _time_random_data(args)
+        return 0
+
+    cell = read_cell(args.cell, args.cell_index)
+    data = load_dataset(cell.dataset, args.dataset_root)
+    if data.fingerprint != cell.dataset_fingerprint:
+        print(f"data set fingerprint {data.fingerprint} != the cell's {cell.dataset_fingerprint}",
+              file=sys.stderr)
+        return 2
+    result = train_cell(cell, data, args.eval_sets, device=args.device, compile_model=args.compile)
+    lines = [json.dumps(row) for row in _rows(cell, result)]
+    if args.out:
+        with open(args.out, "a") as f:
+            f.writelines(line + "\n" for line in lines)
+    else:
+        print("\n".join(lines))
+    final = {e.eval_set: e.accuracy for e in result.evaluations if e.final}
+    print(f"cell {_cells_module().cell_key(cell)}: {result.train_seconds:.1f} s training on {result.device}, "
+          f"final accuracy {final}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
