@@ -119,6 +119,37 @@ def run(
 
 @app.command()
 @user_errors
+def submit(
+    spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")],
+    address: Annotated[str, typer.Option("--address", help="The cluster's job server, e.g. http://HEAD:8265.")],
+    store: Annotated[str, typer.Option("--store", help="Absolute path or URI that the head node reaches.")],
+    extend: Annotated[bool, typer.Option("--extend")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job's logs until it ends.")] = False,
+) -> None:
+    """Submit a sweep to a Ray cluster as a Ray Job and print the job id."""
+    import asyncio
+
+    from search_spaces import parse_spec
+
+    from .plan import check_names
+    from .submit import check_store_root, follow, submit_sweep
+
+    check_store_root(store)
+    text = read_spec_text(spec)
+    parsed = parse_spec(text, str(spec))
+    check_names(parsed, text, str(spec))
+    job_id, client = submit_sweep(parsed, text, address=address, store=store, extend=extend,
+                                  retry_failed=retry_failed)
+    out.print(f"submitted sweep {parsed.name} as job {job_id}", highlight=False)
+    if wait:
+        status = asyncio.run(follow(client, job_id))
+        out.print(f"job {job_id}: {status}", highlight=False)
+        raise typer.Exit(0 if status.endswith("SUCCEEDED") else 3)
+
+
+@app.command()
+@user_errors
 def resume(
     sweep: Annotated[str, typer.Argument(help="Sweep name.")],
     store: StoreOpt = DEFAULT_STORE,

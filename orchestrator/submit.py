@@ -1,0 +1,66 @@
+"""Submit a sweep to a Ray cluster as a Ray Job: the driver then runs on the head, not on this machine.
+
+The job's working directory carries the spec; our packages travel as `py_modules`, so the cluster needs
+only the dependencies. Clusters started with `ray start --head` use token authentication: the user's token
+(`RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`) is passed through, never turned off.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+from search_spaces import Spec
+
+from .store import StoreError
+
+
+def _token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
+
+
+def check_store_root(store: str) -> str:
+    """The job runs in a temporary folder on the head: a relative store path would land there."""
+    if "://" not in store and not os.path.isabs(store):
+        raise StoreError(f"--store {store!r}: submit needs an absolute path or a URI that the head node reaches")
+    return store
+
+
+def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: bool = False,
+                 retry_failed: bool = False) -> tuple[str, object]:
+    """Submit; returns the job id and the client (to follow the job)."""
+    check_store_root(store)
+    if _token_available():  # Ray reads its auth mode when it is imported
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray.exceptions
+    from ray.job_submission import JobSubmissionClient
+
+    import analysis
+    import orchestrator
+    import search_spaces
+    import trainables
+
+    try:
+        client = JobSubmissionClient(address)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
+        raise StoreError(f"--address {address}: cannot reach the Ray job server: {str(exc).splitlines()[0]}") from None
+    workdir = tempfile.mkdtemp(prefix="augworth-submit-")
+    Path(workdir, "spec.yaml").write_text(text)
+    flags = (" --extend" if extend else "") + (" --retry-failed" if retry_failed else "")
+    job_id = client.submit_job(
+        entrypoint=f"python -m orchestrator.cli run spec.yaml --store {shlex.quote(store)} --no-progress{flags}",
+        runtime_env={"working_dir": workdir, "py_modules": [
+            str(Path(m.__file__).parent) for m in (search_spaces, trainables, orchestrator, analysis)]},
+        metadata={"augworth_sweep": spec.name},
+    )
+    return job_id, client
+
+
+async def follow(client, job_id: str) -> str:  # noqa: ANN001 - JobSubmissionClient
+    """Print the job's logs as they come; returns its final status."""
+    async for lines in client.tail_job_logs(job_id):
+        print(lines, end="", flush=True)
+    return str(client.get_job_status(job_id))
