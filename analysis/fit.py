@@ -6,10 +6,10 @@ How the fit works, and why: power-law fits are notorious for local minima and ba
 fixed exponent c the model is linear in (a, b), so the best (a, b) under the box constraints has a closed form
 (variable projection); evaluated on a log-spaced grid over [C_MIN, C_MAX], batched over all fits, it gives a
 bracket around the global minimum. scipy's bounded scalar minimiser (`minimize_scalar`, Brent) refines c in
-that bracket, with (a, b) in closed form at every c tried. Sizes are divided by the largest size of each fit before any power is taken, so x^(−c) is 1 at the
-largest size whatever the units (10 to 200k and beyond). Only per-size means enter the fit (exact: the model
-predicts one error per size, so the within-size scatter is a constant). Bootstrap replicates are the same
-points with resampling counts as weights.
+that bracket, with (a, b) in closed form at every c tried. Sizes are divided by the largest size of each fit
+before any power is taken, so x^(−c) is 1 at the largest size whatever the units (10 to 200k and beyond).
+Only per-size means enter the fit (exact: the model predicts one error per size, so the within-size scatter
+is a constant). Bootstrap replicates are the same points with resampling counts as weights.
 An exponent at C_MAX is still reported as a fit: the bounds are the model's, not a failure.
 """
 

@@ -93,7 +93,7 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
         return 0
     from .runner import run_plan
 
-    summary = run_plan(plan, store, address=address, show_progress=progress)
+    summary = run_plan(plan, store, address=address, show_progress=progress, log_cells=not progress)
     out.print(f"sweep {sweep}: {summary.done} cells done now, {summary.skipped} were already done, "
               f"{summary.failed} failed now ({summary.failed_total} failure records in the sweep)", highlight=False)
     out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
@@ -107,7 +107,7 @@ def run(
     store: StoreOpt = DEFAULT_STORE,
     address: AddressOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print cell counts and an estimate; run nothing.")] = False,
-    extend: Annotated[bool, typer.Option("--extend", help="Allow a grid that is a superset of the frozen one.")] = False,
+    extend: Annotated[bool, typer.Option("--extend", help="Allow a superset of the frozen grid.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress display.")] = False,
 ) -> None:
@@ -362,8 +362,8 @@ def verify(
         for path, reason in bad.items():
             out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
         if moved:
-            out.print(f"moved {len(moved)} to {opened.sweep_dir(sweep)}/quarantine/ (`augworth resume` re-runs their cells)",
-                      highlight=False, soft_wrap=True)
+            out.print(f"moved {len(moved)} to {opened.sweep_dir(sweep)}/quarantine/ "
+                      "(`augworth resume` re-runs their cells)", highlight=False, soft_wrap=True)
     raise typer.Exit(3 if bad and not moved else 0)
 
 

@@ -11,11 +11,12 @@ from rich.text import Text
 
 class SweepProgress:
     def __init__(self, total: int, *, already_done: int = 0, console: Console | None = None,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, log_events: bool = False) -> None:
         self.total, self.already_done = total, already_done
         self.done = self.failed = self.running = 0
         self.console = console or Console(stderr=True)
         self.enabled = enabled
+        self.log_events = log_events
         self.started = time.monotonic()
         self._live: Live | None = None
 
@@ -50,6 +51,11 @@ class SweepProgress:
             self._live.__exit__(*exc)
             if not self.console.is_terminal:
                 self.console.print()
+
+    def log(self, line: str) -> None:
+        """Without the live display (batch jobs, logs), one line per cell event on stderr."""
+        if not self.enabled and self.log_events:
+            self.console.print(f"augworth: {line}", highlight=False, soft_wrap=True)
 
     def update(self) -> None:
         if self._live is not None:

@@ -77,6 +77,22 @@ def connect(address: str | None = None) -> None:
         ray.init(address="local", include_dashboard=False, **common)
 
 
+def checkpoint_dir(store: Store, sweep: str, configured: str | None) -> str:
+    """Where running cells checkpoint: the spec's choice, else inside the sweep folder (a URI stays a URI)."""
+    if configured:
+        return configured
+    if store.local:
+        return f"{store.sweep_dir(sweep)}/checkpoints"
+    return f"{store.uri.rstrip('/')}/{sweep}/checkpoints"
+
+
+def warn_if_unshared(path: str, nodes: int) -> None:
+    if nodes > 1 and "://" not in path:
+        logging.getLogger("augworth").warning(
+            "checkpoint storage %s is a local path on a %d-node cluster: every node must reach it (a shared "
+            "file system), or a restarted cell on another node starts over", path, nodes)
+
+
 MAX_CELLS_PER_TRIAL = 64
 
 
@@ -133,10 +149,16 @@ def _store_writer_class():
                 self.store.clear_failure(self.sweep, key)
                 self.progress.done += 1
                 self._cell_done(trial)
+                self.progress.log(f"cell {key} done")
             elif "cell_failure" in result:
                 self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
                 self.progress.failed += 1
                 self._cell_done(trial)
+                self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
+            elif "cell_checkpoint" in result:
+                self.progress.log(f"cell {key} checkpoint at step {result['cell_checkpoint']}")
+            elif "cell_resumed" in result:
+                self.progress.log(f"cell {key} resumed from its checkpoint at step {result['cell_resumed']}")
             self._update(trials)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -150,13 +172,18 @@ def _store_writer_class():
     return StoreWriter
 
 
-def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progress: bool = True) -> RunSummary:
-    """Under the sweep's lock: freeze the spec in the store, run every pending cell, return the counts."""
+def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progress: bool = True,
+             log_cells: bool = False) -> RunSummary:
+    """Under the sweep's lock: freeze the spec in the store, run every pending cell, return the counts.
+
+    `log_cells` (without the live display): one line per cell event on stderr, for logs of batch jobs.
+    """
     with SweepLock(store, plan.spec.name):
-        return _run_locked(plan, store, address=address, show_progress=show_progress)
+        return _run_locked(plan, store, address=address, show_progress=show_progress, log_cells=log_cells)
 
 
-def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress: bool) -> RunSummary:
+def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress: bool,
+                log_cells: bool) -> RunSummary:
     import ray
     from ray import tune
 
@@ -169,19 +196,23 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     done_now = store.done_keys(sweep)  # a driver that held the lock before us may have finished more
     plan.pending = [c for c in plan.pending if c.cell_key not in done_now]
     skipped = len(plan.cells) - len(plan.pending)
-    progress = SweepProgress(len(plan.cells), already_done=skipped, enabled=show_progress)
+    progress = SweepProgress(len(plan.cells), already_done=skipped, enabled=show_progress, log_events=log_cells)
     progress.done = 0
     if not plan.pending:
         return RunSummary(sweep, len(plan.cells), skipped, 0, 0, len(store.failures(sweep)))
 
     connect(address)
+    progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done")
     ex = spec.execution
     slots = int(ray.cluster_resources().get("CPU", 1) // ex.cpus_per_cell)
     chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
+    if ex.checkpoint_every:
+        warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), sum(n["Alive"] for n in ray.nodes()))
     context = {
         "eval_sets": list(spec.eval_sets), "dataset_root": spec.dataset.root, "retries": ex.retries,
         "cpus_per_cell": ex.cpus_per_cell, "gpus_per_cell": ex.gpus_per_cell, "code_revision": code_revision(),
-        "timeout_s": ex.timeout_s,
+        "timeout_s": ex.timeout_s, "checkpoint_every": ex.checkpoint_every,
+        "checkpoint_dir": checkpoint_dir(store, sweep, ex.checkpoint_storage),
     }
 
     StoreWriter = _store_writer_class()

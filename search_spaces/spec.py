@@ -112,6 +112,8 @@ class Execution(_Strict):
     cells_per_trial: PositiveInt | None = None  # None: chosen from the cell count and the cluster's slots
     max_concurrent: PositiveInt | None = None
     timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None  # per attempt of one cell
+    checkpoint_every: PositiveInt | None = None  # steps between checkpoints of a running cell; None: none
+    checkpoint_storage: str | None = None  # where every node reaches; default <store>/<sweep>/checkpoints
 
 
 def _unique(values: Sequence[Any] | None, what: str, key: str) -> None:

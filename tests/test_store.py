@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from factories import make_cell, rows_for
 
 from orchestrator.store import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError
-from factories import make_cell, rows_for
 from search_spaces import CELL_FIELDS
 
 
@@ -56,7 +56,7 @@ def test_a_failed_write_leaves_nothing_visible(tmp_path):
     assert store.done_keys("s1") == set()
     bad = rows_for(cell)
     bad[1]["accuracy"] = "high"  # wrong type: pyarrow refuses before anything is written
-    with pytest.raises(Exception):
+    with pytest.raises((TypeError, ValueError)):  # pyarrow's ArrowTypeError / ArrowInvalid
         store.write_cell("s1", cell.cell_key, bad)
     assert not (tmp_path / "s1" / "results").exists() or os.listdir(tmp_path / "s1" / "results") == []
 

@@ -6,14 +6,13 @@ import dataclasses
 
 import pytest
 import torch
+from factories import make_cell
 
 from trainables.datasets import DATASETS, EVAL_SETS, eval_set, load_dataset, subset_indices
 from trainables.models import MODELS, create_model, init_seeded
 from trainables.registry import Registry, UnknownNameError
 from trainables.train import NonFiniteLoss, batch_indices, eval_steps, lr_factor, train_cell
 from trainables.trainable import run_cell
-
-from factories import make_cell
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def test_registry_lists_valid_names_on_unknown_and_rejects_duplicates():
 
 def test_digits_are_real_16x16_images_with_a_fixed_stratified_test_split(digits):
     assert digits.train_x.shape[1:] == (1, 16, 16) and digits.train_x.dtype == torch.float32
-    assert 0 <= digits.train_x.min() and digits.train_x.max() <= 1
+    assert digits.train_x.min() >= 0 and digits.train_x.max() <= 1
     assert len(digits.test_y) == 500 and digits.pool_size == 1797 - 500
     counts = torch.bincount(digits.test_y, minlength=10)
     assert counts.min() >= 48 and counts.max() <= 52  # stratified
@@ -60,7 +59,7 @@ def test_corrupted_eval_set_is_deterministic_and_differs_from_test(digits):
     x2, _ = EVAL_SETS.create("corrupted", data=digits)
     assert torch.equal(x, x2)
     assert len(y) == 5 * len(digits.test_y) and x.shape[1:] == digits.test_x.shape[1:]
-    assert 0 <= x.min() and x.max() <= 1
+    assert x.min() >= 0 and x.max() <= 1
     for k in range(5):  # every corruption changes the images
         block = x[k * 500 : (k + 1) * 500]
         assert (block - digits.test_x).abs().mean() > 0.01
@@ -167,3 +166,27 @@ def test_a_cell_past_its_timeout_is_retried_then_recorded(digits):
     failure = report["cell_failure"]
     assert failure["attempts"] == 2 and "CellTimeout" in failure["reason"] and "timeout_s" in failure["reason"]
     assert "cell_rows" in run_cell(cell, {"eval_sets": ["test"], "retries": 0, "timeout_s": 600})
+
+
+def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digits, tmp_path):
+    from trainables.checkpoint import Checkpointer
+
+    cell = tiny_cell(digits, steps=40, eval_every=10, augmentation="crop", strength=2.0)
+    reference = train_cell(cell, digits, ["test"])
+    saved, loaded = [], []
+    checkpoint = Checkpointer(str(tmp_path), cell.cell_key, every=16, on_save=saved.append, on_load=loaded.append)
+
+    def killed_at_37(step: int) -> None:
+        if step == 37:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(cell, digits, ["test"], on_step=killed_at_37, checkpoint=checkpoint)
+    assert saved == [16, 32]  # at the end of augmentation calls (16 steps each here)
+    resumed = train_cell(cell, digits, ["test"], checkpoint=checkpoint)
+    assert loaded == [32]
+    assert [(e.step, e.accuracy, e.loss) for e in resumed.evaluations] == \
+        [(e.step, e.accuracy, e.loss) for e in reference.evaluations]
+    assert (tmp_path / f"{cell.cell_key}.pt").exists()  # run_cell clears it once the rows are reported
+    run_cell(cell, {"eval_sets": ["test"], "checkpoint_every": 16, "checkpoint_dir": str(tmp_path)})
+    assert not (tmp_path / f"{cell.cell_key}.pt").exists()

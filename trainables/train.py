@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augmentations import Augment, create_augmentation
+from .checkpoint import Checkpointer
 from .datasets import DataSet, eval_set, load_dataset, subset_indices
 from .models import create_model, init_seeded, param_count
 
@@ -237,12 +238,15 @@ def train_cell(
     on_step: Callable[[int], Any] | None = None,
     compile_model: bool = False,
     augment: Augment | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> CellResult:
     """Train `cell` on `data` and evaluate on `eval_sets` at every eval step.
 
     `compile_model`: torch.compile the training forward and backward (opt-in: compiling costs tens of seconds,
     worth it only for long cells on a GPU). `augment` replaces the cell's policy (benchmarks time the paper's
-    TrivialAugment + crop + flip pipeline, which is not one registered policy).
+    TrivialAugment + crop + flip pipeline, which is not one registered policy). `checkpoint`: save every
+    `checkpoint.every` steps (at the end of an augmentation call, so the random streams resume exactly), and
+    continue from the latest checkpoint if there is one: the result equals an uninterrupted run's.
     """
     settings = device_settings(device)
     device = settings.device
@@ -277,15 +281,29 @@ def train_cell(
     order_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1_000_003)
     order = batch_indices(len(train_y), cell.batch_size, cell.steps, order_gen)
-    batches = augmented_batches(train_x, train_y, order, augment, aug_gen, steps=cell.steps,
-                                batch_size=cell.batch_size, memory_format=settings.memory_format)
 
     evaluations: list[Evaluation] = []
+    start_step, seconds_before = 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        aug_gen.set_state(saved["aug_generator"].to("cpu"))
+        evaluations = [Evaluation(**e) for e in saved["evaluations"]]
+        start_step, seconds_before = int(saved["step"]), float(saved["train_seconds"])
+        for _ in range(start_step):  # the data order is replayed from the seed, not stored
+            next(order)
+    per_call = steps_per_augment_call(cell.batch_size, train_x[0].nbytes, device)
+    batches = augmented_batches(train_x, train_y, order, augment, aug_gen, steps=cell.steps - start_step,
+                                batch_size=cell.batch_size, memory_format=settings.memory_format)
+
     checkpoints = set(eval_steps(cell.steps, cell.eval_every))
     eval_seconds = 0.0
+    last_saved = start_step
     model.train()
-    t_start = time.perf_counter()
-    for step, (xb, yb) in enumerate(batches, start=1):
+    t_start = time.perf_counter() - seconds_before
+    for step, (xb, yb) in enumerate(batches, start=start_step + 1):
         loss = train_step(step_model, optimizer, xb, yb, settings)
         schedule.step()
         if step % settings.check_every == 0 or step in checkpoints:
@@ -302,6 +320,16 @@ def train_cell(
                 evaluations.append(Evaluation(step, step == cell.steps, name, acc, eval_loss, len(ey),
                                               train_seconds))
             eval_seconds += time.perf_counter() - t_eval
+        # at the end of an augmentation call the generators' states are those of a fresh call: resumable
+        if (checkpoint is not None and (step - start_step) % per_call == 0 and step - last_saved >= checkpoint.every
+                and step < cell.steps):
+            checkpoint.save({
+                "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "aug_generator": aug_gen.get_state(),
+                "evaluations": [dataclasses.asdict(e) for e in evaluations],
+                "train_seconds": time.perf_counter() - t_start - eval_seconds,
+            })
+            last_saved = step
     train_seconds = time.perf_counter() - t_start - eval_seconds
     return CellResult(evaluations, param_count(model), train_seconds, str(device))
 

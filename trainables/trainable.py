@@ -20,6 +20,7 @@ import torch
 
 from search_spaces import Cell, canonical_json
 
+from .checkpoint import Checkpointer
 from .datasets import load_dataset
 from .train import CellResult, train_cell
 
@@ -62,8 +63,12 @@ def _deadline(timeout_s: float | None) -> Callable[[int], None] | None:
     return check
 
 
-def run_cell(cell: Cell, context: dict[str, Any]) -> dict[str, Any]:
-    """Train one cell with retries; returns the report for the driver (rows or a failure record)."""
+def run_cell(cell: Cell, context: dict[str, Any], report: Callable[[dict[str, Any]], Any] | None = None
+             ) -> dict[str, Any]:
+    """Train one cell with retries; returns the report for the driver (rows or a failure record).
+
+    `report` (Tune's, in a trial) is told of checkpoints saved and loaded, for the driver's log and status.
+    """
     data = load_dataset(cell.dataset, context.get("dataset_root"))
     if data.fingerprint != cell.dataset_fingerprint:
         # the files under the root changed since the sweep was planned: refuse, or results would mix data
@@ -72,16 +77,25 @@ def run_cell(cell: Cell, context: dict[str, Any]) -> dict[str, Any]:
             "traceback": "", "attempts": 0, "config": cell.to_dict()}}
     device = "cuda" if context.get("gpus_per_cell", 0) > 0 and torch.cuda.is_available() else "cpu"
     retries = int(context.get("retries", 0))
+    checkpoint = None
+    if context.get("checkpoint_every"):
+        tell = report or (lambda event: None)
+        checkpoint = Checkpointer(
+            context["checkpoint_dir"], cell.cell_key, context["checkpoint_every"],
+            on_save=lambda step: tell({"cell_key": cell.cell_key, "cell_checkpoint": step}),
+            on_load=lambda step: tell({"cell_key": cell.cell_key, "cell_resumed": step}))
     errors: list[str] = []
     for attempt in range(1, retries + 2):
-        try:
+        try:  # a retry, or a cell restarted after its worker or driver died, continues from its checkpoint
             result = train_cell(cell, data, context["eval_sets"], device=device,
-                                on_step=_deadline(context.get("timeout_s")))
+                                on_step=_deadline(context.get("timeout_s")), checkpoint=checkpoint)
         except Exception as exc:  # any failure of one cell is recorded; the sweep goes on
             errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
             last_traceback = traceback.format_exc()
             continue
         rows = cell_rows(cell, result, config_json=canonical_json(cell), code_revision=context.get("code_revision"))
+        if checkpoint is not None:
+            checkpoint.clear()
         return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
     return {"cell_key": cell.cell_key, "cell_failure": {
         "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,
@@ -98,4 +112,4 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
     for cell_dict in chunks[config["chunk"]]:
         cell = Cell.from_dict(cell_dict)
         tune.report({"cell_key": cell.cell_key, "cell_started": True})  # for `augworth status`
-        tune.report(run_cell(cell, context))
+        tune.report(run_cell(cell, context, tune.report))

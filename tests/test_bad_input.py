@@ -1,0 +1,113 @@
+"""Bad input of every kind: one line on stderr naming the file or key, exit code 2, the store untouched.
+
+In-process through the real typer app (typer's CliRunner), so the table stays cheap; test_cli.py runs the
+same command line as subprocesses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import tiny_spec
+from factories import make_cell, rows_for
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.store import Store
+
+GOOD = tiny_spec("bad")
+
+SPECS = {  # name: (spec text, what the one line must name)
+    "yaml syntax": ("name: [x\n", "syntax error"),
+    "not a mapping": ("- 1\n", "must be a mapping"),
+    "empty file": ("", "must be a mapping"),
+    "unknown top key": (GOOD + "colour: red\n", "colour: unknown key"),
+    "unknown nested key": (GOOD.replace("steps: 12,", "steps: 12, epochs: 3,"), "budget.epochs"),
+    "duplicate key": (GOOD + "name: other\n", "duplicate key 'name'"),
+    "string for int": (GOOD.replace("steps: 12", 'steps: "12"'), "budget.steps"),
+    "float for int": (GOOD.replace("steps: 12", "steps: 1e3"), "budget.steps"),
+    "bool for int": (GOOD.replace("width: 4", "width: true"), "model.width"),
+    "size zero": (GOOD.replace("[40, 80, 160]", "[0, 80]"), "data_sizes[0]"),
+    "negative size": (GOOD.replace("[40, 80, 160]", "[40, -8]"), "data_sizes[1]"),
+    "size over the pool": (GOOD.replace("[40, 80, 160]", "[40, 99999]"), "data_sizes[1]"),
+    "fraction over one": (GOOD.replace("data_sizes: [40, 80, 160]", "data_fractions: [0.5, 1.5]"), "data_fractions[1]"),
+    "fraction zero": (GOOD.replace("data_sizes: [40, 80, 160]", "data_fractions: [0]"), "data_fractions[0]"),
+    "sizes and fractions": (GOOD.replace("seeds:", "data_fractions: [0.5]\nseeds:"), "exactly one of"),
+    "empty seeds": (GOOD.replace("seeds: [0, 1]", "seeds: []"), "seeds"),
+    "empty augmentations": (GOOD.replace("augmentations:\n  - {policy: none}\n  - {policy: crop, strength: [1]}",
+                                         "augmentations: []"), "augmentations"),
+    "bad sweep name": (GOOD.replace("name: bad", "name: ../escape"), "name"),
+    "unknown policy": (GOOD.replace("policy: crop", "policy: mixup"), "unknown augmentation 'mixup'"),
+    "unknown model": (GOOD.replace("small_cnn", "vit"), "unknown model 'vit'"),
+    "unknown data set": (GOOD.replace("{name: digits}", "{name: cifar99}"), "unknown data set 'cifar99'"),
+    "digits with a root": (GOOD.replace("{name: digits}", "{name: digits, root: /data}"), "dataset.root"),
+    "unknown eval set": (GOOD.replace("[test, corrupted]", "[test, imagenet_c]"), "eval_sets[1]"),
+    "negative strength": (GOOD.replace("strength: [1]", "strength: [-2]"), "augmentations[1].strength"),
+    "strength on none": (GOOD.replace("{policy: none}", "{policy: none, strength: 1}"), "augmentations[0].strength"),
+    "warm-up past the end": (GOOD.replace("warmup_steps: 2", "warmup_steps: 50"), "warmup_steps"),
+    "zero lr": (GOOD.replace("lr: 0.05", "lr: 0"), "optimizer.lr"),
+    "negative retries": (GOOD.replace("retries: 1", "retries: -1"), "execution.retries"),
+    "zero timeout": (GOOD.replace("retries: 1", "retries: 1, timeout_s: 0"), "execution.timeout_s"),
+}
+
+ARGS = {  # name: (arguments after the store is set up, what the one line must name)
+    "missing spec file": (["run", "nope.yaml"], "nope.yaml: file not found"),
+    "spec is a folder": (["run", "."], "cannot read"),
+    "query: no such sweep": (["query", "ghost", "SELECT 1"], "no sweep 'ghost'"),
+    "query: bad sweep name": (["query", "../up", "SELECT 1"], "bad sweep name"),
+    "query: bad SQL": (["query", "have", "SELEKT 1"], "query failed"),
+    "analyze: no such sweep": (["analyze", "ghost"], "no sweep 'ghost'"),
+    "analyze: unknown eval set": (["analyze", "have", "--eval-set", "nope"], "--eval-set 'nope'"),
+    "analyze: unknown reference": (["analyze", "have", "--reference", "flip"], "--reference 'flip'"),
+    "status: no such sweep": (["status", "ghost"], "no sweep 'ghost'"),
+    "verify: absolute name": (["verify", "/etc"], "bad sweep name"),
+    "compact: no such sweep": (["compact", "ghost"], "no sweep 'ghost'"),
+    "resume: no such sweep": (["resume", "ghost"], "no sweep 'ghost'"),
+    "submit: relative store": (["submit", "spec.yaml", "--address", "http://127.0.0.1:1", "--store", "rel"],
+                               "absolute path"),
+    "store: unknown scheme": (["query", "have", "SELECT 1", "--store", "nosuch://bucket/x"], "--store"),
+}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with a store holding one sweep ('have', one cell) and a valid spec.yaml."""
+    monkeypatch.chdir(tmp_path)
+    store = Store(tmp_path / "store")
+    cell = make_cell()
+    store.write_cell("have", cell.cell_key, rows_for(cell))
+    store.write_spec("have", "name: have\n")
+    (tmp_path / "spec.yaml").write_text(GOOD)
+    return tmp_path
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def assert_one_line_exit_2(result, needle: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+def test_a_malformed_spec_is_one_line_exit_2_and_writes_nothing(workdir, case):
+    text, needle = SPECS[case]
+    (workdir / "bad.yaml").write_text(text)
+    before = snapshot(workdir / "store")
+    result = CliRunner().invoke(app, ["run", "bad.yaml", "--store", "store"])
+    assert_one_line_exit_2(result, needle)
+    assert "bad.yaml" in result.stderr
+    assert snapshot(workdir / "store") == before
+
+
+@pytest.mark.parametrize("case", list(ARGS))
+def test_bad_arguments_are_one_line_exit_2_and_write_nothing(workdir, case):
+    args, needle = ARGS[case]
+    if "--store" not in args:
+        args = [*args, "--store", "store"]
+    before = snapshot(workdir / "store")
+    assert_one_line_exit_2(CliRunner().invoke(app, args), needle)
+    assert snapshot(workdir / "store") == before

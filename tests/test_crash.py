@@ -1,0 +1,127 @@
+"""Sweeps that survive: drivers killed with SIGKILL and resumed, one driver per sweep, sweeps side by side.
+
+Each driver is a real `augworth` process in its own process group (killed whole, Ray's processes with it).
+Synchronisation is on the driver's own log lines (one per cell event with --no-progress), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import torch
+from conftest import ROOT
+
+from orchestrator.store import Store
+from search_spaces import Cell
+
+SPEC = """\
+name: {name}
+dataset: {{name: digits}}
+model: {{name: small_cnn, width: 4}}
+augmentations: [{{policy: none}}, {{policy: crop, strength: 1}}]
+data_sizes: [40, 80]
+seeds: [0, 1]
+budget: {{steps: 96, batch_size: 16, eval_every: 48}}
+optimizer: {{lr: 0.05, warmup_steps: 8}}
+eval_sets: [test, corrupted]
+execution: {{cells_per_trial: 1, checkpoint_every: 16}}
+"""
+
+ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+
+
+def driver(*args: str, cwd) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args, "--store", "store", "--no-progress"],
+                            cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def read_until(proc: subprocess.Popen, needle: str, count: int = 1) -> list[str]:
+    """The driver's stderr lines up to the `count`-th containing `needle` (blocks on the pipe)."""
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if sum(needle in seen for seen in lines) >= count:
+            return lines
+    raise AssertionError(f"driver ended before {count} x {needle!r}:\n{''.join(lines)}")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def mtimes(folder) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet")}
+
+
+def test_killed_twice_then_resumed_every_cell_exactly_once_and_checkpoints_continue(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC.format(name="crash"))
+    results = tmp_path / "store" / "crash" / "results"
+
+    first = driver("run", "spec.yaml", cwd=tmp_path)
+    read_until(first, " done", count=2)
+    kill(first)  # point 1: between cells
+    after_first = mtimes(results)
+    assert 2 <= len(after_first) < 8
+
+    second = driver("resume", "crash", cwd=tmp_path)
+    lines = read_until(second, "checkpoint at step")
+    kill(second)  # point 2: in the middle of a cell that has a checkpoint
+    checkpointed = lines[-1].split("cell ", 1)[1].split()[0]
+    after_second = mtimes(results)
+    assert {k: after_second[k] for k in after_first} == after_first  # finished cells were not re-run
+    if f"{checkpointed}.parquet" not in after_second:
+        assert (tmp_path / "store" / "crash" / "checkpoints" / f"{checkpointed}.pt").exists()
+
+    third = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "crash", "--store", "store",
+                            "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    final = mtimes(results)
+    assert len(final) == 8
+    assert {k: final[k] for k in after_second} == after_second
+    log = "".join(lines) + third.stderr
+    resumed = {line.split("cell ", 1)[1].split()[0] for line in log.splitlines() if "resumed from" in line}
+    assert resumed  # at least one cell continued from a checkpoint rather than starting over
+
+    store = Store(tmp_path / "store")
+    frame = store.read_results("crash")
+    assert (frame.groupby("cell_key").size() == 4).all()  # 2 eval sets x steps 48, 96: one copy of each row
+    assert not list((tmp_path / "store" / "crash" / "checkpoints").glob("*.pt"))  # cleared once written
+
+    # every cell that continued from a checkpoint ends exactly where an uninterrupted run ends
+    from trainables.datasets import load_dataset
+    from trainables.train import train_cell
+
+    torch.set_num_threads(1)  # as in the workers
+    grid = store.read_grid("crash").to_pandas().set_index("cell_key")
+    for key in resumed:
+        cell = Cell.from_dict(grid.loc[key].to_dict())
+        reference = train_cell(cell, load_dataset("digits"), ["test", "corrupted"]).evaluations
+        stored = frame[(frame["cell_key"] == key) & frame["final"]].set_index("eval_set")["accuracy"]
+        assert {e.eval_set: e.accuracy for e in reference if e.final} == stored.to_dict()
+
+
+def test_a_second_driver_on_the_same_sweep_exits_2_naming_the_holder(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC.format(name="twice"))
+    first = driver("run", "spec.yaml", cwd=tmp_path)
+    read_until(first, "cells to run")  # the first driver holds the lock from here on
+    second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--store", "store"],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"is being run by pid {first.pid}" in second.stderr
+    assert first.wait(timeout=300) == 0
+
+
+def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves(tmp_path):
+    for name in ("left", "right"):
+        (tmp_path / f"{name}.yaml").write_text(SPEC.format(name=name))
+    drivers = [driver("run", f"{name}.yaml", cwd=tmp_path) for name in ("left", "right")]
+    assert [d.wait(timeout=400) for d in drivers] == [0, 0]
+    store = Store(tmp_path / "store")
+    for name in ("left", "right"):
+        frame: pd.DataFrame = store.read_results(name)
+        assert set(frame["sweep"]) == {name} and frame["cell_key"].nunique() == 8
