@@ -29,8 +29,21 @@ class Plan:
         return {c.cell_key for c in self.cells}
 
 
+def import_plugins(spec: Spec, text: str | None, source: str) -> None:
+    """The spec's plugins register their components when imported (timm style: one decorated function)."""
+    import importlib
+
+    for i, module in enumerate(spec.execution.plugins):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise spec_error(f"cannot import plugin {module!r}: {exc}", text=text, source=source,
+                             loc=("execution", "plugins", i)) from None
+
+
 def check_names(spec: Spec, text: str | None, source: str) -> None:
     """Every name in the spec must be in its registry, and every strength in its policy's range."""
+    import_plugins(spec, text, source)
     from trainables.augmentations import AUGMENTATIONS, check_strength
     from trainables.datasets import DATASETS, EVAL_SETS
     from trainables.models import MODELS

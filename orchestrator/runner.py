@@ -114,12 +114,15 @@ def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> li
 def _store_writer_class():
     from ray import tune
 
+    from trainables.checkpoint import Checkpointer
+
     class StoreWriter(tune.Callback):
         """The one writer of the sweep: each cell's report becomes a file or a failure record, and the
         cells in training are kept in `running.json` so `augworth status` can tell them apart."""
 
-        def __init__(self, store: Store, sweep: str, progress: SweepProgress) -> None:
+        def __init__(self, store: Store, sweep: str, progress: SweepProgress, checkpoints: str | None) -> None:
             self.store, self.sweep, self.progress = store, sweep, progress
+            self.checkpoints = checkpoints  # the folder of running cells' checkpoints, if they checkpoint
             self.running: dict[str, dict[str, Any]] = {}  # cell_key -> where and since when
             self.trial_cell: dict[str, str] = {}  # trial id -> the cell it trains now
 
@@ -147,6 +150,8 @@ def _store_writer_class():
             elif "cell_rows" in result:
                 self.store.write_cell(self.sweep, key, result["cell_rows"])
                 self.store.clear_failure(self.sweep, key)
+                if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
+                    Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1
                 self._cell_done(trial)
                 self.progress.log(f"cell {key} done")
@@ -211,7 +216,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     context = {
         "eval_sets": list(spec.eval_sets), "dataset_root": spec.dataset.root, "retries": ex.retries,
         "cpus_per_cell": ex.cpus_per_cell, "gpus_per_cell": ex.gpus_per_cell, "code_revision": code_revision(),
-        "timeout_s": ex.timeout_s, "checkpoint_every": ex.checkpoint_every,
+        "timeout_s": ex.timeout_s, "checkpoint_every": ex.checkpoint_every, "plugins": list(ex.plugins),
         "checkpoint_dir": checkpoint_dir(store, sweep, ex.checkpoint_storage),
     }
 
@@ -233,7 +238,8 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                     tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=ex.max_concurrent),
                     run_config=tune.RunConfig(
                         name=f"{sweep}-{start // MAX_TRIALS_PER_FIT}", storage_path=tune_dir, verbose=0,
-                        callbacks=[StoreWriter(store, sweep, progress)],
+                        callbacks=[StoreWriter(store, sweep, progress,
+                                               context["checkpoint_dir"] if ex.checkpoint_every else None)],
                         failure_config=tune.FailureConfig(max_failures=2),
                     ),
                 ).fit()

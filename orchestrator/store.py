@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 import uuid
@@ -206,7 +207,11 @@ class Store:
 
     # ----- paths -------------------------------------------------------------------------------
     def sweep_dir(self, sweep: str) -> str:
-        return f"{self.root}/{check_sweep_name(sweep)}"
+        path = f"{self.root}/{check_sweep_name(sweep)}"
+        if self.local and os.path.islink(path) or (self.local and os.path.exists(path) and not os.path.realpath(
+                path).startswith(os.path.realpath(self.root) + os.sep)):
+            raise StoreError(f"sweep folder {path} is a symbolic link: a sweep may not lead out of its store root")
+        return path
 
     def results_dir(self, sweep: str) -> str:
         return f"{self.sweep_dir(sweep)}/results"

@@ -114,6 +114,8 @@ class Execution(_Strict):
     timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None  # per attempt of one cell
     checkpoint_every: PositiveInt | None = None  # steps between checkpoints of a running cell; None: none
     checkpoint_storage: str | None = None  # where every node reaches; default <store>/<sweep>/checkpoints
+    # modules that register more data sets, augmentations or models (importable on the driver and every node)
+    plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = []
 
 
 def _unique(values: Sequence[Any] | None, what: str, key: str) -> None:

@@ -34,11 +34,16 @@ def tiny_spec(name: str = "tiny", *, lr: float = 0.05, retries: int = 1) -> str:
     return TINY_SPEC.format(name=name, lr=lr, retries=retries)
 
 
+PLUGINS = ROOT / "tests" / "plugins"  # a user's plugin module (execution.plugins), importable by every worker
+
+
 @pytest.fixture(scope="module")
 def ray_local():
-    """One real local Ray per test module (2 CPUs), shut down at the end."""
+    """One real local Ray per test module (2 CPUs), shut down at the end; its workers see tests/plugins."""
     import ray
 
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
+    sys.path.insert(0, str(PLUGINS))
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

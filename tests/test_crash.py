@@ -7,6 +7,7 @@ Synchronisation is on the driver's own log lines (one per cell event with --no-p
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,14 +41,14 @@ def driver(*args: str, cwd) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def read_until(proc: subprocess.Popen, needle: str, count: int = 1) -> list[str]:
-    """The driver's stderr lines up to the `count`-th containing `needle` (blocks on the pipe)."""
+def read_until(proc: subprocess.Popen, pattern: str, count: int = 1) -> list[str]:
+    """The driver's stderr lines up to the `count`-th matching `pattern` (blocks on the pipe)."""
     lines = []
     for line in proc.stderr:
         lines.append(line)
-        if sum(needle in seen for seen in lines) >= count:
+        if sum(bool(re.search(pattern, seen)) for seen in lines) >= count:
             return lines
-    raise AssertionError(f"driver ended before {count} x {needle!r}:\n{''.join(lines)}")
+    raise AssertionError(f"driver ended before {count} x {pattern!r}:\n{''.join(lines)}")
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -64,7 +65,7 @@ def test_killed_twice_then_resumed_every_cell_exactly_once_and_checkpoints_conti
     results = tmp_path / "store" / "crash" / "results"
 
     first = driver("run", "spec.yaml", cwd=tmp_path)
-    read_until(first, " done", count=2)
+    read_until(first, r"cell \w+ done", count=2)
     kill(first)  # point 1: between cells
     after_first = mtimes(results)
     assert 2 <= len(after_first) < 8
@@ -98,9 +99,9 @@ def test_killed_twice_then_resumed_every_cell_exactly_once_and_checkpoints_conti
     from trainables.train import train_cell
 
     torch.set_num_threads(1)  # as in the workers
-    grid = store.read_grid("crash").to_pandas().set_index("cell_key")
+    grid = {row["cell_key"]: row for row in store.read_grid("crash").to_pylist()}
     for key in resumed:
-        cell = Cell.from_dict(grid.loc[key].to_dict())
+        cell = Cell.from_dict(grid[key])
         reference = train_cell(cell, load_dataset("digits"), ["test", "corrupted"]).evaluations
         stored = frame[(frame["cell_key"] == key) & frame["final"]].set_index("eval_set")["accuracy"]
         assert {e.eval_set: e.accuracy for e in reference if e.final} == stored.to_dict()

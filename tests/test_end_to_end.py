@@ -76,3 +76,24 @@ def test_a_sweep_larger_than_one_tune_round_runs_in_rounds_with_every_cell_once(
     summary = run_plan(plan, store, show_progress=False)
     assert (summary.done, summary.failed) == (12, 0)
     assert store.done_keys("rounds") == plan.keys
+
+
+def test_cells_that_raise_diverge_or_time_out_are_retried_recorded_and_the_rest_done(tmp_path):
+    import sys
+
+    spec = tiny_spec("failing").replace(
+        "  - {policy: crop, strength: [1]}",
+        "  - {policy: boom, strength: 1}\n  - {policy: poison, strength: 1}\n  - {policy: slow, strength: 5}",
+    ).replace("data_sizes: [40, 80, 160]", "data_sizes: [40]").replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "cells_per_trial: 3}", "cells_per_trial: 1, timeout_s: 2, plugins: [augworth_test_plugin]}")
+    store = Store(tmp_path / "store")
+    plan = plan_sweep(spec, "failing.yaml", store)
+    assert "augworth_test_plugin" in sys.modules and len(plan.cells) == 4
+    summary = run_plan(plan, store, show_progress=False)
+    assert (summary.done, summary.failed, summary.exit_code) == (1, 3, 3)
+    reasons = {r["config"]["augmentation"]: r for r in store.failures("failing").values()}
+    assert "boom: this augmentation always raises" in reasons["boom"]["reason"]
+    assert "non-finite training loss" in reasons["poison"]["reason"]
+    assert "CellTimeout" in reasons["slow"]["reason"]
+    assert all(r["attempts"] == 2 for r in reasons.values())  # retries: 1
+    assert store.read_results("failing")["augmentation"].unique().tolist() == ["none"]

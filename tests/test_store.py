@@ -115,3 +115,14 @@ def test_spec_is_frozen_atomically(tmp_path):
     assert store.has_sweep("s1") and store.read_spec("s1") == "name: s1\n"
     with pytest.raises(StoreError, match="no sweep"):
         store.read_spec("s2")
+
+
+def test_a_sweep_folder_that_links_out_of_the_root_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "s").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StoreError, match="symbolic link"):
+        Store(root).write_spec("s", "name: s\n")
+    assert list(outside.iterdir()) == []

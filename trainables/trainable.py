@@ -9,8 +9,11 @@ report into a store file (`cell_rows`) or a failure record (`cell_failure`).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
+import queue
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -94,8 +97,6 @@ def run_cell(cell: Cell, context: dict[str, Any], report: Callable[[dict[str, An
             last_traceback = traceback.format_exc()
             continue
         rows = cell_rows(cell, result, config_json=canonical_json(cell), code_revision=context.get("code_revision"))
-        if checkpoint is not None:
-            checkpoint.clear()
         return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
     return {"cell_key": cell.cell_key, "cell_failure": {
         "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,
@@ -103,13 +104,36 @@ def run_cell(cell: Cell, context: dict[str, Any], report: Callable[[dict[str, An
 
 
 def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: dict[str, Any]) -> None:
-    """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store)."""
+    """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store).
+
+    `tune.report` waits for the driver to take the result before it returns; so the cells train in a
+    background thread (torch releases the GIL in its kernels) while this thread hands their reports over,
+    and no cell waits on the driver.
+    """
     from ray import tune
 
+    for module in context.get("plugins", ()):
+        importlib.import_module(module)  # registers the spec's own data sets, augmentations or models
     threads = max(1, int(context.get("cpus_per_cell", 1)))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    for cell_dict in chunks[config["chunk"]]:
-        cell = Cell.from_dict(cell_dict)
-        tune.report({"cell_key": cell.cell_key, "cell_started": True})  # for `augworth status`
-        tune.report(run_cell(cell, context, tune.report))
+    reports: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+
+    def train_all() -> None:
+        try:
+            for cell_dict in chunks[config["chunk"]]:
+                cell = Cell.from_dict(cell_dict)
+                reports.put({"cell_key": cell.cell_key, "cell_started": True})  # for `augworth status`
+                reports.put(run_cell(cell, context, reports.put))
+        except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
+            reports.put(exc)
+        finally:
+            reports.put(None)
+
+    worker = threading.Thread(target=train_all, name="augworth-cells", daemon=True)
+    worker.start()
+    while (item := reports.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        tune.report(item)
+    worker.join()
