@@ -96,6 +96,9 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
     summary = run_plan(plan, store, address=address, show_progress=progress, log_cells=not progress)
     out.print(f"sweep {sweep}: {summary.done} cells done now, {summary.skipped} were already done, "
               f"{summary.failed} failed now ({summary.failed_total} failure records in the sweep)", highlight=False)
+    if summary.unfinished:
+        out.print(f"{summary.unfinished} cells did not finish (interrupted, or their trials were lost): "
+                  f"`augworth resume {sweep}` runs them", highlight=False)
     out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
     return summary.exit_code
 

@@ -41,10 +41,11 @@ class RunSummary:
     done: int
     failed: int
     failed_total: int  # failure records in the sweep at the end, this run's and earlier ones
+    unfinished: int = 0  # cells of this run neither done nor failed: interrupted (Ctrl-C) or lost trials
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.failed_total else 0
+        return 3 if self.failed_total or self.unfinished else 0
 
 
 def code_revision() -> str | None:
@@ -246,4 +247,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     finally:
         shutil.rmtree(tune_dir, ignore_errors=True)
         store.write_running(sweep, {})
-    return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(store.failures(sweep)))
+    failures = store.failures(sweep)
+    done = store.done_keys(sweep)
+    unfinished = sum(c.cell_key not in done and c.cell_key not in failures for c in plan.pending)
+    return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(failures), unfinished)

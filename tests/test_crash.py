@@ -126,3 +126,20 @@ def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves(tmp_path):
     for name in ("left", "right"):
         frame: pd.DataFrame = store.read_results(name)
         assert set(frame["sweep"]) == {name} and frame["cell_key"].nunique() == 8
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes_the_rest(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC.format(name="sigint"))
+    first = driver("run", "spec.yaml", cwd=tmp_path)
+    read_until(first, r"cell \w+ done")
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
+    code = first.wait(timeout=120)
+    results = tmp_path / "store" / "sigint" / "results"
+    kept = mtimes(results)
+    assert code != 0 and 1 <= len(kept)
+    assert not (tmp_path / "store" / "sigint" / ".lock").exists()  # released: resume needs no takeover
+    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "sigint", "--store", "store",
+                              "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    final = mtimes(results)
+    assert len(final) == 8 and {k: final[k] for k in kept} == kept
