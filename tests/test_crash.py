@@ -136,7 +136,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_rest(tmp_path):
     code = first.wait(timeout=120)
     results = tmp_path / "store" / "sigint" / "results"
     kept = mtimes(results)
-    assert code != 0 and 1 <= len(kept)
+    assert code != 0 and len(kept) >= 1
     assert not (tmp_path / "store" / "sigint" / ".lock").exists()  # released: resume needs no takeover
     resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "sigint", "--store", "store",
                               "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
