@@ -35,6 +35,8 @@ StoreOpt = Annotated[str, typer.Option("--store", help="Results store root: a pa
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to connect to (else RAY_ADDRESS, "
                                                 "else a private local Ray).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")]
+NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="No live display: one log line per cell event.")]
 DEFAULT_STORE = "./augworth-store"
 
 
@@ -111,8 +113,8 @@ def run(
     address: AddressOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print cell counts and an estimate; run nothing.")] = False,
     extend: Annotated[bool, typer.Option("--extend", help="Allow a superset of the frozen grid.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress display.")] = False,
+    retry_failed: RetryFailedOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Run a sweep: every cell of SPEC not yet done in the store."""
     code = _run(read_spec_text(spec), str(spec), store, address=address, dry_run=dry_run, extend=extend,
@@ -127,7 +129,7 @@ def submit(
     address: Annotated[str, typer.Option("--address", help="The cluster's job server, e.g. http://HEAD:8265.")],
     store: Annotated[str, typer.Option("--store", help="Absolute path or URI that the head node reaches.")],
     extend: Annotated[bool, typer.Option("--extend")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed")] = False,
+    retry_failed: RetryFailedOpt = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job's logs until it ends.")] = False,
 ) -> None:
     """Submit a sweep to a Ray cluster as a Ray Job and print the job id."""
@@ -157,8 +159,8 @@ def resume(
     sweep: Annotated[str, typer.Argument(help="Sweep name.")],
     store: StoreOpt = DEFAULT_STORE,
     address: AddressOpt = None,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress display.")] = False,
+    retry_failed: RetryFailedOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Run the cells of a sweep that are not done yet, from its frozen spec in the store."""
     opened = open_sweep(store, sweep)
@@ -174,7 +176,7 @@ def demo(
     store: StoreOpt = DEFAULT_STORE,
     address: AddressOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where the pictures go.")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Run the digits demo locally, then print the exchange rates and draw the curves."""
     path = preset_path("digits_demo")
