@@ -1,7 +1,8 @@
 """A training step with augmentation vs the same step without, through train_cell itself, one thread.
 
     python -m bench.train_step [--smoke] [--threads N] [--repeats R] [--timed-steps T]
-                               [--steps-per-call S] [--call-bytes N] [--only small_cnn|resnet18] [--layout]
+                               [--steps-per-call S] [--call-bytes N] [--only small_cnn|resnet18]
+                               [--layout | --narrow-nchw]
 
 Two workloads: small_cnn width 16 on the digits data (1x16x16, batch 64), and resnet18 width 16 (CIFAR stem)
 on random 3x32x32 data (batch 128). Variants: no augmentation (`none`), and trivialaugment -> crop(4) -> flip
@@ -15,7 +16,11 @@ medians: ms per step of each, and the ratio with augmentation / without (also th
 ratios, which cancels slow drifts in the machine's load). A third ratio adds the time measured inside the
 augmentation call to the baseline's step: on resnet18 the augmentation is ~1% of a step, below what load
 drifts on a shared machine do to whole-step medians. `--layout` instead compares channels_last with NCHW, both
-without augmentation.
+without augmentation; `--narrow-nchw` compares channels_last for every convolution (unsafe on AVX2 CPUs at
+widths <= 6, safe at width 16) with the trainer's CPU default, which keeps convolutions of fewer than
+CPU_MIN_CHANNELS_LAST_INPUTS input channels (here: the stems) in NCHW.
+
+Needs only torch and torchvision (and scikit-learn's wheel for digits), like `python -m trainables.train`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from typing import Any
 
 import torch
 
-from search_spaces import Cell
 from trainables import train
 from trainables.datasets import DataSet, load_dataset
 
@@ -52,14 +56,23 @@ WORKLOADS = {
 }
 
 
-def cell_for(work: Workload, data: DataSet, steps: int) -> Cell:
-    return Cell(dataset=data.name, dataset_fingerprint=data.fingerprint, data_size=data.pool_size, seed=0,
-                augmentation="none", strength=None, model=work.model, width=work.width, steps=steps,
-                batch_size=work.batch_size, eval_every=steps, lr=0.05, momentum=0.9, nesterov=True,
-                weight_decay=5e-4, warmup_steps=0)
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    pipeline: str  # augmentation policies joined by '+'
+    channels_last: bool = True  # train.CHANNELS_LAST
+    min_channels_last_inputs: int = train.CPU_MIN_CHANNELS_LAST_INPUTS
 
 
-def timed_run(cell: Cell, data: DataSet, augment: train.Augment,
+def cell_for(work: Workload, data: DataSet, steps: int) -> Any:
+    # the Cell class without the spec machinery (pydantic, yaml): GPU boxes may have only torch and torchvision
+    return train._cells_module().Cell(
+        dataset=data.name, dataset_fingerprint=data.fingerprint, data_size=data.pool_size, seed=0,
+        augmentation="none", strength=None, model=work.model, width=work.width, steps=steps,
+        batch_size=work.batch_size, eval_every=steps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        warmup_steps=0)
+
+
+def timed_run(cell: Any, data: DataSet, augment: train.Augment,
               per_call: int) -> tuple[list[float], list[float]]:
     """One train_cell run. Per augmentation chunk but the first: ms per step of the whole loop, and ms per
     step spent inside the augmentation call."""
@@ -80,25 +93,26 @@ def timed_run(cell: Cell, data: DataSet, augment: train.Augment,
     return [(b - a) * 1e3 / per_call for a, b in zip(stamps, stamps[1:], strict=False)], augment_ms[1:]
 
 
-def compare(work: Workload, data: DataSet, variants: dict[str, tuple[str, bool]], *, repeats: int,
+def compare(work: Workload, data: DataSet, variants: dict[str, Variant], *, repeats: int,
             chunks: int, per_call: int) -> dict[str, Any]:
-    """variants: label -> (augmentation pipeline, channels_last), the baseline first."""
+    """variants: label -> Variant, the baseline first."""
     cell = cell_for(work, data, steps=(chunks + 1) * per_call)
-    augments = {label: train.pipeline(names, data.mean) for label, (names, _) in variants.items()}
+    augments = {label: train.pipeline(v.pipeline, data.mean) for label, v in variants.items()}
     times: dict[str, list[float]] = {label: [] for label in variants}
     in_augment: dict[str, list[float]] = {label: [] for label in variants}
     per_repeat: dict[str, list[float]] = {label: [] for label in variants}
-    layout = train.CHANNELS_LAST
+    layout = train.CHANNELS_LAST, train.CPU_MIN_CHANNELS_LAST_INPUTS
     try:
         for _ in range(repeats):
-            for label, (_, channels_last) in variants.items():
-                train.CHANNELS_LAST = channels_last
+            for label, variant in variants.items():
+                train.CHANNELS_LAST = variant.channels_last
+                train.CPU_MIN_CHANNELS_LAST_INPUTS = variant.min_channels_last_inputs
                 step_ms, augment_ms = timed_run(cell, data, augments[label], per_call)
                 times[label] += step_ms
                 in_augment[label] += augment_ms
                 per_repeat[label].append(statistics.median(step_ms))
     finally:
-        train.CHANNELS_LAST = layout
+        train.CHANNELS_LAST, train.CPU_MIN_CHANNELS_LAST_INPUTS = layout
     a, b = variants
     median = {label: statistics.median(t) for label, t in times.items()}
     augment_ms = {label: statistics.median(t) for label, t in in_augment.items()}
@@ -125,17 +139,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--call-bytes", type=int, default=None,
                         help="AUGMENT_CALL_BYTES_CPU: cap on the images augmented per call, in bytes")
     parser.add_argument("--only", choices=sorted(WORKLOADS), default=None)
-    parser.add_argument("--layout", action="store_true", help="channels_last vs NCHW, no augmentation")
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("--layout", action="store_true", help="channels_last vs NCHW, no augmentation")
+    layout.add_argument("--narrow-nchw", action="store_true",
+                        help="every conv channels_last vs narrow convs NCHW (the CPU default), no augmentation")
     parser.add_argument("--smoke", action="store_true", help="a couple of steps of tiny models (for tests)")
     args = parser.parse_args(argv)
 
     workloads = {k: w for k, w in WORKLOADS.items() if args.only in (None, k)}
     if args.smoke:
-        workloads = {k: dataclasses.replace(w, width=4, batch_size=8) for k, w in workloads.items()}
+        # width 8: no convolution narrower than 8 inputs but the stems, so --narrow-nchw's baseline is safe
+        workloads = {k: dataclasses.replace(w, width=8, batch_size=8) for k, w in workloads.items()}
     if args.layout:
-        variants = {"NCHW": ("none", False), "channels_last": ("none", True)}
+        variants = {"NCHW": Variant("none", channels_last=False), "channels_last": Variant("none")}
+    elif args.narrow_nchw:
+        variants = {"channels_last everywhere": Variant("none", min_channels_last_inputs=0),
+                    "narrow convs NCHW": Variant("none")}
     else:
-        variants = {"none": ("none", train.CHANNELS_LAST), PIPELINE: (PIPELINE, train.CHANNELS_LAST)}
+        variants = {"none": Variant("none"), PIPELINE: Variant(PIPELINE)}
 
     threads = torch.get_num_threads()
     saved = train.AUGMENT_STEPS_PER_CALL, train.AUGMENT_CALL_BYTES_CPU
@@ -161,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
             for label in variants:
                 print(f"  {label + ':':32s} {r['median_ms'][label]:8.2f} ms/step (median), "
                       f"{r['augment_ms'][label]:6.3f} ms/step of it inside the augmentation call")
-            inside = "" if args.layout else f", {r['inside_ratio']:.3f} (baseline + time inside augmentation)"
+            inside = ("" if args.layout or args.narrow_nchw
+                      else f", {r['inside_ratio']:.3f} (baseline + time inside augmentation)")
             print(f"  ratio {b} / {a}: {r['ratio']:.3f} (medians), "
                   f"{r['paired_ratio']:.3f} (median per repeat){inside}")
     finally:

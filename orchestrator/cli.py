@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -19,7 +20,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Column, Table
+from rich.text import Text
 
 from search_spaces import SpecError, preset_names, preset_path, read_spec_text
 
@@ -27,7 +30,19 @@ from .store import Store, StoreError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Measure what data augmentations are worth: sweeps on Ray Tune, results in Parquet.")
-out = Console()
+# A pipe or a file gets COLUMNS or this width, not the 80 columns rich would fall back on: tables there are read
+# by scripts and copied from, so no name may be cut to fit.
+PIPE_WIDTH = 200
+
+
+def _stdout_console() -> Console:
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+out = _stdout_console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -228,14 +243,37 @@ def presets(
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table("preset", "cells", "GPU-hours (est.)", "--smoke", "description")
+    table = Table("preset", "cells", "GPU-hours (est.)", "--smoke", Column("description", overflow="fold"))
     for r in rows:
         table.add_row(r["preset"], f"{r['cells']:,}", f"{r['gpu_hours']:,.1f}", "yes" if r["smoke"] else "",
                       r["description"])
-    out.print(table)
+    show(whole(table, "preset"))
     out.print("GPU-hours: training images / an assumed throughput per model (orchestrator/estimate.py), not a "
               "measurement. `augworth presets NAME` prints one; `augworth run NAME --smoke` runs its "
               "scale-down.", highlight=False)
+
+
+# ----- tables ---------------------------------------------------------------------------------------
+
+def whole(table: Table, *headers: str) -> Table:
+    """Never cut or fold these columns' cells (names a user types again: presets, treatments, eval sets, keys):
+    the table shrinks its other columns first."""
+    for column in table.columns:
+        if column.header in headers:
+            column.no_wrap = True
+            column.min_width = max([len(str(column.header)), *(Text.from_markup(str(c)).cell_len
+                                                               for c in column.cells)])
+    return table
+
+
+def show(table: Table) -> None:
+    """Print a table; where stdout is not a terminal, widen the page rather than cut a word or a `whole` column."""
+    if not out.is_terminal:  # the narrowest the table gets without cutting, measured on an unbounded page
+        out.width = max(out.width, Measurement.get(out, out.options.update_width(UNBOUNDED), table).minimum)
+    out.print(table)
+
+
+UNBOUNDED = 100_000
 
 
 # ----- query and analyze ----------------------------------------------------------------------------
@@ -244,10 +282,16 @@ def _print_frame(df: Any, as_json: bool, title: str | None = None) -> None:
     if as_json:
         sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
         return
-    table = Table(*[str(c) for c in df.columns], title=title)
-    for row in df.itertuples(index=False):
-        table.add_row(*[_cell(v) for v in row])
-    out.print(table)
+    rows = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    # short text is taken whole (names, keys); longer text (config_json, tracebacks) folds
+    short = [str(c) for i, c in enumerate(df.columns) if all(len(r[i]) <= SHORT_TEXT for r in rows)]
+    table = Table(*[Column(str(c), overflow="fold") for c in df.columns], title=title)
+    for row in rows:
+        table.add_row(*row)
+    show(whole(table, *short))
+
+
+SHORT_TEXT = 64
 
 
 def _cell(v: Any) -> str:
@@ -302,7 +346,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
     for name in sets:
         table = summary_table(rates[rates["eval_set"] == name])
         table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
-        out.print(table)
+        show(table)
         a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
         b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
         out.print(f"pictures: {a}\n          {b}", highlight=False)
@@ -310,7 +354,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
         "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
     ).df()
     if not probed.empty:
-        out.print(probe_table(probed))
+        show(probe_table(probed))
     out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
 
 
@@ -321,14 +365,14 @@ def probe_table(probed: Any) -> Table:
     summary = probe_summary(probed)
     probes = [c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")]
     varying = [c for c in _LABEL_COLUMNS if c in summary and summary[c].astype(str).nunique() > 1]
-    table = Table(Column("treatment", no_wrap=True), "size x", "step", *probes,
+    table = Table("treatment", "size x", "step", *probes,
                   title="probes on un-augmented training images: mean ± sd over seeds")
     for r in summary.itertuples(index=False):
         d = r._asdict()
         table.add_row(treatment_name(d, varying), str(d["data_size"]), str(d["step"]),
                       *[f"{d[p + '_mean']:.4g}" + ("" if _missing(d[p + "_std"]) else f" ± {d[p + '_std']:.2g}")
                         for p in probes])
-    return table
+    return whole(table, "treatment")
 
 
 def treatment_name(d: dict[str, Any], varying: list[str]) -> str:
@@ -345,7 +389,7 @@ _LABEL_COLUMNS = ("views", "views_r", "views_first_clean", "invariance", "model"
 
 def summary_table(rates: Any) -> Table:
     """One row per (treatment, size): measured and fitted accuracy, v, the ratio and what to make of them."""
-    table = Table(Column("treatment", no_wrap=True), "size x", "acc", "acc fit", "extra v", "(x+v)/x", "note", caption=(
+    table = Table("treatment", "size x", "acc", "acc fit", "extra v", "(x+v)/x", "note", caption=(
         "acc: mean over seeds; unbounded: error below the reference's asymptote (worth more than any amount of "
         "real data); extrapolated: x + v outside the reference's measured sizes"), caption_justify="left")
     rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
@@ -364,7 +408,7 @@ def summary_table(rates: Any) -> Table:
         table.add_row(name, str(d["data_size"]), _cell(d.get("accuracy_mean")), _cell(d.get("accuracy_fit")),
                       "inf" if v == math.inf else _cell(round(v) if not _missing(v) else v),
                       "inf" if d.get("exchange_ratio") == math.inf else _cell(d.get("exchange_ratio")), note)
-    return table
+    return whole(table, "treatment", "note")
 
 
 def _missing(v: Any) -> bool:
@@ -413,13 +457,13 @@ def status(
         table = Table(*keys, *STATES, title=title)
         for row in rows:
             table.add_row(*[_cell(row[k]) for k in keys], *[str(row[s]) for s in STATES])
-        out.print(table)
+        show(whole(table, *keys))
     if st.failed:
-        table = Table("cell_key", "treatment", "size", "seed", "reason", title="failed cells")
+        table = Table("cell_key", "treatment", "size", "seed", Column("reason", overflow="fold"), title="failed cells")
         for f in st.failed:
             name = f["augmentation"] if f["strength"] is None else f"{f['augmentation']}({f['strength']:g})"
             table.add_row(f["cell_key"], name, str(f["data_size"]), str(f["seed"]), f["reason"])
-        out.print(table)
+        show(whole(table, "cell_key", "treatment"))
 
 
 @app.command()

@@ -141,3 +141,50 @@ def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
     assert {r["eval_set"] for r in rows} == {"test"} and {r["data_size"] for r in rows} == {40, 80, 160}
     bad = augworth("analyze", "cli", "--store", "store", "--eval-set", "nope", cwd=tmp_path)
     assert bad.returncode == 2 and "--eval-set 'nope'" in bad.stderr
+
+
+def test_tables_print_whole_names_into_a_pipe(tmp_path):
+    # stdout is a pipe and COLUMNS is unset, as in `augworth presets | cat` or a script reading the output
+    env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
+
+    def piped(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "…" not in result.stdout, result.stdout  # rich marks a cut cell with an ellipsis
+        return result.stdout
+
+    store = Store(tmp_path / "s")
+    label, long_policy = "cifar10c_severity3_benchmark_corruptions", "trivialaugment_crop_flip"
+    grid = []
+    for treatment in ({"augmentation": "none", "strength": None},
+                      {"augmentation": long_policy, "strength": 0.75, "views": "fixed", "views_r": 16,
+                       "invariance": "orbit_select"}):
+        for size in (100, 200, 400, 800):
+            for seed in (0, 1):
+                cell = make_cell(data_size=size, seed=seed, **treatment)
+                # the treatment is worth twice its size in real data (x + v = 3x): extrapolated at 400 and 800
+                worth = size * (1 if treatment["augmentation"] == "none" else 3)
+                rows = rows_for(cell, n_steps=1, eval_sets=(label,))
+                for row in rows:
+                    row["accuracy"] = 1 - (2 * worth**-0.5 + 0.02) + 0.002 * seed
+                store.write_cell("pipe", cell.cell_key, rows)
+                grid.append({"cell_key": cell.cell_key} | cell.to_dict())
+    failed = make_cell(augmentation=long_policy, strength=0.75, data_size=1600, views="fixed", views_r=16,
+                       invariance="orbit_select")
+    grid.append({"cell_key": failed.cell_key} | failed.to_dict())
+    store.write_failure("pipe", failed.cell_key, {"reason": "non-finite training loss (nan) at step 7 " * 4})
+    store.write_grid("pipe", grid)
+    store.write_spec("pipe", "name: pipe\n")
+
+    presets = piped("presets")
+    assert all(name in presets for name in ("paper_fig0_baselines", "paper_fig1_repetitions",
+                                             "paper_stochasticity"))
+    analyze = piped("analyze", "pipe", "--store", "s", "--out", "figs")
+    assert f"exchange rates on '{label}'" in analyze
+    assert f"{long_policy}(0.75)" in analyze and "extrapolated" in analyze
+    status = piped("status", "pipe", "--store", "s")
+    assert long_policy in status and "orbit_select" in status and failed.cell_key in status
+    query = piped("query", "pipe", "SELECT DISTINCT augmentation, eval_set, cell_key, config_json FROM results",
+                  "--store", "s")
+    assert long_policy in query and label in query and failed.cell_key not in query

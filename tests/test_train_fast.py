@@ -210,3 +210,19 @@ def test_bench_train_step_smoke(capsys, monkeypatch):
     assert "ms/step" in out and "ratio" in out
     assert torch.get_num_threads() == threads  # the benchmark gives the settings back
     assert per_call == train.AUGMENT_STEPS_PER_CALL
+
+
+def test_cpu_keeps_narrow_strided_1x1_convolutions_out_of_channels_last():
+    # oneDNN's AVX2 channels_last kernel for these corrupts the heap (test_cpu_kernels.py trains through it)
+    model = train.place_model(create_model("resnet18", width=4, in_channels=3, num_classes=10),
+                              device_settings("cpu"))
+    narrow = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)
+              and m.stride == (2, 2) and m.in_channels < train.CPU_MIN_CHANNELS_LAST_INPUTS]
+    assert len(narrow) == 1  # stage 2's shortcut, 4 -> 8 channels
+    seen = {}
+    narrow[0].register_forward_hook(lambda m, args, out: seen.update(input=args[0], output=out))
+    model(torch.rand(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert narrow[0].weight.stride() == (4, 1, 1, 1)  # NCHW strides, not the 1x1 kernel's ambiguous ones
+    assert seen["input"].is_contiguous() and not seen["input"].is_contiguous(memory_format=torch.channels_last)
+    stem = model[0]
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last)  # everything else stays channels_last

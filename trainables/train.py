@@ -57,9 +57,19 @@ AUGMENT_STEPS_PER_CALL = 16
 AUGMENT_CALL_BYTES_CPU = 24 * 2**20
 EVAL_BATCH = 1024
 # Model and batches in channels_last (NHWC) on every device: on one CPU thread a step takes 0.79x the time
-# of NCHW's for small_cnn on digits (batch 64) and 0.80x for resnet18 width 16 at 32x32 (batch 128)
-# (python -m bench.train_step --layout); on GPUs it is what tensor-core convolutions want.
+# of NCHW's for small_cnn on digits (batch 64) and 0.80x for resnet18 width 16 at 32x32 (batch 128) on an
+# AVX-512 CPU, 0.74x and 0.80x on an AVX2 one (python -m bench.train_step --layout); on GPUs it is what
+# tensor-core convolutions want.
 CHANNELS_LAST = True
+# ... except, on CPU, a strided 1x1 convolution with fewer input channels than this runs NCHW. oneDNN's AVX2
+# kernel for the backward pass of a channels_last 1x1 stride-2 convolution with 1-7 input channels (ResNet's
+# shortcut at width <= 6) writes past its buffer and corrupts the heap (torch 2.14.1, on AVX2 CPUs or under
+# ONEDNN_MAX_CPU_ISA=AVX2; 1 and 2 threads). No other shape was seen to corrupt it, under glibc's malloc
+# checking: kernels 1/3/5/7, strides 1/2, 1-16 input and 2-16 output channels, depthwise 7x7; tests/
+# test_cpu_kernels.py trains every model at widths 2-8 on both ISAs. So the stems stay channels_last: all
+# convolutions with < 8 inputs in NCHW made small_cnn's step on digits 1.34x slower. 0 turns the guard off
+# (benchmarks only: python -m bench.train_step --narrow-nchw).
+CPU_MIN_CHANNELS_LAST_INPUTS = 8
 
 
 class NonFiniteLoss(RuntimeError):
@@ -120,6 +130,29 @@ def device_settings(device: str | torch.device, *, deterministic: bool = False) 
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True  # fixed shapes: time the conv algorithms once, keep the fastest
     return DeviceSettings(device, memory_format, torch.bfloat16, check_every=50)
+
+
+def _nchw_input(conv: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    # .contiguous() hands back a 1-channel NHWC batch as it is (it counts as contiguous already), and oneDNN
+    # would still read its strides as NHWC: clone those (a 1-channel batch is small)
+    x = args[0]
+    x = x.clone(memory_format=torch.contiguous_format) if x.shape[1] == 1 else x.contiguous()
+    return (x, *args[1:])
+
+
+def place_model(model: nn.Module, settings: DeviceSettings) -> nn.Module:
+    """The model on its device in the settings' memory format, but on CPU the narrow strided 1x1 convolutions
+    (CPU_MIN_CHANNELS_LAST_INPUTS) in NCHW: their weights, and a hook that hands them NCHW inputs."""
+    model = model.to(settings.device, memory_format=settings.memory_format)
+    if settings.device.type != "cpu" or settings.memory_format != torch.channels_last:
+        return model
+    for conv in model.modules():
+        if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride != (1, 1)
+                and conv.in_channels < CPU_MIN_CHANNELS_LAST_INPUTS):
+            # a 1x1 kernel's (out, in, 1, 1) weight is both layouts at once: clone to NCHW strides outright
+            conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
+            conv.register_forward_pre_hook(_nchw_input)
+    return model
 
 
 _FREED_MEMORY_KEPT = False
@@ -352,7 +385,7 @@ def train_cell(
     model = create_model(cell.model, width=cell.width, in_channels=data.channels,
                          num_classes=data.num_classes)
     model = init_seeded(model, seed)
-    model = wrap_invariance(cell.invariance, model).to(device, memory_format=settings.memory_format)
+    model = place_model(wrap_invariance(cell.invariance, model), settings)
     step_model = torch.compile(model) if compile_model else model  # shares the parameters; eval stays eager
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cell.lr, momentum=cell.momentum, nesterov=cell.nesterov and cell.momentum > 0,
