@@ -1,6 +1,6 @@
 """Analysis of a sweep: power-law fits, exchange rates (Eq. 1 of Geiping et al.), bootstrap CIs, plots.
 
-Imports `orchestrator.store` only (never Ray or torch); matplotlib loads when a plot is drawn.
+Imports `results` only (never Ray or torch); matplotlib loads when a plot is drawn.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import fit_batch, inverse_power_law, power_law
-from orchestrator.store import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
+from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
 CI_LEVEL = 0.95

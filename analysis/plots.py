@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import power_law
-from orchestrator.store import GROUP_COLUMNS, TREATMENT_COLUMNS
+from results import GROUP_COLUMNS, TREATMENT_COLUMNS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

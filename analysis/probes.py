@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from orchestrator.store import GROUP_COLUMNS, TREATMENT_COLUMNS
-
-PROBE_COLUMNS = ("grad_noise", "flatness", "flatness_std", "hessian_top_eig")
+from results import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
 
 
 def probe_summary(results: pd.DataFrame) -> pd.DataFrame:

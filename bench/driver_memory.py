@@ -36,7 +36,7 @@ DRIVER = textwrap.dedent("""\
     import json, resource, sys, time
     from orchestrator.plan import plan_sweep
     from orchestrator.runner import run_plan
-    from orchestrator.store import Store
+    from results import Store
     store = Store(sys.argv[2])
     plan = plan_sweep(open(sys.argv[1]).read(), sys.argv[1], store)
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import exchange_rates
-from orchestrator.store import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
+from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
 from search_spaces import Cell
 
 SWEEP = "bench-store"

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from search_spaces.cells import Cell
 from trainables import train
 from trainables.datasets import DataSet, load_dataset
 
@@ -63,16 +64,15 @@ class Variant:
     min_channels_last_inputs: int = train.CPU_MIN_CHANNELS_LAST_INPUTS
 
 
-def cell_for(work: Workload, data: DataSet, steps: int) -> Any:
-    # the Cell class without the spec machinery (pydantic, yaml): GPU boxes may have only torch and torchvision
-    return train._cells_module().Cell(
+def cell_for(work: Workload, data: DataSet, steps: int) -> Cell:
+    return Cell(
         dataset=data.name, dataset_fingerprint=data.fingerprint, data_size=data.pool_size, seed=0,
         augmentation="none", strength=None, model=work.model, width=work.width, steps=steps,
         batch_size=work.batch_size, eval_every=steps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
         warmup_steps=0)
 
 
-def timed_run(cell: Any, data: DataSet, augment: train.Augment,
+def timed_run(cell: Cell, data: DataSet, augment: train.Augment,
               per_call: int) -> tuple[list[float], list[float]]:
     """One train_cell run. Per augmentation chunk but the first: ms per step of the whole loop, and ms per
     step spent inside the augmentation call."""

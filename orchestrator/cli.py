@@ -24,9 +24,8 @@ from rich.measure import Measurement
 from rich.table import Column, Table
 from rich.text import Text
 
+from results import Store, StoreError
 from search_spaces import SpecError, preset_names, preset_path, read_spec_text
-
-from .store import Store, StoreError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Measure what data augmentations are worth: sweeps on Ray Tune, results in Parquet.")

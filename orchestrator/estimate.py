@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
+from results import Store
+
 from .plan import Plan
-from .store import Store
 
 PROBE_STEPS = 10
 
@@ -65,10 +66,6 @@ def grid_size(spec) -> int:  # spec: search_spaces.Spec
     return sizes * len(spec.seeds) * models * len(spec.invariance) * pairs
 
 
-# Image side of the built-in data sets (all others: CIFAR's 32).
-IMAGE_SIDE = {"digits": 16}
-
-
 def estimate_gpu_hours(spec) -> float:  # spec: search_spaces.Spec
     """Training images of the whole grid over each model's assumed GPU throughput.
 
@@ -77,11 +74,12 @@ def estimate_gpu_hours(spec) -> float:  # spec: search_spaces.Spec
     ratio of forward FLOPs per image, times the invariance wrapper's `forward_cost` (`average` runs every
     image twice).
     """
-    from orchestrator.plan import default_width
+    from trainables.datasets import DATASETS
     from trainables.invariance import INVARIANCES
-    from trainables.models import MODELS, flops_per_image
+    from trainables.models import MODELS, default_width, flops_per_image
 
-    side = int(spec.dataset.options.get("image_size", IMAGE_SIDE.get(spec.dataset.name, 32)))
+    # the option where the spec sets one, else the registry's; a folder of images of unknown size: CIFAR's 32
+    side = int(spec.dataset.options.get("image_size") or DATASETS.get(spec.dataset.name).meta.get("image_size", 32))
     per_model_cells = grid_size(spec) // max(1, sum(len(m.widths()) for m in spec.models()))
     seconds = 0.0
     for model in spec.models():
@@ -90,7 +88,8 @@ def estimate_gpu_hours(spec) -> float:  # spec: search_spaces.Spec
         base_rate = float(meta.get("gpu_images_per_second", 10_000))
         for width in model.widths():
             width = width or base_width
-            ratio = flops_per_image(model.name, width, side) / flops_per_image(model.name, base_width, side)
+            # the registry's throughput is for 32x32 images at the default width: scale by FLOPs from there
+            ratio = flops_per_image(model.name, width, side) / flops_per_image(model.name, base_width, 32)
             rate = base_rate / ratio
             for invariance in spec.invariance:
                 cells = per_model_cells // len(spec.invariance)

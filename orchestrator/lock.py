@@ -11,10 +11,9 @@ import datetime as dt
 import json
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
-from .store import Store, StoreError
+from results import Store, StoreError
 
 LOCK_NAME = ".lock"
 
@@ -42,14 +41,13 @@ class SweepLock:
 
     def holder(self) -> dict[str, Any] | None:
         try:
-            with self.store.fs.open_input_stream(self.path) as f:
-                return json.loads(f.read())
+            return json.loads(self.store.files.read_bytes(self.path))
         except (FileNotFoundError, OSError, ValueError):
             return None
 
     def acquire(self) -> SweepLock:
         record = json.dumps(self.me | {"since": dt.datetime.now(dt.UTC).isoformat()}).encode()
-        self.store.fs.create_dir(self.store.sweep_dir(self.sweep), recursive=True)
+        self.store.fs.create_dir(self.store.sweep_dir(self.sweep), recursive=True)  # for os.open below
         if self.store.local:
             try:  # O_EXCL: of two drivers racing for a free sweep exactly one creates the file
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -62,7 +60,7 @@ class SweepLock:
             if self.holder() is not None:
                 self._take_over_if_stale(record)
             else:
-                self.store._write_atomic(self.path, record)
+                self.store.files.write_atomic(self.path, record)
         self.held = True
         return self
 
@@ -75,13 +73,13 @@ class SweepLock:
         if holder and not same_host:
             raise SweepLocked(f"sweep {self.sweep!r} is locked by pid {holder.get('pid')} on {holder.get('host')}; "
                               f"if that driver is gone, remove {self.path}")
-        self.store._write_atomic(self.path, record)  # stale (dead pid on this host, or unreadable): take over
+        self.store.files.write_atomic(self.path, record)  # stale (dead pid on this host, or unreadable): take over
         if (self.holder() or {}).get("pid") != self.me["pid"]:
             raise SweepLocked(f"sweep {self.sweep!r}: another driver took the stale lock first")
 
     def release(self) -> None:
         if self.held and (self.holder() or {}).get("pid") == self.me["pid"]:
-            Path(self.path).unlink(missing_ok=True) if self.store.local else self.store.fs.delete_file(self.path)
+            self.store.files.delete(self.path)
         self.held = False
 
     def __enter__(self) -> SweepLock:

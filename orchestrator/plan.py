@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from results import Store
 from search_spaces import Cell, Spec, SpecError, expand_cells, parse_spec, spec_error
-
-from .store import Store
 
 
 @dataclass
@@ -94,21 +93,9 @@ def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datas
     return data
 
 
-def default_width(model: str) -> int:
-    """The width a model gets when the spec gives none (its registry entry's, else its factory's default)."""
-    import inspect
-
-    from trainables.models import MODELS
-
-    entry = MODELS.get(model)
-    width = entry.meta.get("default_width")
-    if width is None:
-        width = inspect.signature(entry.factory).parameters["width"].default
-    return int(width)
-
-
 def expand(spec: Spec, text: str | None, source: str) -> list[Cell]:
     from trainables.augmentations import default_strength
+    from trainables.models import default_width
 
     data = load_data(spec, text, source)
     return expand_cells(

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from results import Store
 from search_spaces import Spec
 
 from .lock import SweepLock
 from .plan import Plan
 from .progress import SweepProgress
-from .store import Store
 
 # Tune's per-trial loggers (JSON, CSV, TensorBoard) cost tens of ms per trial; the store is our record.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from results import Store, StoreError
+
 from .lock import SweepLock, _alive
-from .store import Store, StoreError
 
 STATES = ("done", "failed", "running", "missing")
 # Besides the policy and strength, what tells treatments apart where a sweep varies it.

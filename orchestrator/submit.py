@@ -12,9 +12,8 @@ import shlex
 import tempfile
 from pathlib import Path
 
+from results import StoreError
 from search_spaces import Spec
-
-from .store import StoreError
 
 
 def _token_available() -> bool:
@@ -40,6 +39,7 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
 
     import analysis
     import orchestrator
+    import results
     import search_spaces
     import trainables
 
@@ -53,7 +53,7 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
     job_id = client.submit_job(
         entrypoint=f"python -m orchestrator.cli run spec.yaml --store {shlex.quote(store)} --no-progress{flags}",
         runtime_env={"working_dir": workdir, "py_modules": [
-            str(Path(m.__file__).parent) for m in (search_spaces, trainables, orchestrator, analysis)]},
+            str(Path(m.__file__).parent) for m in (search_spaces, results, trainables, orchestrator, analysis)]},
         metadata={"augworth_sweep": spec.name},
     )
     return job_id, client

@@ -20,6 +20,19 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "subset": "nested", "accumulate": 1,
 }
 
+# What a cell's fields are to the analysis. Treatment: what is compared against the reference. Group:
+# everything else that a fit must hold fixed. The rest (data_size, seed) are a fit's points.
+TREATMENT_COLUMNS: tuple[str, ...] = (
+    "augmentation", "strength", "views", "views_r", "views_first_clean", "invariance",
+)
+GROUP_COLUMNS: tuple[str, ...] = (
+    "dataset", "dataset_fingerprint", "subset", "model", "width",
+    "steps", "batch_size", "accumulate", "eval_every",
+    "lr", "momentum", "nesterov", "weight_decay", "warmup_steps",
+)
+# Measured at chosen steps, never part of a key: one column each in the store.
+PROBE_COLUMNS: tuple[str, ...] = ("grad_noise", "flatness", "flatness_std", "hessian_top_eig")
+
 
 @dataclass(frozen=True)
 class Cell:

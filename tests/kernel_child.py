@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from search_spaces.cells import Cell  # noqa: E402
 from trainables.models import MODELS  # noqa: E402
-from trainables.train import _cells_module, random_dataset, train_cell  # noqa: E402
+from trainables.train import random_dataset, train_cell  # noqa: E402
 
 SHAPES = ((1, 16, 16), (3, 16, 16), (3, 32, 32))  # digits and generated data; CIFAR, CINIC-10
 WIDTHS = (2, 3, 4, 5, 6, 7, 8)
@@ -37,7 +38,7 @@ def main() -> int:
         data = random_dataset(shape, pool=2 * args.batch_size, n_test=args.batch_size)
         for name in MODELS.names():
             for width in (*WIDTHS, MODELS.get(name).meta["default_width"]):
-                cell = _cells_module().Cell(  # without the spec machinery: runs where only torch is
+                cell = Cell(
                     dataset="random", dataset_fingerprint="random", data_size=data.pool_size, seed=0,
                     augmentation="none", strength=None, model=name, width=width, steps=args.steps,
                     batch_size=args.batch_size, eval_every=args.steps, lr=0.05, momentum=0.9, nesterov=True,

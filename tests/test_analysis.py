@@ -332,7 +332,7 @@ def test_no_bootstrap_columns_without_bootstrap():
 
 
 def test_load_results_reads_a_sweep_from_the_store(tmp_path):
-    from orchestrator.store import Store
+    from results import Store
 
     frame = results_frame({("none", None): e_ref, ("crop", 2.0): lambda x: e_ref(2 * np.asarray(x))})
     store = Store(tmp_path)

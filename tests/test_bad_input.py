@@ -14,7 +14,7 @@ from factories import make_cell, rows_for
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.store import Store
+from results import Store
 
 GOOD = tiny_spec("bad")
 

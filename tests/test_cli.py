@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, tiny_spec
 from factories import make_cell, rows_for
 
-from orchestrator.store import Store
+from results import Store
 
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 

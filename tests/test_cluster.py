@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from orchestrator.store import Store
+from results import Store
 
 SPEC = """\
 name: nodes

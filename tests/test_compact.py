@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from factories import make_cell, rows_for
 
-from orchestrator.store import MANIFEST_NAME, RESULT_SCHEMA, Store, StoreError
+from results import MANIFEST_NAME, RESULT_SCHEMA, Store, StoreError
+from results import compaction as compact_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE_ROWS = 20  # 6 rows a cell: a few compacted files from a dozen cells
@@ -177,7 +178,7 @@ def crash_at(store: Store, n: int) -> None:
     """The store's n-th write or delete (from 0) fails as a crash would: earlier ones completed, a write
     leaves a partial temp file, and the exception stops everything after it."""
     count = itertools.count()
-    write, delete = store._write_atomic, store._delete
+    write, delete = store.files.write_atomic, store.files.delete
 
     def crashing_write(path, data):
         if next(count) == n:
@@ -191,7 +192,7 @@ def crash_at(store: Store, n: int) -> None:
             raise Crash
         delete(path)
 
-    store._write_atomic, store._delete = crashing_write, crashing_delete
+    store.files.write_atomic, store.files.delete = crashing_write, crashing_delete
 
 
 def assert_readers_see(root: Path, expected: pd.DataFrame) -> None:
@@ -278,17 +279,17 @@ def test_each_step_of_a_compaction_keeps_store_readers_exact(tmp_path):
     folder = folder_of(tmp_path)
     state = store.results_state("s")
 
-    written, merged = store._compact_write("s", state, file_rows=FILE_ROWS, row_group_rows=8)
+    written, merged = compact_steps._compact_write(store, "s", state, file_rows=FILE_ROWS, row_group_rows=8)
     assert written and merged == [] and not (folder / MANIFEST_NAME).exists()
     assert len(store.results_state("s").orphans) == len(written)  # compacted, no manifest yet: skipped
     assert_readers_see(tmp_path, expected)
 
-    store._compact_commit("s", state, written, merged)
+    compact_steps._compact_commit(store, "s", state, written, merged)
     now = store.results_state("s")
     assert len(now.leftovers) == len(keys) and now.cells == {}  # cell files still there, now skipped
     assert_readers_see(tmp_path, expected)
 
-    store._compact_cleanup("s")
+    compact_steps._compact_cleanup(store, "s")
     assert_readers_see(tmp_path, expected)
     assert_tidy(folder)
 
@@ -298,7 +299,7 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
     merging_compaction(tmp_path)
     keys = Store(tmp_path).done_keys("s")
     reader = Store(tmp_path)
-    real = reader._infos
+    real = reader.files.infos
     calls = itertools.count()
 
     def stale_then_real(folder):
@@ -309,7 +310,7 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
             assert report.removed > report.cells_merged
         return infos
 
-    reader._infos = stale_then_real
+    reader.files.infos = stale_then_real
     state = reader.results_state("s")
     assert set(state.cells) | set(state.holder_of()) == keys  # not missing the cells of the merged files
     assert all(os.path.exists(f) for f in state.files())

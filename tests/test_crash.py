@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from conftest import ROOT
 
-from orchestrator.store import Store
+from results import Store
 from search_spaces import Cell
 
 SPEC = """\

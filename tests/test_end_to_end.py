@@ -9,7 +9,7 @@ from conftest import tiny_spec
 
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import run_plan
-from orchestrator.store import Store
+from results import Store
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 

@@ -7,7 +7,7 @@ from conftest import tiny_spec
 
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import MAX_CELLS_PER_TRIAL, pack_cells
-from orchestrator.store import Store
+from results import Store
 from search_spaces import SpecError
 
 
@@ -126,3 +126,16 @@ def test_the_demo_keeps_the_cell_keys_it_had_before_the_paper_protocol_fields(tm
     keys = sorted(c.cell_key for c in plan.cells)
     assert len(keys) == 90
     assert hashlib.sha256(",".join(keys).encode()).hexdigest()[:16] == "15181bfbcc0deaa3"
+
+
+def test_gpu_hour_estimates_scale_with_the_image_size_from_the_registry_or_the_options():
+    from orchestrator.estimate import estimate_gpu_hours
+    from search_spaces import parse_spec
+
+    def hours(dataset: str) -> float:
+        return estimate_gpu_hours(parse_spec(tiny_spec().replace("{name: digits}", dataset)))
+
+    digits = hours("{name: digits}")  # 16x16 by the data set registry's image_size
+    assert hours("{name: synthetic, options: {image_size: 16}}") == pytest.approx(digits)
+    # synthetic is 32x32 unless an option says otherwise: four times the pixels, ~four times the FLOPs
+    assert 3.5 < hours("{name: synthetic}") / digits < 4.1

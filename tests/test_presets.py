@@ -14,7 +14,7 @@ from orchestrator.estimate import grid_size
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import run_plan
 from orchestrator.status import sweep_status
-from orchestrator.store import Store
+from results import Store
 from search_spaces import apply_smoke, load_spec, preset_names, preset_path
 
 PAPER = [name for name in preset_names() if name.startswith("paper_")]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from factories import make_cell, rows_for
 
-from orchestrator.store import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError
+from results import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError
 from search_spaces import CELL_FIELDS
 
 

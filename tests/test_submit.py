@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, tiny_spec
 
-from orchestrator.store import Store
+from results import Store
 
 RAY = str(Path(sys.executable).parent / "ray")
 

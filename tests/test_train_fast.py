@@ -22,8 +22,7 @@ from trainables.models import MODELS, create_model, param_count
 from trainables.train import device_settings, main, random_dataset, read_cell, train_cell
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_FOR_THE_COMMAND_LINE = ("ray", "pydantic", "yaml", "pandas", "pyarrow", "sklearn", "search_spaces",
-                            "orchestrator")
+NOT_FOR_THE_COMMAND_LINE = ("ray", "pydantic", "yaml", "pandas", "pyarrow", "sklearn", "orchestrator")
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,19 @@ def test_registry_lists_valid_names_on_unknown_and_rejects_duplicates():
     assert "digits" in DATASETS and {"test", "corrupted"} <= set(EVAL_SETS) and "small_cnn" in MODELS
 
 
+def test_registry_rejects_misspelt_and_missing_metadata():
+    reg: Registry = Registry("widget", meta=("strength_range",), required=("default_width",))
+    with pytest.raises(TypeError, match=r"unknown metadata \['strength_rang'\].*keys: default_width, doc, "
+                                        r"strength_range"):
+        reg.register("a", default_width=1, strength_rang=(0, 1))
+    with pytest.raises(TypeError, match=r"missing metadata \['default_width'\]"):
+        reg.register("b", doc="no width")
+    reg.register("c", default_width=2, strength_range=(0, 1), doc="fine")(lambda: None)
+    assert reg.get("c").meta == {"default_width": 2, "strength_range": (0, 1), "doc": "fine"}
+    with pytest.raises(TypeError, match="missing metadata"):
+        MODELS.register("wide_cnn", doc="a model without its default width")
+
+
 # ----- data -----------------------------------------------------------------------------------------
 
 def test_digits_are_real_16x16_images_with_a_fixed_stratified_test_split(digits):

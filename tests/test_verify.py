@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from factories import make_cell, rows_for
 
-from orchestrator.store import Store, StoreWarning
+from results import Store, StoreWarning
 
 
 @pytest.fixture

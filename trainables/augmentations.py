@@ -51,7 +51,8 @@ PolicyFactory = Callable[[float | None, Fill], Augment]
 #   strength_open_low: True where lo itself is not allowed (trivialaugment: (0, 1])
 #   strength_integer: True where the strength must be a whole number (pixels, magnitude bins, severity)
 #   doc:              one line for `augworth presets` and error messages
-AUGMENTATIONS: Registry[PolicyFactory] = Registry("augmentation")
+AUGMENTATIONS: Registry[PolicyFactory] = Registry(
+    "augmentation", meta=("default_strength", "strength_range", "strength_integer", "strength_open_low"))
 
 
 def augmentation_names() -> list[str]:

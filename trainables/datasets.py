@@ -54,7 +54,8 @@ class DataSet:
         return int(self.train_x.shape[1])
 
 
-DATASETS: Registry[Callable[..., DataSet]] = Registry("data set")
+# image_size: the side of its images where no option sets it (the GPU-hour estimate scales with it)
+DATASETS: Registry[Callable[..., DataSet]] = Registry("data set", meta=("image_size",))
 EVAL_SETS: Registry[Callable[..., tuple[Tensor, Tensor]]] = Registry("eval set")
 
 Options = tuple[tuple[str, Any], ...]  # a component's options as sorted (name, value) pairs: hashable, cacheable
@@ -160,7 +161,8 @@ def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
-@DATASETS.register("digits", doc="scikit-learn's 1,797 real 8x8 digits, upscaled to 16x16; 500 held out")
+@DATASETS.register("digits", doc="scikit-learn's 1,797 real 8x8 digits, upscaled to 16x16; 500 held out",
+                   image_size=16)
 def digits(root: str | None = None, download: bool = False, **options: Any) -> DataSet:
     if root is not None:
         raise ValueError("the digits data set is bundled with scikit-learn and takes no root")
@@ -180,7 +182,8 @@ def digits(root: str | None = None, download: bool = False, **options: Any) -> D
 SYNTHETIC_SEED = 20230501
 
 
-@DATASETS.register("synthetic", doc="generated: a smooth colour template per class, shifted, flipped, noisy")
+@DATASETS.register("synthetic", doc="generated: a smooth colour template per class, shifted, flipped, noisy",
+                   image_size=32)
 def synthetic(root: str | None = None, download: bool = False, *, image_size: int = 32, channels: int = 3,
               pool: int = 2000, test: int = 500, classes: int = 10, **options: Any) -> DataSet:
     """A learnable stand-in for a real image set, for smoke runs and tests: no files, built in milliseconds.

@@ -121,7 +121,8 @@ CIFAR10_LAYOUT = ("torchvision's CIFAR-10 python format under root: "
 CIFAR100_LAYOUT = "torchvision's CIFAR-100 python format under root: cifar-100-python/{train,test,meta}"
 
 
-@DATASETS.register("cifar10", doc="CIFAR-10: 50k train (the pool), 10k test; torchvision's python format")
+@DATASETS.register("cifar10", doc="CIFAR-10: 50k train (the pool), 10k test; torchvision's python format",
+                   image_size=32)
 def cifar10(root: str | None = None, download: bool = False, **options: Any) -> DataSet:
     reject_options("cifar10", options)
     train = _read_cifar("cifar10", _CIFAR10Files, root, True, download, CIFAR10_LAYOUT)
@@ -140,7 +141,8 @@ def _coarse_labels(split: _CIFAR10Files) -> list[int]:
     return labels
 
 
-@DATASETS.register("cifar100", doc="CIFAR-100: 50k train (the pool), 10k test; option labels: fine|coarse")
+@DATASETS.register("cifar100", doc="CIFAR-100: 50k train (the pool), 10k test; option labels: fine|coarse",
+                   image_size=32)
 def cifar100(root: str | None = None, download: bool = False, *, labels: str = "fine", **options: Any) -> DataSet:
     reject_options("cifar100", options, ("labels",))
     _choice("cifar100", "labels", labels, ("fine", "coarse"))
@@ -337,7 +339,8 @@ def _split_arrays(train: list[ImageFile], test: list[ImageFile], x: np.ndarray) 
     return {"train_x": x[:n], "train_y": y[:n], "test_x": x[n:], "test_y": y[n:]}
 
 
-@DATASETS.register("cinic10", doc="CINIC-10 PNG folders; recipe: standard (train/test) | paper (no CIFAR, dedup)")
+@DATASETS.register("cinic10", doc="CINIC-10 PNG folders; recipe: standard (train/test) | paper (no CIFAR, dedup)",
+                   image_size=32)
 def cinic10(root: str | None = None, download: bool = False, *, recipe: str = "standard",
             holdout: int | None = None, cache_dir: str | None = None, **options: Any) -> DataSet:
     """CINIC-10 (Darlow et al. 2018), labels in CIFAR-10's order.

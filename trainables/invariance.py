@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .registry import Registry
 
-INVARIANCES: Registry[Callable[[nn.Module], nn.Module]] = Registry("invariance")
+INVARIANCES: Registry[Callable[[nn.Module], nn.Module]] = Registry("invariance", meta=("forward_cost",))
 
 
 def flip_score(x: Tensor) -> Tensor:

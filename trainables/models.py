@@ -20,11 +20,17 @@ from torchvision.models.resnet import BasicBlock
 
 from .registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", meta=("gpu_images_per_second",),
+                                                    required=("default_width",))
 
 
 def create_model(name: str, *, width: int | None = None, in_channels: int, num_classes: int) -> nn.Module:
     return MODELS.create(name, width=width, in_channels=in_channels, num_classes=num_classes)
+
+
+def default_width(name: str) -> int:
+    """The width a spec that names no width gets (required metadata of every model)."""
+    return int(MODELS.get(name).meta["default_width"])
 
 
 def param_count(model: nn.Module) -> int:

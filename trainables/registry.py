@@ -6,7 +6,7 @@ whose error lists the valid names. Adding a component is one decorated function;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -28,12 +28,23 @@ class Entry(Generic[F]):
 
 
 class Registry(Generic[F]):
-    def __init__(self, kind: str) -> None:
+    """`meta`: the metadata keys an entry may carry (`doc` always may); `required`: those it must carry. A
+    misspelt key is an error at registration, not a default silently taken later."""
+
+    def __init__(self, kind: str, *, meta: Iterable[str] = (), required: Iterable[str] = ()) -> None:
         self.kind = kind
+        self.required = frozenset(required)
+        self.meta_keys = frozenset(meta) | self.required | {"doc"}
         self._entries: dict[str, Entry[F]] = {}
 
     def register(self, name: str | None = None, **meta: Any) -> Callable[[F], F]:
         """Decorator: register `fn` under `name` (default: the function's name) with metadata."""
+        unknown, missing = set(meta) - self.meta_keys, self.required - set(meta)
+        if unknown or missing:
+            raise TypeError(f"{self.kind} {name!r}: "
+                            + (f"unknown metadata {sorted(unknown)} " if unknown else "")
+                            + (f"missing metadata {sorted(missing)} " if missing else "")
+                            + f"(keys: {', '.join(sorted(self.meta_keys))})")
 
         def decorate(fn: F) -> F:
             key = (name or fn.__name__).lower()

@@ -17,23 +17,21 @@ import argparse
 import contextlib
 import ctypes
 import dataclasses
-import datetime as dt
-import importlib
-import importlib.util
 import json
 import math
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from results.rows import cell_rows
+from search_spaces.cells import Cell
 
 from .augmentations import Augment, create_augmentation
 from .checkpoint import Checkpointer
@@ -41,9 +39,6 @@ from .datasets import DataSet, eval_set, load_dataset, option_items, subset_indi
 from .invariance import wrap_invariance
 from .models import create_model, init_seeded, param_count
 from .probes import run_probes
-
-if TYPE_CHECKING:  # only the type: `search_spaces` imports pydantic, which the command line must not need
-    from search_spaces import Cell
 
 Tensor = torch.Tensor
 
@@ -76,7 +71,6 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf: the cell fails with this reason, not a diverged model's rows."""
 
 
-PROBE_COLUMNS = ("grad_noise", "flatness", "flatness_std", "hessian_top_eig")
 
 
 @dataclass
@@ -485,21 +479,6 @@ def probe(model: nn.Module, train_x: Tensor, train_y: Tensor, options: Mapping[s
 
 # ----- command line (torch and torchvision only) ----------------------------------------------------
 
-def _cells_module() -> ModuleType:
-    """`search_spaces/cells.py` alone: the package's __init__ imports the spec machinery (pydantic, yaml)."""
-    if "search_spaces" in sys.modules:
-        return importlib.import_module("search_spaces.cells")
-    name = "_augworth_cells"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "search_spaces" / "cells.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while building the class
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def read_cell(text_or_path: str, index: int = 0) -> Cell:
     """A cell from inline JSON, a JSON file, or line `index` of a JSON-lines file (`Cell.to_dict` fields)."""
     text = text_or_path if text_or_path.lstrip().startswith("{") else Path(text_or_path).read_text()
@@ -507,7 +486,7 @@ def read_cell(text_or_path: str, index: int = 0) -> Cell:
         data = json.loads(text)
     except json.JSONDecodeError:
         data = json.loads([line for line in text.splitlines() if line.strip()][index])
-    cell: Cell = _cells_module().Cell.from_dict(data)
+    cell: Cell = Cell.from_dict(data)
     return cell
 
 
@@ -533,22 +512,12 @@ def pipeline(names: str, fill: Sequence[float]) -> Augment:
     return augment
 
 
-def _rows(cell: Cell, result: CellResult) -> list[dict[str, Any]]:
-    cells = _cells_module()
-    base = cell.to_dict() | {
-        "cell_key": cells.cell_key(cell), "param_count": result.param_count, "host": socket.gethostname(),
-        "device": result.device, "torch_version": torch.__version__,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(), "config_json": cells.canonical_json(cell),
-    }
-    return [base | dataclasses.asdict(e) for e in result.evaluations]
-
-
 def _time_random_data(args: argparse.Namespace) -> None:
     shape = tuple(int(s) for s in args.random_data.lower().split("x"))
     if len(shape) != 3:
         raise SystemExit(f"--random-data takes CxHxW, e.g. 3x32x32; got {args.random_data!r}")
     data = random_dataset(shape, args.pool)  # type: ignore[arg-type]
-    cell = _cells_module().Cell(
+    cell = Cell(
         dataset="random", dataset_fingerprint="random", data_size=args.pool, seed=0, augmentation="none",
         strength=None, model=args.model, width=args.width, steps=args.steps, batch_size=args.batch_size,
         eval_every=args.steps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, warmup_steps=0,
@@ -611,14 +580,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     eval_sets = [json.loads(e) if e.lstrip().startswith("{") else e for e in args.eval_sets]
     result = train_cell(cell, data, eval_sets, device=args.device, compile_model=args.compile)
-    lines = [json.dumps(row) for row in _rows(cell, result)]
+    rows = cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
+                     device=result.device, torch_version=torch.__version__)
+    lines = [json.dumps(row, default=str) for row in rows]
     if args.out:
         with open(args.out, "a") as f:
             f.writelines(line + "\n" for line in lines)
     else:
         print("\n".join(lines))
     final = {e.eval_set: e.accuracy for e in result.evaluations if e.final}
-    print(f"cell {_cells_module().cell_key(cell)}: {result.train_seconds:.1f} s training on {result.device}, "
+    print(f"cell {cell.cell_key}: {result.train_seconds:.1f} s training on {result.device}, "
           f"final accuracy {final}", file=sys.stderr)
     return 0
 

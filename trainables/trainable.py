@@ -3,12 +3,12 @@
 One Tune trial runs a chunk of cells (packing: a cell on the embedded data trains in about as long as a
 Tune trial costs to start). Each cell is retried here, inside the trainable, so a trial never re-runs a
 finished cell; Tune's `max_failures` only covers a dead worker process or node. The driver turns each
-report into a store file (`cell_rows`) or a failure record (`cell_failure`).
+report into a store file (rows from `results.rows.cell_rows`) or a failure record (`cell_failure`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import importlib
 import os
 import queue
@@ -21,33 +21,17 @@ from typing import Any
 
 import torch
 
-from search_spaces import Cell, canonical_json
+from results.rows import cell_rows
+from search_spaces import Cell
 
 from .checkpoint import Checkpointer
 from .datasets import load_dataset
-from .train import PROBE_COLUMNS, CellResult, train_cell
-
-AUGWORTH_VERSION = "0.1.0"
+from .train import CellResult, train_cell
 
 
-def cell_rows(cell: Cell, result: CellResult, *, config_json: str, code_revision: str | None) -> list[dict[str, Any]]:
-    """One row per (eval set, evaluation step), with the cell's fields and what reproduces it."""
-    base = cell.to_dict() | {
-        "param_count": result.param_count,
-        "host": socket.gethostname(),
-        "device": result.device,
-        "torch_version": torch.__version__,
-        "augworth_version": AUGWORTH_VERSION,
-        "code_revision": code_revision,
-        "created_at": dt.datetime.now(dt.UTC),
-        "config_json": config_json,
-    }
-    return [
-        base | {"step": e.step, "final": e.final, "eval_set": e.eval_set, "accuracy": e.accuracy, "loss": e.loss,
-                "n_eval": e.n_eval, "train_seconds": e.train_seconds}
-        | {name: getattr(e, name) for name in PROBE_COLUMNS}
-        for e in result.evaluations
-    ]
+def rows_of(cell: Cell, result: CellResult, code_revision: str | None) -> list[dict[str, Any]]:
+    return cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
+                     device=result.device, torch_version=torch.__version__, code_revision=code_revision)
 
 
 class CellTimeout(RuntimeError):
@@ -99,7 +83,7 @@ def run_cell(cell: Cell, context: dict[str, Any], report: Callable[[dict[str, An
             errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
             last_traceback = traceback.format_exc()
             continue
-        rows = cell_rows(cell, result, config_json=canonical_json(cell), code_revision=context.get("code_revision"))
+        rows = rows_of(cell, result, context.get("code_revision"))
         return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
     return {"cell_key": cell.cell_key, "cell_failure": {
         "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,

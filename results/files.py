@@ -1,0 +1,92 @@
+"""The file layer under the store, the lock and checkpoints: a root that is a local path or a pyarrow
+filesystem URI, and writes that a reader never sees half done.
+
+Imports neither Ray nor torch nor DuckDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class StoreError(ValueError):
+    """Bad store input (a sweep name or root); the CLI turns it into exit code 2."""
+
+
+def check_sweep_name(name: str) -> str:
+    # The pattern rules out '/', '..' and absolute names, so a sweep can never escape its root.
+    if not SWEEP_NAME.match(name) or name in {".", ".."}:
+        raise StoreError(f"bad sweep name {name!r}: must match {SWEEP_NAME.pattern}")
+    return name
+
+
+class Root:
+    """A folder on a file system: `path` is '/'-separated (absolute where local), `uri` as the user gave it."""
+
+    def __init__(self, root: str | Path) -> None:
+        root = str(root)
+        if "://" in root:
+            self.fs, base = pafs.FileSystem.from_uri(root)
+            self.local = False
+        else:
+            self.fs, base = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+            self.local = True
+        self.path = base.rstrip("/")
+        self.uri = root
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def infos(self, folder: str) -> list[pafs.FileInfo]:
+        """What `folder` holds (not recursive); nothing if it does not exist."""
+        if not self.exists(folder):
+            return []
+        return self.fs.get_file_info(pafs.FileSelector(folder, recursive=False))
+
+    def list(self, folder: str, suffix: str) -> list[str]:
+        """Paths of the files in `folder` whose names end in `suffix`, sorted."""
+        return sorted(i.path for i in self.infos(folder) if i.type == pafs.FileType.File
+                      and i.base_name.endswith(suffix))
+
+    def read_bytes(self, path: str) -> bytes:
+        """Raises FileNotFoundError where there is no such file."""
+        with self.fs.open_input_stream(path) as f:
+            return f.read()
+
+    def delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):  # deleting twice is fine: cleanup may run again
+            self.fs.delete_file(path)
+
+    def move(self, source: str, target: str) -> None:
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        self.fs.move(source, target)
+
+    def write_atomic(self, path: str, data: bytes | pa.Buffer) -> None:
+        """Write through a temp name that does not end like the target, then rename (one put on an object
+        store, which is atomic there): a reader sees the old file or the new one, never part of one."""
+        folder, name = path.rsplit("/", 1)
+        self.fs.create_dir(folder, recursive=True)
+        if not self.local:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, path)  # rename(2): atomic on one file system
+
+    def inside(self, path: str) -> bool:
+        """Whether a local `path` stays under the root once links are followed (remote paths always do)."""
+        if not self.local:
+            return True
+        return not os.path.islink(path) and (not os.path.exists(path) or os.path.realpath(path).startswith(
+            os.path.realpath(self.path) + os.sep))

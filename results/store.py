@@ -1,0 +1,342 @@
+"""The results store: Parquet files of finished cells, the source of truth for what is done.
+
+Layout under a root (a local path or any pyarrow filesystem URI)::
+
+    <root>/<sweep>/spec.yaml                          the frozen spec
+    <root>/<sweep>/results/<cell_key>.parquet         rows of one finished cell (flat: no hive folders)
+    <root>/<sweep>/results/compact-<gen>-<n>.parquet  rows of many cells, written by `compact`
+    <root>/<sweep>/results/_manifest.json             the cell keys in each compacted file (the commit point)
+    <root>/<sweep>/failures/<cell_key>.json           a cell that failed after its retries
+
+Contract of `Store`:
+- `write_cell` is atomic and idempotent: rows go to a temp name that does not end in `.parquet`, then a
+  rename; a reader never sees a partial file, and writing a done cell again replaces it (no duplicate) —
+  also when the cell sits in a compacted file: that file is rewritten without it (see `write_cell`).
+- A cell is done when its rows are in the store: its own file exists, or the manifest lists it in a
+  compacted file that exists. `done_keys` reads file names and the manifest only, never the rows.
+- `result_files` lists what readers read, each cell in exactly one file, whatever state a crash left:
+  compacted files count only once the manifest lists them, and a cell file whose key the manifest lists
+  (a copy that a crash left behind) is skipped. `connect` and `read_results` read exactly those files.
+- Only one writer per sweep: the driver while a sweep runs, or `compact` while none runs (a lock arrives
+  later); readers may run at any time. A reader racing a compaction never counts a cell twice nor misses
+  one; at worst a file it was about to open is deleted under it, and it fails (run it again).
+- Nothing is ever unpickled from the store: Parquet, JSON and YAML only.
+
+Plain readers (`pd.read_parquet(folder)`, DuckDB or polars over `folder/*.parquet`) see each cell once
+too, except in the window of a write or compaction that crashed, until the next `compact` tidies up: the
+manifest starts with `_`, which pyarrow's datasets skip, and its name does not end in `.parquet`.
+
+Compaction lives in `compaction.py`, queries and verification in `query.py`; `Store`'s methods of those names
+call them. Imports neither Ray nor torch (DuckDB only inside queries), so `augworth query` and `analysis`
+stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .files import Root, StoreError, check_sweep_name
+from .schema import conform, parquet_bytes, rows_to_table
+
+if TYPE_CHECKING:
+    from .compaction import CompactionReport
+
+# Compaction. A cell key is 16 hex characters, so no key is ever taken for a compacted file's name.
+COMPACT_PREFIX = "compact-"
+MANIFEST_NAME = "_manifest.json"  # '_': pyarrow datasets (and so pd.read_parquet(folder)) skip it
+MANIFEST_FORMAT = "augworth-compact-manifest"
+MANIFEST_VERSION = 1
+FILE_ROWS = 250_000  # rows per compacted file (a file never splits a cell, so a little more or less)
+ROW_GROUP_ROWS = 64 * 1024  # rows per row group: a unit of min/max pruning and of DuckDB's parallelism
+
+
+@dataclass(frozen=True)
+class CompactedFile:
+    """One compacted file as the manifest lists it: its name in results/, its rows, its cells (sorted)."""
+
+    name: str
+    rows: int
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResultsState:
+    """A sweep's results/ folder as one listing and the manifest show it, sorted into what readers read
+    (`compacted`, `cells`) and what an interrupted write or compaction left behind (the rest)."""
+
+    folder: str
+    manifest: dict[str, CompactedFile]  # every file the manifest lists, present or not
+    compacted: dict[str, CompactedFile]  # listed and present
+    cells: dict[str, str]  # key -> path of each cell file whose key no compacted file holds
+    leftovers: list[str] = field(default_factory=list)  # cell files whose key a compacted file holds
+    orphans: list[str] = field(default_factory=list)  # compacted-file names the manifest does not list
+    temps: list[str] = field(default_factory=list)  # temp files of writes that never got renamed
+
+    def holder_of(self) -> dict[str, str]:
+        """key -> name of the compacted file that holds it."""
+        return {key: f.name for f in self.compacted.values() for key in f.keys}
+
+    def files(self) -> list[str]:
+        """What readers read: each done cell in exactly one file."""
+        return [f"{self.folder}/{name}" for name in sorted(self.compacted)] + [
+            self.cells[key] for key in sorted(self.cells)
+        ]
+
+
+class Store:
+    """A results store under `root` (a local path or a pyarrow filesystem URI such as s3://bucket/x)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.files = Root(root)  # every read, write and delete goes through it
+        self.fs, self.local, self.root, self.uri = self.files.fs, self.files.local, self.files.path, self.files.uri
+
+    # ----- paths -------------------------------------------------------------------------------
+    def sweep_dir(self, sweep: str) -> str:
+        path = f"{self.root}/{check_sweep_name(sweep)}"
+        if not self.files.inside(path):
+            raise StoreError(f"sweep folder {path} is a symbolic link: a sweep may not lead out of its store root")
+        return path
+
+    def results_dir(self, sweep: str) -> str:
+        return f"{self.sweep_dir(sweep)}/results"
+
+    def failures_dir(self, sweep: str) -> str:
+        return f"{self.sweep_dir(sweep)}/failures"
+
+    def cell_path(self, sweep: str, key: str) -> str:
+        return f"{self.results_dir(sweep)}/{key}.parquet"
+
+    # ----- sweeps and specs --------------------------------------------------------------------
+    def sweeps(self) -> list[str]:
+        return sorted(i.base_name for i in self.files.infos(self.root) if i.type == pafs.FileType.Directory)
+
+    def has_sweep(self, sweep: str) -> bool:
+        return self.files.exists(f"{self.sweep_dir(sweep)}/spec.yaml")
+
+    def write_spec(self, sweep: str, text: str) -> None:
+        self.files.write_atomic(f"{self.sweep_dir(sweep)}/spec.yaml", text.encode())
+
+    def read_spec(self, sweep: str) -> str:
+        path = f"{self.sweep_dir(sweep)}/spec.yaml"
+        if not self.files.exists(path):
+            raise StoreError(f"no sweep {sweep!r} in store {self.uri} ({path} not found)")
+        return self.files.read_bytes(path).decode()
+
+    def write_grid(self, sweep: str, cells: Sequence[dict[str, Any]]) -> None:
+        """The sweep's expanded grid (`cell_key` + cell fields), so `status` needs neither torch nor the data."""
+        table = pa.Table.from_pylist([dict(c) for c in cells])
+        self.files.write_atomic(f"{self.sweep_dir(sweep)}/grid.parquet", parquet_bytes(table))
+
+    def read_grid(self, sweep: str) -> pa.Table | None:
+        path = f"{self.sweep_dir(sweep)}/grid.parquet"
+        return pq.read_table(path, filesystem=self.fs) if self.files.exists(path) else None
+
+    def write_running(self, sweep: str, running: dict[str, dict[str, Any]]) -> None:
+        """Cells a live driver is training now (cell_key -> host, since); removed when the run ends."""
+        path = f"{self.sweep_dir(sweep)}/running.json"
+        if running:
+            self.files.write_atomic(path, json.dumps(running, sort_keys=True).encode())
+        else:
+            self.files.delete(path)
+
+    def read_running(self, sweep: str) -> dict[str, dict[str, Any]]:
+        path = f"{self.sweep_dir(sweep)}/running.json"
+        if not self.files.exists(path):
+            return {}
+        return json.loads(self.files.read_bytes(path))
+
+    # ----- cells -------------------------------------------------------------------------------
+    def done_keys(self, sweep: str) -> set[str]:
+        state = self.results_state(sweep)
+        return set(state.cells) | set(state.holder_of())
+
+    def result_files(self, sweep: str) -> list[str]:
+        """The files readers read: listed compacted files, then the cells no compacted file holds."""
+        return self.results_state(sweep).files()
+
+    def write_cell(self, sweep: str, key: str, rows: Sequence[dict[str, Any]]) -> str:
+        """Write one finished cell's rows atomically; returns the path of the cell's own file.
+
+        Writing a cell that a compacted file holds (a re-run of a done cell) leaves the new rows as the
+        only copy: the cell's file is written, then that compacted file is rewritten without the cell under
+        a new name, and one manifest write switches readers from the old file to the new pair; then the
+        old file is deleted. Interrupted before the manifest write, readers keep the old copy (the write
+        did not happen; the next `compact` deletes the unused files); after it, they have the new one.
+        (The cell's file comes first so that a reader whose listing has the new compacted file has it.)
+        """
+        if not rows:
+            raise ValueError(f"cell {key}: no rows to write")
+        if key.startswith(COMPACT_PREFIX):
+            raise ValueError(f"cell {key}: names starting with {COMPACT_PREFIX!r} are for compacted files")
+        table = rows_to_table(rows, sweep=sweep, key=key)
+        data = parquet_bytes(table)
+        path = self.cell_path(sweep, key)
+        manifest = self.read_manifest(sweep)
+        holder = next((f for f in manifest.values() if key in f.keys), None)
+        if holder is not None and self.files.exists(f"{self.results_dir(sweep)}/{holder.name}"):
+            self._replace_compacted_cell(sweep, manifest, holder, key, data)
+        else:
+            self.files.write_atomic(path, data)
+        return path
+
+    def _replace_compacted_cell(
+        self, sweep: str, manifest: dict[str, CompactedFile], holder: CompactedFile, key: str, data: pa.Buffer
+    ) -> None:
+        folder = self.results_dir(sweep)
+        old = f"{folder}/{holder.name}"
+        self.files.write_atomic(self.cell_path(sweep, key), data)  # skipped by readers while `old` is listed
+        rest = pq.read_table(old, filesystem=self.fs)
+        rest = rest.filter(pc.not_equal(rest["cell_key"], key))
+        files = {name: f for name, f in manifest.items() if name != holder.name}
+        if rest.num_rows:
+            name = compacted_name(uuid.uuid4().hex[:12], 0)
+            data_rest = parquet_bytes(rest, row_group_rows=ROW_GROUP_ROWS, ordered=True)
+            self.files.write_atomic(f"{folder}/{name}", data_rest)
+            files[name] = CompactedFile(name, rest.num_rows, tuple(k for k in holder.keys if k != key))
+        self.write_manifest(sweep, files)  # the switch
+        self.files.delete(old)
+
+    def read_cell(self, sweep: str, key: str) -> pa.Table:
+        """The rows of one done cell, from its own file or from the compacted file that holds it."""
+        state = self.results_state(sweep)
+        if key in state.cells:
+            return conform(pq.read_table(state.cells[key], filesystem=self.fs))
+        holder = state.holder_of().get(key)
+        if holder is None:
+            raise FileNotFoundError(f"cell {key} has no rows in sweep {sweep!r} ({state.folder})")
+        path = f"{state.folder}/{holder}"
+        table = pq.read_table(path, filesystem=self.fs, filters=[("cell_key", "==", key)])
+        return conform(table)
+
+    def results_state(self, sweep: str) -> ResultsState:
+        """One listing of results/ plus the manifest, sorted into what readers read and what is left over.
+
+        A compacted file counts once the manifest lists it, and then a cell file with a key it holds is a
+        leftover (a copy an interrupted compaction or re-write had not deleted yet). A compacted file
+        the manifest does not list is an orphan: written by a compaction or re-write that did not reach its
+        manifest write, or replaced by one that did.
+
+        The listing comes before the manifest, and is taken again if the manifest names a file it lacks
+        (a compaction committed in between), so a reader racing a compaction never counts a cell twice
+        nor silently misses one; at worst a file it was about to read is gone (an error, not a wrong sum).
+        """
+        folder = self.results_dir(sweep)
+        for _ in range(3):
+            infos = self.files.infos(folder)
+            names = {i.base_name: i.path for i in infos if i.type == pafs.FileType.File}
+            manifest = self.read_manifest(sweep)
+            if names.keys() >= manifest.keys():
+                break  # else a listing older than the manifest, or a compacted file deleted by hand
+        compacted = {name: f for name, f in manifest.items() if name in names}
+        held = {key for f in compacted.values() for key in f.keys}
+        cells: dict[str, str] = {}
+        leftovers, orphans, temps = [], [], []
+        for name, path in sorted(names.items()):
+            if name.startswith(".") and name.endswith(".tmp"):
+                temps.append(path)
+            elif not name.endswith(".parquet") or name in compacted:
+                continue
+            elif name.startswith(COMPACT_PREFIX):
+                orphans.append(path)
+            elif name[: -len(".parquet")] in held:
+                leftovers.append(path)
+            else:
+                cells[name[: -len(".parquet")]] = path
+        return ResultsState(folder, manifest, compacted, cells, leftovers, orphans, temps)
+
+    def read_manifest(self, sweep: str) -> dict[str, CompactedFile]:
+        path = f"{self.results_dir(sweep)}/{MANIFEST_NAME}"
+        try:
+            raw = self.files.read_bytes(path)
+        except FileNotFoundError:
+            return {}
+        try:
+            data = json.loads(raw)
+            if data.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}, not {MANIFEST_FORMAT!r}")
+            if int(data["version"]) > MANIFEST_VERSION:
+                raise ValueError(f"version {data['version']}, newer than this reads ({MANIFEST_VERSION})")
+            files = {
+                name: CompactedFile(name, int(entry["rows"]), tuple(str(k) for k in entry["keys"]))
+                for name, entry in data["files"].items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(f"{path}: not a compaction manifest this augworth reads ({exc})") from None
+        seen: set[str] = set()
+        for f in files.values():  # a cell in two listed files would be read twice: refuse, never guess
+            twice = seen.intersection(f.keys)
+            if twice or not f.name.startswith(COMPACT_PREFIX) or "/" in f.name:
+                raise StoreError(f"{path}: bad entry {f.name!r} (cells listed twice: {sorted(twice)[:3]})")
+            seen.update(f.keys)
+        return files
+
+    def write_manifest(self, sweep: str, files: dict[str, CompactedFile]) -> None:
+        data = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "sweep": sweep,
+            "files": {name: {"rows": f.rows, "keys": list(f.keys)} for name, f in sorted(files.items())},
+        }
+        self.files.write_atomic(f"{self.results_dir(sweep)}/{MANIFEST_NAME}",
+                                json.dumps(data, indent=1).encode())
+
+    # ----- failures ----------------------------------------------------------------------------
+    def write_failure(self, sweep: str, key: str, record: dict[str, Any]) -> None:
+        data = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+        self.files.write_atomic(f"{self.failures_dir(sweep)}/{key}.json", data)
+
+    def clear_failure(self, sweep: str, key: str) -> None:
+        path = f"{self.failures_dir(sweep)}/{key}.json"
+        self.files.delete(path)
+
+    def failures(self, sweep: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for path in self.files.list(self.failures_dir(sweep), ".json"):
+            out[path.rsplit("/", 1)[1][: -len(".json")]] = json.loads(self.files.read_bytes(path))
+        return out
+
+    # ----- compaction, queries, verification (compaction.py, query.py) ----------------------------------
+    def compact(self, sweep: str, *, file_rows: int = FILE_ROWS, row_group_rows: int = ROW_GROUP_ROWS,
+                ) -> CompactionReport:
+        from .compaction import compact
+
+        return compact(self, sweep, file_rows=file_rows, row_group_rows=row_group_rows)
+
+    def connect(self, sweep: str, files: Iterable[str] | None = None):  # -> duckdb.DuckDBPyConnection
+        from .query import connect
+
+        return connect(self, sweep, files)
+
+    def read_results(self, sweep: str, *, columns: Sequence[str] | None = None, final_only: bool = False):
+        from .query import read_results
+
+        return read_results(self, sweep, columns=columns, final_only=final_only)
+
+    def check_file(self, sweep: str, path: str) -> str | None:
+        from .query import check_file
+
+        return check_file(self, sweep, path)
+
+    def verify(self, sweep: str, files: Iterable[str] | None = None) -> dict[str, str]:
+        from .query import verify
+
+        return verify(self, sweep, files)
+
+    def quarantine(self, sweep: str, paths: Iterable[str]) -> list[str]:
+        from .query import quarantine
+
+        return quarantine(self, sweep, paths)
+
+
+def compacted_name(generation: str, index: int) -> str:
+    return f"{COMPACT_PREFIX}{generation}-{index:04d}.parquet"
