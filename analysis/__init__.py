@@ -1,21 +1,28 @@
-"""Analysis of a sweep: power-law fits, exchange rates (Eq. 1 of Geiping et al.), bootstrap CIs, plots.
+"""Analysis of a sweep: power-law fits, exchange rates (Eq. 1 of Geiping et al.), bootstrap CIs, plots, tables.
 
-Imports `results` only (never Ray or torch); matplotlib loads when a plot is drawn.
+Imports `results` only (never Ray or torch). Names load on first use, so the command line's tables do not
+load scipy; matplotlib loads when a plot is drawn.
 """
 
 from __future__ import annotations
 
-from analysis.exchange import exchange_rates, load_results
-from analysis.fit import PowerLawFit, fit_power_law
-from analysis.plots import plot_effective_samples, plot_scaling_curves
-from analysis.probes import probe_summary
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "PowerLawFit",
-    "exchange_rates",
-    "fit_power_law",
-    "load_results",
-    "plot_effective_samples",
-    "plot_scaling_curves",
-    "probe_summary",
-]
+from search_spaces.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .exchange import exchange_rates, load_results
+    from .fit import PowerLawFit, fit_power_law
+    from .plots import plot_effective_samples, plot_scaling_curves
+    from .probes import probe_summary
+
+_HOMES = {
+    "exchange": ("exchange_rates", "load_results"),
+    "fit": ("PowerLawFit", "fit_power_law"),
+    "plots": ("plot_effective_samples", "plot_scaling_curves"),
+    "probes": ("probe_summary",),
+}
+__all__ = ["PowerLawFit", "exchange_rates", "fit_power_law", "load_results", "plot_effective_samples",
+           "plot_scaling_curves", "probe_summary"]
+
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis.fit import power_law
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
+from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -204,15 +205,12 @@ def _treatments(rates: pd.DataFrame, treat_cols: list[str]) -> tuple[dict[Key, s
     """A legend label and a colour per treatment, stable across panels; the reference in black."""
     from matplotlib import colormaps
 
-    varying = [c for c in treat_cols if c not in ("augmentation", "strength") and _varies(rates[c])]
+    varying = [c for c in treat_cols if c in LABEL_COLUMNS and _varies(rates[c])]
     palette = colormaps["tab10"].colors
     labels: dict[Key, str] = {}
     colors: dict[Key, Any] = {}
     for treatment, rows in _split(rates, [], treat_cols).items():
-        values = dict(zip(treat_cols, treatment, strict=True))
-        parts = [] if values.get("strength") is None else [f"s={values['strength']:g}"]
-        parts += [f"{c}={values[c]}" for c in varying]
-        labels[treatment] = f"{values['augmentation']}" + (f" ({', '.join(parts)})" if parts else "")
+        labels[treatment] = treatment_label(dict(zip(treat_cols, treatment, strict=True)), varying)
         if bool(rows["is_reference"].iloc[0]):
             colors[treatment] = _REFERENCE_COLOR
         else:

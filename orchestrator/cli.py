@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import sys
 import warnings
@@ -19,10 +18,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Column, Table
-from rich.text import Text
 
 from results import Store, StoreError
 from search_spaces import SpecError, preset_names, preset_path, read_spec_text
@@ -246,6 +243,8 @@ def presets(
     for r in rows:
         table.add_row(r["preset"], f"{r['cells']:,}", f"{r['gpu_hours']:,.1f}", "yes" if r["smoke"] else "",
                       r["description"])
+    from analysis.tables import whole
+
     show(whole(table, "preset"))
     out.print("GPU-hours: training images / an assumed throughput per model (orchestrator/estimate.py), not a "
               "measurement. `augworth presets NAME` prints one; `augworth run NAME --smoke` runs its "
@@ -253,17 +252,6 @@ def presets(
 
 
 # ----- tables ---------------------------------------------------------------------------------------
-
-def whole(table: Table, *headers: str) -> Table:
-    """Never cut or fold these columns' cells (names a user types again: presets, treatments, eval sets, keys):
-    the table shrinks its other columns first."""
-    for column in table.columns:
-        if column.header in headers:
-            column.no_wrap = True
-            column.min_width = max([len(str(column.header)), *(Text.from_markup(str(c)).cell_len
-                                                               for c in column.cells)])
-    return table
-
 
 def show(table: Table) -> None:
     """Print a table; where stdout is not a terminal, widen the page rather than cut a word or a `whole` column."""
@@ -276,30 +264,6 @@ UNBOUNDED = 100_000
 
 
 # ----- query and analyze ----------------------------------------------------------------------------
-
-def _print_frame(df: Any, as_json: bool, title: str | None = None) -> None:
-    if as_json:
-        sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
-        return
-    rows = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
-    # short text is taken whole (names, keys); longer text (config_json, tracebacks) folds
-    short = [str(c) for i, c in enumerate(df.columns) if all(len(r[i]) <= SHORT_TEXT for r in rows)]
-    table = Table(*[Column(str(c), overflow="fold") for c in df.columns], title=title)
-    for row in rows:
-        table.add_row(*row)
-    show(whole(table, *short))
-
-
-SHORT_TEXT = 64
-
-
-def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
 
 @app.command()
 @user_errors
@@ -317,12 +281,18 @@ def query(
         df = con.execute(sql).df()
     except duckdb.Error as exc:
         raise BadInput(f"query failed: {str(exc).splitlines()[0]}") from None
-    _print_frame(df, as_json)
+    if as_json:
+        sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
+        return
+    from analysis.tables import frame_table
+
+    show(frame_table(df))
 
 
 def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
              reference: str) -> None:
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+    from analysis.tables import probe_table, summary_table
 
     store = open_sweep(store_root, sweep)
     results = store.read_results(sweep, final_only=True)  # fits and pictures use the last evaluation only
@@ -355,65 +325,6 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
     if not probed.empty:
         show(probe_table(probed))
     out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
-
-
-def probe_table(probed: Any) -> Table:
-    """Probes per treatment, size and step: mean ± sd over seeds."""
-    from analysis import probe_summary
-
-    summary = probe_summary(probed)
-    probes = [c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")]
-    varying = [c for c in _LABEL_COLUMNS if c in summary and summary[c].astype(str).nunique() > 1]
-    table = Table("treatment", "size x", "step", *probes,
-                  title="probes on un-augmented training images: mean ± sd over seeds")
-    for r in summary.itertuples(index=False):
-        d = r._asdict()
-        table.add_row(treatment_name(d, varying), str(d["data_size"]), str(d["step"]),
-                      *[f"{d[p + '_mean']:.4g}" + ("" if _missing(d[p + "_std"]) else f" ± {d[p + '_std']:.2g}")
-                        for p in probes])
-    return whole(table, "treatment")
-
-
-def treatment_name(d: dict[str, Any], varying: list[str]) -> str:
-    """'crop(4)', with the views, invariance or model in brackets where they vary across the rows shown."""
-    name = d["augmentation"] if _missing(d.get("strength")) else f"{d['augmentation']}({d['strength']:g})"
-    extra = [f"{c}={d[c]}" for c in varying if c not in ("views", "views_r")]
-    if {"views", "views_r"} & set(varying):
-        extra.insert(0, d["views"] + ("" if _missing(d.get("views_r")) else f" {int(d['views_r'])}"))
-    return name + (escape(f" [{', '.join(extra)}]") if extra else "")  # escaped: rich reads [..] as markup
-
-
-_LABEL_COLUMNS = ("views", "views_r", "views_first_clean", "invariance", "model", "width", "subset", "accumulate")
-
-
-def summary_table(rates: Any) -> Table:
-    """One row per (treatment, size): measured and fitted accuracy, v, the ratio and what to make of them."""
-    table = Table("treatment", "size x", "acc", "acc fit", "extra v", "(x+v)/x", "note", caption=(
-        "acc: mean over seeds; unbounded: error below the reference's asymptote (worth more than any amount of "
-        "real data); extrapolated: x + v outside the reference's measured sizes"), caption_justify="left")
-    rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
-    # what tells rows apart besides the policy: views, invariance, the model where a sweep has several
-    varying = [c for c in _LABEL_COLUMNS if c in rows and rows[c].astype(str).nunique() > 1]
-    for r in rows.itertuples(index=False):
-        d = r._asdict()
-        name = treatment_name(d, varying)
-        if not d.get("fit_ok", True):
-            note = f"no fit: {d.get('fit_reason')}"
-        elif d.get("unbounded"):
-            note = "unbounded"
-        else:
-            note = "extrapolated" if d.get("extrapolated") else ""
-        v = d["effective_extra_samples"]
-        table.add_row(name, str(d["data_size"]), _cell(d.get("accuracy_mean")), _cell(d.get("accuracy_fit")),
-                      "inf" if v == math.inf else _cell(round(v) if not _missing(v) else v),
-                      "inf" if d.get("exchange_ratio") == math.inf else _cell(d.get("exchange_ratio")), note)
-    return whole(table, "treatment", "note")
-
-
-def _missing(v: Any) -> bool:
-    import pandas as pd  # loaded already: the values come from a frame
-
-    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
 @app.command()
@@ -451,18 +362,10 @@ def status(
               f"{t['missing']} missing; {driver}", highlight=False)
     for note in st.notes:
         out.print(note, highlight=False)
-    for title, rows, keys in (("per treatment", st.by_treatment, st.treatment_columns),
-                              ("per data size", st.by_size, ["data_size"])):
-        table = Table(*keys, *STATES, title=title)
-        for row in rows:
-            table.add_row(*[_cell(row[k]) for k in keys], *[str(row[s]) for s in STATES])
-        show(whole(table, *keys))
-    if st.failed:
-        table = Table("cell_key", "treatment", "size", "seed", Column("reason", overflow="fold"), title="failed cells")
-        for f in st.failed:
-            name = f["augmentation"] if f["strength"] is None else f"{f['augmentation']}({f['strength']:g})"
-            table.add_row(f["cell_key"], name, str(f["data_size"]), str(f["seed"]), f["reason"])
-        show(whole(table, "cell_key", "treatment"))
+    from analysis.tables import status_tables
+
+    for table in status_tables(st, STATES):
+        show(table)
 
 
 @app.command()

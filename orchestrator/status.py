@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from results import Store, StoreError
+from search_spaces.cells import LABEL_COLUMNS
 
 from .lock import SweepLock, _alive
 
 STATES = ("done", "failed", "running", "missing")
-# Besides the policy and strength, what tells treatments apart where a sweep varies it.
-VARYING_TREATMENT = ("views", "views_r", "views_first_clean", "invariance", "model", "width")
 
 
 @dataclass
@@ -68,6 +67,6 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
         notes.append(f"a driver (pid {holder.get('pid')} on {holder.get('host')}) died without finishing: "
                      "run it again to go on")
     treatment = ["augmentation", "strength"] + [
-        c for c in VARYING_TREATMENT if c in frame and frame[c].astype(str).nunique() > 1]
+        c for c in LABEL_COLUMNS if c in frame and frame[c].astype(str).nunique() > 1]
     return SweepStatus(sweep, totals, table(treatment), table(["data_size"]), failed,
                        holder if live else None, notes, treatment)

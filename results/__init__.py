@@ -6,8 +6,9 @@ names that need them, so `results.rows` works where only torch is installed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from search_spaces.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .compaction import CompactionReport, compact
@@ -35,16 +36,9 @@ _HOMES = {
                "TREATMENT_COLUMNS", "conform", "rows_to_table"),
     "store": ("MANIFEST_NAME", "CompactedFile", "ResultsState", "Store"),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = ["CompactedFile", "CompactionReport", "compact", "EVALUATION_COLUMNS", "GROUP_COLUMNS", "MANIFEST_NAME",
     "PROBE_COLUMNS", "RESULT_COLUMNS", "RESULT_SCHEMA", "ResultsState", "Root", "SCHEMA_VERSION", "Store",
     "StoreError", "StoreWarning", "TREATMENT_COLUMNS", "augworth_version", "cell_rows", "check_file",
     "check_sweep_name", "conform", "connect", "quarantine", "read_results", "rows_to_table", "verify"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)

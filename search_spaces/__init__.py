@@ -6,19 +6,22 @@ the training command line runs where only torch is installed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .cells import (
         CELL_FIELDS,
         GROUP_COLUMNS,
         KEY_VERSION,
+        LABEL_COLUMNS,
         PROBE_COLUMNS,
         TREATMENT_COLUMNS,
         Cell,
         canonical_json,
         cell_key,
+        treatment_label,
     )
     from .spec import (
         Spec,
@@ -35,20 +38,13 @@ if TYPE_CHECKING:
     )
 
 _HOMES = {
-    "cells": ("CELL_FIELDS", "GROUP_COLUMNS", "KEY_VERSION", "PROBE_COLUMNS", "TREATMENT_COLUMNS", "Cell",
-              "canonical_json", "cell_key"),
+    "cells": ("CELL_FIELDS", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "TREATMENT_COLUMNS",
+              "Cell", "canonical_json", "cell_key", "treatment_label"),
     "spec": ("Spec", "SpecError", "apply_smoke", "expand_cells", "load_spec", "parse_spec", "preset_names",
              "preset_path", "read_spec_text", "resolve_sizes", "spec_error"),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = ["CELL_FIELDS", "Cell", "GROUP_COLUMNS", "KEY_VERSION", "PROBE_COLUMNS", "Spec", "SpecError",
-    "TREATMENT_COLUMNS", "apply_smoke", "canonical_json", "cell_key", "expand_cells", "load_spec", "parse_spec",
-    "preset_names", "preset_path", "read_spec_text", "resolve_sizes", "spec_error"]
+__all__ = ["CELL_FIELDS", "Cell", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "Spec",
+    "SpecError", "TREATMENT_COLUMNS", "apply_smoke", "canonical_json", "cell_key", "expand_cells", "load_spec",
+    "parse_spec", "preset_names", "preset_path", "read_spec_text", "resolve_sizes", "spec_error", "treatment_label"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)

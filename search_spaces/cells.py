@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -30,6 +32,9 @@ GROUP_COLUMNS: tuple[str, ...] = (
     "steps", "batch_size", "accumulate", "eval_every",
     "lr", "momentum", "nesterov", "weight_decay", "warmup_steps",
 )
+# Besides the policy and strength, what a treatment's label names where the rows shown differ in it.
+LABEL_COLUMNS: tuple[str, ...] = ("views", "views_r", "views_first_clean", "invariance", "model", "width", "subset",
+                                  "accumulate")
 # Measured at chosen steps, never part of a key: one column each in the store.
 PROBE_COLUMNS: tuple[str, ...] = ("grad_noise", "flatness", "flatness_std", "hessian_top_eig")
 
@@ -95,3 +100,22 @@ def cell_key(cell: Cell) -> str:
 CELL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Cell))
 # Fields declared float (or float | None): their values are keyed as floats whatever the caller passed.
 _FLOAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Cell) if "float" in str(f.type))
+
+
+def _missing(value: Any) -> bool:
+    # None, NaN, or pandas' NA (this module must not import pandas)
+    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType"
+
+
+def treatment_label(fields: Mapping[str, Any], varying: Iterable[str] = ()) -> str:
+    """'crop(4)'; then, in brackets, the `varying` fields (LABEL_COLUMNS the rows shown differ in): the views
+    first ('fixed 4'), then 'invariance=average', 'model=vgg13' and so on. Tables, plots and status share it."""
+    strength = fields.get("strength")
+    name = fields["augmentation"] if _missing(strength) else f"{fields['augmentation']}({float(strength):g})"
+    varying = list(varying)
+    extra = [f"{c}={fields[c]}" for c in varying if c not in ("views", "views_r")]
+    if {"views", "views_r"} & set(varying):
+        r = fields.get("views_r")
+        extra.insert(0, str(fields.get("views")) + ("" if _missing(r) else f" {int(r)}"))
+    return name + (f" [{', '.join(extra)}]" if extra else "")
+

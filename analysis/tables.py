@@ -1,0 +1,119 @@
+"""The terminal tables of `augworth query`, `analyze` and `status` (rich), built from frames and records.
+
+Names a user types again (presets, treatments, eval sets, cell keys, notes) are kept `whole`; long text
+folds. Printing, and the page width, are the command line's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Column, Table
+from rich.text import Text
+
+from search_spaces.cells import LABEL_COLUMNS, treatment_label
+
+from .probes import probe_summary
+
+SHORT_TEXT = 64  # a query's text column whose values are all this short is taken whole, longer text folds
+
+
+def whole(table: Table, *headers: str) -> Table:
+    """Never cut or fold these columns' cells: the table shrinks its other columns first."""
+    for column in table.columns:
+        if column.header in headers:
+            column.no_wrap = True
+            column.min_width = max([len(str(column.header)), *(Text.from_markup(str(c)).cell_len
+                                                               for c in column.cells)])
+    return table
+
+
+def cell_text(v: Any) -> str:
+    if _missing(v):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def frame_table(df: pd.DataFrame, title: str | None = None) -> Table:
+    """Any frame (a query's result): short text whole (names, keys), longer text (config_json) folded."""
+    rows = [[cell_text(v) for v in row] for row in df.itertuples(index=False)]
+    short = [str(c) for i, c in enumerate(df.columns) if all(len(r[i]) <= SHORT_TEXT for r in rows)]
+    table = Table(*[Column(str(c), overflow="fold") for c in df.columns], title=title)
+    for row in rows:
+        table.add_row(*[escape(v) for v in row])
+    return whole(table, *short)
+
+
+def varying(frame: pd.DataFrame, columns: Iterable[str] = LABEL_COLUMNS) -> list[str]:
+    """The label columns whose values differ across the frame's rows."""
+    return [c for c in columns if c in frame and frame[c].astype(str).nunique() > 1]
+
+
+def label(fields: Mapping[str, Any], varying_columns: list[str]) -> str:
+    return escape(treatment_label(fields, varying_columns))  # rich would read '[...]' as markup
+
+
+def probe_table(probed: pd.DataFrame) -> Table:
+    """Probes per treatment, size and step: mean ± sd over seeds."""
+    summary = probe_summary(probed)
+    probes = [c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")]
+    labelled = varying(summary)
+    table = Table("treatment", "size x", "step", *probes,
+                  title="probes on un-augmented training images: mean ± sd over seeds")
+    for r in summary.itertuples(index=False):
+        d = r._asdict()
+        table.add_row(label(d, labelled), str(d["data_size"]), str(d["step"]),
+                      *[f"{d[p + '_mean']:.4g}" + ("" if _missing(d[p + "_std"]) else f" ± {d[p + '_std']:.2g}")
+                        for p in probes])
+    return whole(table, "treatment")
+
+
+def summary_table(rates: pd.DataFrame) -> Table:
+    """One row per (treatment, size): measured and fitted accuracy, v, the ratio and what to make of them."""
+    table = Table("treatment", "size x", "acc", "acc fit", "extra v", "(x+v)/x", "note", caption=(
+        "acc: mean over seeds; unbounded: error below the reference's asymptote (worth more than any amount of "
+        "real data); extrapolated: x + v outside the reference's measured sizes"), caption_justify="left")
+    rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
+    labelled = varying(rows)  # what tells rows apart besides the policy: views, invariance, the model ...
+    for r in rows.itertuples(index=False):
+        d = r._asdict()
+        if not d.get("fit_ok", True):
+            note = f"no fit: {d.get('fit_reason')}"
+        elif d.get("unbounded"):
+            note = "unbounded"
+        else:
+            note = "extrapolated" if d.get("extrapolated") else ""
+        v = d["effective_extra_samples"]
+        table.add_row(label(d, labelled), str(d["data_size"]), cell_text(d.get("accuracy_mean")),
+                      cell_text(d.get("accuracy_fit")),
+                      "inf" if v == math.inf else cell_text(round(v) if not _missing(v) else v),
+                      "inf" if d.get("exchange_ratio") == math.inf else cell_text(d.get("exchange_ratio")), note)
+    return whole(table, "treatment", "note")
+
+
+def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
+    """`augworth status`: cells per treatment and per size in each state, then the failed cells."""
+    states = list(states)
+    tables = []
+    for title, rows, keys in (("per treatment", status.by_treatment, status.treatment_columns),
+                              ("per data size", status.by_size, ["data_size"])):
+        table = Table(*keys, *states, title=title)
+        for row in rows:
+            table.add_row(*[cell_text(row[k]) for k in keys], *[str(row[s]) for s in states])
+        tables.append(whole(table, *keys))
+    if status.failed:
+        table = Table("cell_key", "treatment", "size", "seed", Column("reason", overflow="fold"), title="failed cells")
+        for f in status.failed:
+            table.add_row(f["cell_key"], label(f, []), str(f["data_size"]), str(f["seed"]), escape(f["reason"]))
+        tables.append(whole(table, "cell_key", "treatment"))
+    return tables
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
