@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from results import Store
-from search_spaces import Spec
 
 from .lock import SweepLock
 from .plan import Plan
@@ -97,13 +96,6 @@ def warn_if_unshared(path: str, nodes: int) -> None:
 
 
 MAX_CELLS_PER_TRIAL = 64
-
-
-def probe_context(spec: Spec) -> dict[str, Any] | None:
-    """The spec's probes as plain data for the workers, with the batch size resolved."""
-    if spec.probes is None or not spec.probes.which():
-        return None
-    return spec.probes.model_dump(mode="json") | {"batch_size": spec.probes.batch_size or spec.budget.batch_size}
 
 
 def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> list[list[Any]]:
@@ -202,7 +194,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     import ray
     from ray import tune
 
-    from trainables.trainable import run_chunk
+    from trainables.trainable import CellContext, run_chunk
 
     spec, sweep = plan.spec, plan.spec.name
     if plan.frozen != "same" or store.read_grid(sweep) is None:
@@ -223,14 +215,8 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
     if ex.checkpoint_every:
         warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), sum(n["Alive"] for n in ray.nodes()))
-    context = {
-        "eval_sets": spec.eval_requests(), "dataset_root": spec.dataset.root,
-        "dataset_options": dict(spec.dataset.options), "dataset_download": spec.dataset.download,
-        "probes": probe_context(spec), "deterministic": ex.deterministic, "retries": ex.retries,
-        "cpus_per_cell": ex.cpus_per_cell, "gpus_per_cell": ex.gpus_per_cell, "code_revision": code_revision(),
-        "timeout_s": ex.timeout_s, "checkpoint_every": ex.checkpoint_every, "plugins": list(ex.plugins),
-        "checkpoint_dir": checkpoint_dir(store, sweep, ex.checkpoint_storage),
-    }
+    context = CellContext.from_spec(spec, checkpoint_dir=checkpoint_dir(store, sweep, ex.checkpoint_storage),
+                                    code_revision=code_revision())
 
     StoreWriter = _store_writer_class()
     tune_dir = tempfile.mkdtemp(prefix="augworth-tune-")

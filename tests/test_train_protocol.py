@@ -21,7 +21,7 @@ from trainables.train import (
     train_cell,
     train_step,
 )
-from trainables.trainable import run_cell
+from trainables.trainable import CellContext, run_cell
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,8 @@ def test_eval_set_requests_are_stored_under_their_labels(digits):
     requests = [{"label": "in_dist", "name": "test", "root": None, "options": {}}, "corrupted"]
     result = train_cell(tiny_cell(digits), digits, requests)
     assert {e.eval_set for e in result.evaluations} == {"in_dist", "corrupted"}
-    report = run_cell(tiny_cell(digits), {"eval_sets": requests, "retries": 0,
-                                          "probes": {"grad_noise": True, "samples": 32, "batch_size": 8}})
+    report = run_cell(tiny_cell(digits), CellContext(eval_sets=tuple(requests), retries=0,
+                                                     probes={"grad_noise": True, "samples": 32, "batch_size": 8}))
     rows = report["cell_rows"]
     assert {r["eval_set"] for r in rows} == {"in_dist", "corrupted"}
     assert [r["grad_noise"] is not None for r in rows] == [r["final"] for r in rows]

@@ -12,7 +12,7 @@ from trainables.datasets import DATASETS, EVAL_SETS, eval_set, load_dataset, sub
 from trainables.models import MODELS, create_model, init_seeded
 from trainables.registry import Registry, UnknownNameError
 from trainables.train import NonFiniteLoss, batch_indices, eval_steps, lr_factor, train_cell
-from trainables.trainable import run_cell
+from trainables.trainable import CellContext, run_cell
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_a_diverging_cell_fails_with_a_non_finite_loss(digits):
 
 def test_run_cell_retries_then_reports_a_failure_record(digits):
     cell = tiny_cell(digits, lr=1e12, warmup_steps=0)
-    report = run_cell(cell, {"eval_sets": ["test"], "retries": 2})
+    report = run_cell(cell, CellContext(eval_sets=("test",), retries=2))
     failure = report["cell_failure"]
     assert report["cell_key"] == cell.cell_key and "cell_rows" not in report
     assert failure["attempts"] == 3 and len(failure["errors"]) == 3
@@ -158,7 +158,7 @@ def test_run_cell_retries_then_reports_a_failure_record(digits):
 
 def test_run_cell_reports_rows_with_every_cell_field_and_provenance(digits):
     cell = tiny_cell(digits)
-    report = run_cell(cell, {"eval_sets": ["test"], "retries": 0, "code_revision": "abc123"})
+    report = run_cell(cell, CellContext(eval_sets=("test",), retries=0, code_revision="abc123"))
     rows = report["cell_rows"]
     assert len(rows) == 2 and rows[-1]["final"] and not rows[0]["final"]
     for name, value in cell.to_dict().items():
@@ -169,16 +169,16 @@ def test_run_cell_reports_rows_with_every_cell_field_and_provenance(digits):
 
 def test_run_cell_refuses_data_that_changed_since_planning(digits):
     cell = tiny_cell(digits, dataset_fingerprint="0" * 16)
-    report = run_cell(cell, {"eval_sets": ["test"], "retries": 0})
+    report = run_cell(cell, CellContext(eval_sets=("test",), retries=0))
     assert "fingerprint" in report["cell_failure"]["reason"]
 
 
 def test_a_cell_past_its_timeout_is_retried_then_recorded(digits):
     cell = tiny_cell(digits, steps=50)
-    report = run_cell(cell, {"eval_sets": ["test"], "retries": 1, "timeout_s": 1e-6})
+    report = run_cell(cell, CellContext(eval_sets=("test",), retries=1, timeout_s=1e-6))
     failure = report["cell_failure"]
     assert failure["attempts"] == 2 and "CellTimeout" in failure["reason"] and "timeout_s" in failure["reason"]
-    assert "cell_rows" in run_cell(cell, {"eval_sets": ["test"], "retries": 0, "timeout_s": 600})
+    assert "cell_rows" in run_cell(cell, CellContext(eval_sets=("test",), retries=0, timeout_s=600))
 
 
 def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digits, tmp_path):
@@ -201,5 +201,20 @@ def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digi
     assert [(e.step, e.accuracy, e.loss) for e in resumed.evaluations] == \
         [(e.step, e.accuracy, e.loss) for e in reference.evaluations]
     # the checkpoint stays until the driver has the rows in the store (then the driver deletes it)
-    report = run_cell(cell, {"eval_sets": ["test"], "checkpoint_every": 16, "checkpoint_dir": str(tmp_path)})
+    report = run_cell(cell, CellContext(eval_sets=("test",), checkpoint_every=16, checkpoint_dir=str(tmp_path)))
     assert "cell_rows" in report and (tmp_path / f"{cell.cell_key}.pt").exists()
+
+
+def test_the_cell_context_is_the_specs_settings_typed_and_frozen():
+    from conftest import tiny_spec
+
+    from search_spaces import parse_spec
+
+    spec = parse_spec(tiny_spec(retries=3).replace("eval_sets: [test, corrupted]", "eval_sets: [test, corrupted]\n"
+                                                   "probes: {grad_noise: true, samples: 64}"))
+    context = CellContext.from_spec(spec, checkpoint_dir="/ckpt", code_revision="abc")
+    assert [e["label"] for e in context.eval_sets] == ["test", "corrupted"]
+    assert context.retries == 3 and context.code_revision == "abc" and context.checkpoint_dir == "/ckpt"
+    assert context.probes["grad_noise"] and context.probes["batch_size"] == spec.budget.batch_size == 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        context.retries = 0

@@ -16,17 +16,56 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from results.rows import cell_rows
-from search_spaces import Cell
+from search_spaces.cells import Cell
+
+if TYPE_CHECKING:
+    from search_spaces import Spec
 
 from .checkpoint import Checkpointer
 from .datasets import load_dataset
 from .train import CellResult, train_cell
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What every cell of a sweep needs besides its own fields: settings from the spec and the driver, typed and
+    frozen, shipped to the workers once (`from_spec`). The defaults are neutral (no retries, no checkpoints,
+    no probes), for a cell run by hand; a sweep's values come from its spec, where its defaults live."""
+
+    eval_sets: tuple[str | Mapping[str, Any], ...]  # names, or the spec's eval-set requests (label, name, ...)
+    dataset_root: str | None = None
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    dataset_download: bool = False
+    probes: Mapping[str, Any] | None = None  # the spec's probes block, batch size resolved
+    deterministic: bool = False
+    retries: int = 0
+    cpus_per_cell: int = 1
+    gpus_per_cell: float = 0
+    timeout_s: float | None = None
+    checkpoint_every: int | None = None
+    checkpoint_dir: str | None = None
+    plugins: tuple[str, ...] = ()
+    code_revision: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Spec, *, checkpoint_dir: str | None, code_revision: str | None) -> CellContext:
+        ex, probes = spec.execution, spec.probes
+        return cls(
+            eval_sets=tuple(spec.eval_requests()), dataset_root=spec.dataset.root,
+            dataset_options=dict(spec.dataset.options), dataset_download=spec.dataset.download,
+            probes=(probes.model_dump(mode="json") | {"batch_size": probes.batch_size or spec.budget.batch_size}
+                    if probes is not None and probes.which() else None),
+            deterministic=ex.deterministic, retries=ex.retries, cpus_per_cell=ex.cpus_per_cell,
+            gpus_per_cell=ex.gpus_per_cell, timeout_s=ex.timeout_s, checkpoint_every=ex.checkpoint_every,
+            checkpoint_dir=checkpoint_dir, plugins=tuple(ex.plugins), code_revision=code_revision,
+        )
 
 
 def rows_of(cell: Cell, result: CellResult, code_revision: str | None) -> list[dict[str, Any]]:
@@ -51,46 +90,46 @@ def _deadline(timeout_s: float | None) -> Callable[[int], None] | None:
     return check
 
 
-def run_cell(cell: Cell, context: dict[str, Any], report: Callable[[dict[str, Any]], Any] | None = None
+def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]], Any] | None = None
              ) -> dict[str, Any]:
     """Train one cell with retries; returns the report for the driver (rows or a failure record).
 
     `report` (Tune's, in a trial) is told of checkpoints saved and loaded, for the driver's log and status.
     """
-    data = load_dataset(cell.dataset, context.get("dataset_root"), options=context.get("dataset_options") or {},
-                        download=bool(context.get("dataset_download")))
+    data = load_dataset(cell.dataset, context.dataset_root, options=dict(context.dataset_options),
+                        download=context.dataset_download)
     if data.fingerprint != cell.dataset_fingerprint:
         # the files under the root changed since the sweep was planned: refuse, or results would mix data
         return {"cell_key": cell.cell_key, "cell_failure": {
             "reason": f"data set fingerprint {data.fingerprint} != planned {cell.dataset_fingerprint}",
             "traceback": "", "attempts": 0, "config": cell.to_dict()}}
-    device = "cuda" if context.get("gpus_per_cell", 0) > 0 and torch.cuda.is_available() else "cpu"
-    retries = int(context.get("retries", 0))
+    device = "cuda" if context.gpus_per_cell > 0 and torch.cuda.is_available() else "cpu"
     checkpoint = None
-    if context.get("checkpoint_every"):
+    if context.checkpoint_every:
+        if context.checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs a checkpoint_dir")
         tell = report or (lambda event: None)
         checkpoint = Checkpointer(
-            context["checkpoint_dir"], cell.cell_key, context["checkpoint_every"],
+            context.checkpoint_dir, cell.cell_key, context.checkpoint_every,
             on_save=lambda step: tell({"cell_key": cell.cell_key, "cell_checkpoint": step}),
             on_load=lambda step: tell({"cell_key": cell.cell_key, "cell_resumed": step}))
     errors: list[str] = []
-    for attempt in range(1, retries + 2):
+    for attempt in range(1, context.retries + 2):
         try:  # a retry, or a cell restarted after its worker or driver died, continues from its checkpoint
-            result = train_cell(cell, data, context["eval_sets"], device=device,
-                                on_step=_deadline(context.get("timeout_s")), checkpoint=checkpoint,
-                                probes=context.get("probes"), deterministic=bool(context.get("deterministic")))
+            result = train_cell(cell, data, context.eval_sets, device=device, on_step=_deadline(context.timeout_s),
+                                checkpoint=checkpoint, probes=context.probes, deterministic=context.deterministic)
         except Exception as exc:  # any failure of one cell is recorded; the sweep goes on
             errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
             last_traceback = traceback.format_exc()
             continue
-        rows = rows_of(cell, result, context.get("code_revision"))
+        rows = rows_of(cell, result, context.code_revision)
         return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
     return {"cell_key": cell.cell_key, "cell_failure": {
         "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,
         "attempts": len(errors), "config": cell.to_dict(), "host": socket.gethostname()}}
 
 
-def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: dict[str, Any]) -> None:
+def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext) -> None:
     """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store).
 
     `tune.report` waits for the driver to take the result before it returns; so the cells train in a
@@ -99,11 +138,11 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
     """
     from ray import tune
 
-    for module in context.get("plugins", ()):
+    for module in context.plugins:
         importlib.import_module(module)  # registers the spec's own data sets, augmentations or models
-    if context.get("deterministic"):
+    if context.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
-    threads = max(1, int(context.get("cpus_per_cell", 1)))
+    threads = max(1, int(context.cpus_per_cell))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     reports: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
