@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import fit_batch, inverse_power_law, power_law
-from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
+from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
 CI_LEVEL = 0.95
@@ -26,7 +26,7 @@ _BOOTSTRAP_ELEMENTS = 1 << 22  # points per batched refit, to bound memory
 
 def load_results(store_root: str, sweep: str) -> pd.DataFrame:
     """Every result row of a sweep (all eval steps; `exchange_rates` keeps the final ones)."""
-    return Store(store_root).read_results(sweep)
+    return read_results(Store(store_root), sweep)
 
 
 def exchange_rates(

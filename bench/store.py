@@ -7,12 +7,12 @@ sizes, 5 seeds, then widths; final accuracies on power laws, so the fits succeed
 `Store.write_cell`, one Parquet file per cell as a sweep leaves them. Times each of these, best of
 --repeats, before and after `Store.compact`:
 
-  query       `Store.connect(sweep)` + SELECT augmentation, data_size, avg(accuracy) ... WHERE final AND
+  query       `connect(store, sweep)` + SELECT augmentation, data_size, avg(accuracy) ... WHERE final AND
               eval_set = 'test' GROUP BY ALL (listing the files and making the view included)
-  load final  `Store.read_results(sweep, columns=<what the fits need>, final_only=True)`
+  load final  `read_results(store, sweep, columns=<what the fits need>, final_only=True)`
   fits        `analysis.exchange_rates(<those rows>)` (no bootstrap)
   load + fits the two together, as one would run them
-  load all    `Store.read_results(sweep)`: every row and column (what `augworth analyze` reads today)
+  load all    `read_results(store, sweep)`: every row and column (what `augworth analyze` reads today)
 
 Baseline (the ratios' denominator): reading everything with pandas over the per-cell files,
 `pd.concat(pd.read_parquet(f) for f in files)`; `pd.read_parquet(folder)` is shown too. A ratio is
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import exchange_rates
-from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store
+from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, compact, connect, read_results
 from search_spaces import Cell
 
 SWEEP = "bench-store"
@@ -117,10 +117,10 @@ def measure(store: Store, repeats: int) -> dict[str, tuple[float, Any]]:
     """Seconds (best of `repeats`) and a result of each reader of the store as it is now."""
 
     def query() -> pd.DataFrame:
-        return store.connect(SWEEP).execute(QUERY).df()
+        return connect(store, SWEEP).execute(QUERY).df()
 
     def load_final() -> pd.DataFrame:
-        return store.read_results(SWEEP, columns=FIT_COLUMNS, final_only=True)
+        return read_results(store, SWEEP, columns=FIT_COLUMNS, final_only=True)
 
     final = load_final()
     return {
@@ -128,7 +128,7 @@ def measure(store: Store, repeats: int) -> dict[str, tuple[float, Any]]:
         "load final": best_seconds(load_final, repeats),
         "fits": best_seconds(lambda: exchange_rates(final), repeats),
         "load + fits": best_seconds(lambda: exchange_rates(load_final()), repeats),
-        "load all": (best_seconds(lambda: store.read_results(SWEEP), repeats)[0], None),
+        "load all": (best_seconds(lambda: read_results(store, SWEEP), repeats)[0], None),
     }
 
 
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         seconds["pandas, read_parquet(folder)"], _ = best_seconds(lambda: pd.read_parquet(folder), repeats)
         before = measure(store, repeats)
 
-        report = store.compact(SWEEP)
+        report = compact(store, SWEEP)
         seconds["compact"] = report.seconds
         after = measure(store, repeats)
         seconds["pandas, read_parquet(folder) compacted"], _ = best_seconds(lambda: pd.read_parquet(folder),

@@ -21,7 +21,10 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Column, Table
 
-from results import Store, StoreError
+from results import Store, StoreError, connect, read_results
+from results import compact as compact_sweep
+from results import quarantine as quarantine_files
+from results import verify as verify_sweep
 from search_spaces import SpecError, preset_names, preset_path, read_spec_text
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -276,7 +279,7 @@ def query(
     """Run SQL (DuckDB) over a sweep's results, exposed as the view `results`."""
     import duckdb
 
-    con = open_sweep(store, sweep).connect(sweep)
+    con = connect(open_sweep(store, sweep), sweep)
     try:
         df = con.execute(sql).df()
     except duckdb.Error as exc:
@@ -295,7 +298,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
     from analysis.tables import probe_table, summary_table
 
     store = open_sweep(store_root, sweep)
-    results = store.read_results(sweep, final_only=True)  # fits and pictures use the last evaluation only
+    results = read_results(store, sweep, final_only=True)  # fits and pictures use the last evaluation only
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
     sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
@@ -319,7 +322,7 @@ def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool
         a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
         b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
         out.print(f"pictures: {a}\n          {b}", highlight=False)
-    probed = store.connect(sweep).execute(
+    probed = connect(store, sweep).execute(
         "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
     ).df()
     if not probed.empty:
@@ -378,8 +381,8 @@ def verify(
 ) -> None:
     """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
     opened = open_sweep(store, sweep)
-    bad = opened.verify(sweep)
-    moved = opened.quarantine(sweep, bad) if quarantine and bad else []
+    bad = verify_sweep(opened, sweep)
+    moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
     if as_json:
         sys.stdout.write(json.dumps({"bad": bad, "quarantined": moved}) + "\n")
     else:
@@ -411,7 +414,7 @@ def compact(
 
     opened = open_sweep(store, sweep)
     with SweepLock(opened, sweep):  # no driver may write while files are merged
-        report = opened.compact(sweep)
+        report = compact_sweep(opened, sweep)
     if as_json:
         sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
         return

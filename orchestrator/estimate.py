@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from results import Store
+from results import Store, connect
 
 from .plan import Plan
 
@@ -28,7 +28,7 @@ def estimate_cpu_seconds(plan: Plan, store: Store) -> float:
 def _per_step_from_store(plan: Plan, store: Store) -> float | None:
     if not plan.done:
         return None
-    con = store.connect(plan.spec.name)
+    con = connect(store, plan.spec.name)
     value = con.execute("SELECT avg(train_seconds / steps) FROM results WHERE final").fetchone()[0]
     return float(value) if value else None
 

@@ -16,7 +16,7 @@ Contract of `Store`:
   compacted file that exists. `done_keys` reads file names and the manifest only, never the rows.
 - `result_files` lists what readers read, each cell in exactly one file, whatever state a crash left:
   compacted files count only once the manifest lists them, and a cell file whose key the manifest lists
-  (a copy that a crash left behind) is skipped. `connect` and `read_results` read exactly those files.
+  (a copy that a crash left behind) is skipped. `query.connect` and `query.read_results` read exactly those files.
 - Only one writer per sweep: the driver while a sweep runs, or `compact` while none runs (a lock arrives
   later); readers may run at any time. A reader racing a compaction never counts a cell twice nor misses
   one; at worst a file it was about to open is deleted under it, and it fails (run it again).
@@ -26,19 +26,19 @@ Plain readers (`pd.read_parquet(folder)`, DuckDB or polars over `folder/*.parque
 too, except in the window of a write or compaction that crashed, until the next `compact` tidies up: the
 manifest starts with `_`, which pyarrow's datasets skip, and its name does not end in `.parquet`.
 
-Compaction lives in `compaction.py`, queries and verification in `query.py`; `Store`'s methods of those names
-call them. Imports neither Ray nor torch (DuckDB only inside queries), so `augworth query` and `analysis`
-stay light.
+Compaction (`compaction.compact`) and queries and verification (`query.connect`, `read_results`, `verify`,
+`quarantine`) are functions over a `Store`, so the contract above stays the store's whole surface. Imports
+neither Ray nor torch (DuckDB only inside queries), so `augworth query` and `analysis` stay light.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,9 +47,6 @@ import pyarrow.parquet as pq
 
 from .files import Root, StoreError, check_sweep_name
 from .schema import conform, parquet_bytes, rows_to_table
-
-if TYPE_CHECKING:
-    from .compaction import CompactionReport
 
 # Compaction. A cell key is 16 hex characters, so no key is ever taken for a compacted file's name.
 COMPACT_PREFIX = "compact-"
@@ -304,38 +301,6 @@ class Store:
         for path in self.files.list(self.failures_dir(sweep), ".json"):
             out[path.rsplit("/", 1)[1][: -len(".json")]] = json.loads(self.files.read_bytes(path))
         return out
-
-    # ----- compaction, queries, verification (compaction.py, query.py) ----------------------------------
-    def compact(self, sweep: str, *, file_rows: int = FILE_ROWS, row_group_rows: int = ROW_GROUP_ROWS,
-                ) -> CompactionReport:
-        from .compaction import compact
-
-        return compact(self, sweep, file_rows=file_rows, row_group_rows=row_group_rows)
-
-    def connect(self, sweep: str, files: Iterable[str] | None = None):  # -> duckdb.DuckDBPyConnection
-        from .query import connect
-
-        return connect(self, sweep, files)
-
-    def read_results(self, sweep: str, *, columns: Sequence[str] | None = None, final_only: bool = False):
-        from .query import read_results
-
-        return read_results(self, sweep, columns=columns, final_only=final_only)
-
-    def check_file(self, sweep: str, path: str) -> str | None:
-        from .query import check_file
-
-        return check_file(self, sweep, path)
-
-    def verify(self, sweep: str, files: Iterable[str] | None = None) -> dict[str, str]:
-        from .query import verify
-
-        return verify(self, sweep, files)
-
-    def quarantine(self, sweep: str, paths: Iterable[str]) -> list[str]:
-        from .query import quarantine
-
-        return quarantine(self, sweep, paths)
 
 
 def compacted_name(generation: str, index: int) -> str:

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from results import Store
+from results import Store, read_results
 
 SPEC = """\
 name: nodes
@@ -53,5 +53,5 @@ def test_a_node_removed_mid_sweep_loses_nothing(cluster, tmp_path):
     assert proc.returncode == 0, "".join(lines) + rest
     store = Store(tmp_path / "store")
     assert len(store.done_keys("nodes")) == 12 and store.failures("nodes") == {}
-    frame = store.read_results("nodes")
+    frame = read_results(store, "nodes")
     assert (frame.groupby("cell_key").size() == 2).all()  # one copy of each cell's rows

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from factories import make_cell, rows_for
 
-from results import MANIFEST_NAME, RESULT_SCHEMA, Store, StoreError
+from results import MANIFEST_NAME, RESULT_SCHEMA, Store, StoreError, compact, connect, read_results
 from results import compaction as compact_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def fill(store: Store, sweep: str = "s", seeds=range(4), sizes=(50, 100, 200), n
 
 def frame(store: Store, sweep: str = "s") -> pd.DataFrame:
     """Every row readers see through the store, in a canonical order."""
-    return store.read_results(sweep).sort_values(SORT, ignore_index=True)
+    return read_results(store, sweep).sort_values(SORT, ignore_index=True)
 
 
 def rows_per_cell(df: pd.DataFrame) -> Counter:
@@ -76,7 +76,7 @@ def test_compaction_keeps_rows_and_done_keys_in_fewer_sorted_files(tmp_path):
     keys = fill(store)
     before, done = frame(store), store.done_keys("s")
 
-    report = store.compact("s", file_rows=FILE_ROWS, row_group_rows=8)
+    report = compact(store, "s", file_rows=FILE_ROWS, row_group_rows=8)
 
     pd.testing.assert_frame_equal(frame(store), before)
     assert store.done_keys("s") == done == set(keys)
@@ -104,11 +104,11 @@ def test_compaction_keeps_rows_and_done_keys_in_fewer_sorted_files(tmp_path):
 def test_compacting_again_writes_nothing(tmp_path):
     store = Store(tmp_path)
     fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     folder = folder_of(tmp_path)
     stamps = {n: (folder / n).stat().st_mtime_ns for n in names(folder)}
 
-    report = store.compact("s", file_rows=FILE_ROWS)
+    report = compact(store, "s", file_rows=FILE_ROWS)
 
     assert (report.files_written, report.removed, report.cells_merged) == (0, 0, 0)
     assert {n: (folder / n).stat().st_mtime_ns for n in names(folder)} == stamps
@@ -117,13 +117,13 @@ def test_compacting_again_writes_nothing(tmp_path):
 def test_cells_written_after_compaction_are_seen_and_merged_next_time(tmp_path):
     store = Store(tmp_path)
     old = fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     new = fill(store, seeds=[7, 8])
     assert store.done_keys("s") == set(old) | set(new)
     assert rows_per_cell(frame(store)) == Counter(dict.fromkeys(old + new, 6))
     before = frame(store)
 
-    report = store.compact("s", file_rows=FILE_ROWS)
+    report = compact(store, "s", file_rows=FILE_ROWS)
 
     assert report.cells_merged == len(new) and report.cell_files == 0
     pd.testing.assert_frame_equal(frame(store), before)
@@ -135,7 +135,7 @@ def test_cells_written_after_compaction_are_seen_and_merged_next_time(tmp_path):
 def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(tmp_path):
     store = Store(tmp_path)
     keys = fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     others = frame(store).query("cell_key != @keys[0]").reset_index(drop=True)
     cell = make_cell(seed=0, data_size=50)
     assert cell.cell_key == keys[0]
@@ -147,7 +147,7 @@ def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(tmp_path):
     assert all(seen == expected for seen in plain_readers(folder_of(tmp_path)).values())
     pd.testing.assert_frame_equal(frame(store).query("cell_key != @keys[0]").reset_index(drop=True), others)
     assert store.read_cell("s", keys[0]).num_rows == 2 and store.done_keys("s") == set(keys)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     assert rows_per_cell(frame(store)) == expected
     assert_tidy(folder_of(tmp_path))
 
@@ -155,11 +155,11 @@ def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(tmp_path):
 def test_read_results_can_take_final_rows_and_some_columns(tmp_path):
     store = Store(tmp_path)
     fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
-    df = store.read_results("s", columns=["cell_key", "accuracy"], final_only=True)
+    compact(store, "s", file_rows=FILE_ROWS)
+    df = read_results(store, "s", columns=["cell_key", "accuracy"], final_only=True)
     assert list(df.columns) == ["cell_key", "accuracy"] and len(df) == 12 * 2
     with pytest.raises(ValueError, match="not in the store schema"):
-        store.read_results("s", columns=["nope"])
+        read_results(store, "s", columns=["nope"])
 
 
 def test_a_key_cannot_take_a_compacted_file_name(tmp_path):
@@ -200,7 +200,7 @@ def assert_readers_see(root: Path, expected: pd.DataFrame) -> None:
     reader = Store(root)
     pd.testing.assert_frame_equal(frame(reader), expected)
     assert reader.done_keys("s") == set(expected["cell_key"])
-    n = reader.connect("s").execute("SELECT count(*) FROM results").fetchone()[0]
+    n = connect(reader, "s").execute("SELECT count(*) FROM results").fetchone()[0]
     assert n == len(expected)
 
 
@@ -212,7 +212,7 @@ def merging_compaction(root: Path) -> None:
     """Compacted files already there (the last one under-filled), plus new cell files to merge with it."""
     store = Store(root)
     fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     fill(store, seeds=[7, 8])
 
 
@@ -226,20 +226,20 @@ def test_a_compaction_interrupted_anywhere_counts_each_cell_once_and_the_next_on
         store = Store(root)
         crash_at(store, n)
         try:
-            store.compact("s", file_rows=FILE_ROWS)
+            compact(store, "s", file_rows=FILE_ROWS)
         except Crash:
             crashes += 1
         else:
             break  # n is past the last write or delete: every step has been interrupted once
         assert_readers_see(root, expected)
-        report = Store(root).compact("s", file_rows=FILE_ROWS)
+        report = compact(Store(root), "s", file_rows=FILE_ROWS)
         assert report.cell_files == 0
         assert_readers_see(root, expected)
         folder = folder_of(root)
         assert_tidy(folder)
         want = rows_per_cell(expected)
         assert all(seen == want for seen in plain_readers(folder).values()), n
-        assert Store(root).compact("s", file_rows=FILE_ROWS).files_written == 0
+        assert compact(Store(root), "s", file_rows=FILE_ROWS).files_written == 0
     assert crashes >= 8  # several files written, the manifest, the deletions
 
 
@@ -250,7 +250,7 @@ def test_a_rewrite_of_a_compacted_cell_interrupted_anywhere_keeps_one_copy(tmp_p
         root = tmp_path / f"crash{n}"
         store = Store(root)
         keys = fill(store)
-        store.compact("s", file_rows=FILE_ROWS)
+        compact(store, "s", file_rows=FILE_ROWS)
         old = frame(store)
         crash_at(store, n)
         try:
@@ -265,7 +265,7 @@ def test_a_rewrite_of_a_compacted_cell_interrupted_anywhere_keeps_one_copy(tmp_p
         assert all(counts[k] == 6 for k in keys if k != cell.cell_key)
         if counts[cell.cell_key] == 6:
             pd.testing.assert_frame_equal(seen, old)
-        Store(root).compact("s", file_rows=FILE_ROWS)
+        compact(Store(root), "s", file_rows=FILE_ROWS)
         assert_readers_see(root, seen)  # tidying up changes nothing readers see
         assert_tidy(folder_of(root))
     assert crashes >= 4  # the rest of its compacted file, the cell file, the manifest, the old file deleted
@@ -306,7 +306,7 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
         infos = real(folder)
         if next(calls) == 0:
             # commits and deletes after our listing; at 60 rows a file, the earlier files (24 rows) merge too
-            report = Store(tmp_path).compact("s", file_rows=3 * FILE_ROWS)
+            report = compact(Store(tmp_path), "s", file_rows=3 * FILE_ROWS)
             assert report.removed > report.cells_merged
         return infos
 
@@ -320,12 +320,12 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
 def test_a_compacted_file_holding_cells_found_nowhere_else_is_never_deleted(tmp_path):
     store = Store(tmp_path)
     fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     folder = folder_of(tmp_path)
     (folder / MANIFEST_NAME).unlink()  # lost by hand: the compacted files now hold the only copies
     before = names(folder)
     with pytest.raises(StoreError, match="found in no other file"):
-        store.compact("s", file_rows=FILE_ROWS)
+        compact(store, "s", file_rows=FILE_ROWS)
     assert names(folder) == before
     assert store.done_keys("s") == set()  # unlisted files are never read: no cell counted twice
 
@@ -333,7 +333,7 @@ def test_a_compacted_file_holding_cells_found_nowhere_else_is_never_deleted(tmp_
 def test_a_manifest_that_lists_a_cell_twice_is_refused(tmp_path):
     store = Store(tmp_path)
     fill(store)
-    store.compact("s", file_rows=FILE_ROWS)
+    compact(store, "s", file_rows=FILE_ROWS)
     path = folder_of(tmp_path) / MANIFEST_NAME
     manifest = json.loads(path.read_text())
     first, second = sorted(manifest["files"])[:2]

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from conftest import ROOT
 
-from results import Store
+from results import Store, read_results
 from search_spaces import Cell
 
 SPEC = """\
@@ -90,7 +90,7 @@ def test_killed_twice_then_resumed_every_cell_exactly_once_and_checkpoints_conti
     assert resumed  # at least one cell continued from a checkpoint rather than starting over
 
     store = Store(tmp_path / "store")
-    frame = store.read_results("crash")
+    frame = read_results(store, "crash")
     assert (frame.groupby("cell_key").size() == 4).all()  # 2 eval sets x steps 48, 96: one copy of each row
     assert not list((tmp_path / "store" / "crash" / "checkpoints").glob("*.pt"))  # cleared once written
 
@@ -124,7 +124,7 @@ def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves(tmp_path):
     assert [d.wait(timeout=400) for d in drivers] == [0, 0]
     store = Store(tmp_path / "store")
     for name in ("left", "right"):
-        frame: pd.DataFrame = store.read_results(name)
+        frame: pd.DataFrame = read_results(store, name)
         assert set(frame["sweep"]) == {name} and frame["cell_key"].nunique() == 8
 
 

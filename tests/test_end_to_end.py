@@ -9,7 +9,7 @@ from conftest import tiny_spec
 
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import run_plan
-from results import Store
+from results import Store, read_results
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -96,4 +96,4 @@ def test_cells_that_raise_diverge_or_time_out_are_retried_recorded_and_the_rest_
     assert "non-finite training loss" in reasons["poison"]["reason"]
     assert "CellTimeout" in reasons["slow"]["reason"]
     assert all(r["attempts"] == 2 for r in reasons.values())  # retries: 1
-    assert store.read_results("failing")["augmentation"].unique().tolist() == ["none"]
+    assert read_results(store, "failing")["augmentation"].unique().tolist() == ["none"]

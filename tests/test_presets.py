@@ -14,7 +14,7 @@ from orchestrator.estimate import grid_size
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import run_plan
 from orchestrator.status import sweep_status
-from results import Store
+from results import Store, read_results
 from search_spaces import apply_smoke, load_spec, preset_names, preset_path
 
 PAPER = [name for name in preset_names() if name.startswith("paper_")]
@@ -45,7 +45,7 @@ def test_the_smoke_scale_down_runs_every_cell_of_its_grid(name, tmp_path):
     SMOKE_SECONDS[name] = time.perf_counter() - t0
     assert (summary.done, summary.failed, summary.exit_code) == (len(plan.cells), 0, 0)
 
-    rows = store.read_results(spec.name)
+    rows = read_results(store, spec.name)
     assert set(rows["cell_key"]) == plan.keys
     assert rows["param_count"].gt(0).all()
     full = load_spec(preset_path(name))
@@ -124,7 +124,7 @@ def test_a_paper_preset_runs_on_files_in_the_real_formats(tmp_path):
     assert len(plan.cells) == 8 * 2
     summary = run_plan(plan, store, show_progress=False)
     assert (summary.done, summary.failed) == (16, 0)
-    rows = store.read_results(spec.name, final_only=True)
+    rows = read_results(store, spec.name, final_only=True)
     assert set(rows["eval_set"]) == {"test", "cifar10", "cifar10c_s3", "cifar10_1"}
     assert set(rows.groupby("eval_set")["n_eval"].first().items()) == {
         ("test", 20), ("cifar10", 20), ("cifar10c_s3", 15 * 6), ("cifar10_1", 12)}

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from factories import make_cell, rows_for
 
-from results import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError
+from results import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError, connect
 from search_spaces import CELL_FIELDS
 
 
@@ -85,11 +85,11 @@ def test_sweeps_are_isolated_and_plain_readers_work(tmp_path):
     import polars as pl
 
     assert pl.read_parquet(f"{folder}/*.parquet").height == 8
-    assert store.connect("b").execute("SELECT count(DISTINCT cell_key) FROM results").fetchone()[0] == 3
+    assert connect(store, "b").execute("SELECT count(DISTINCT cell_key) FROM results").fetchone()[0] == 3
 
 
 def test_connect_on_an_empty_sweep_gives_an_empty_view(tmp_path):
-    con = Store(tmp_path).connect("nothing")
+    con = connect(Store(tmp_path), "nothing")
     assert con.execute("SELECT count(*) FROM results").fetchone()[0] == 0
     assert "accuracy" in [d[0] for d in con.execute("SELECT * FROM results").description]
 

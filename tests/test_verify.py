@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from factories import make_cell, rows_for
 
-from results import Store, StoreWarning
+from results import Store, StoreWarning, connect, quarantine, read_results, verify
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def damaged(tmp_path):
 
 def test_verify_reports_truncated_wrong_schema_and_misnamed_files(damaged):
     store, good, bad = damaged
-    report = store.verify("s")
+    report = verify(store, "s")
     assert set(report) == bad
     reasons = " | ".join(report.values())
     assert "unreadable" in reasons and "'accuracy' is string" in reasons and "name or the manifest" in reasons
@@ -47,19 +47,19 @@ def test_verify_reports_truncated_wrong_schema_and_misnamed_files(damaged):
 def test_query_and_analysis_skip_bad_files_with_a_warning_naming_them(damaged):
     store, good, bad = damaged
     with pytest.warns(StoreWarning) as caught:
-        con = store.connect("s")
+        con = connect(store, "s")
     assert {str(w.message).split(": ", 1)[0].removeprefix("skipping store file ") for w in caught} == bad
     assert con.execute("SELECT count(DISTINCT cell_key) FROM results").fetchone()[0] == 4
     with pytest.warns(StoreWarning):
-        frame = store.read_results("s", final_only=True)
+        frame = read_results(store, "s", final_only=True)
     assert set(frame["cell_key"]) == {c.cell_key for c in good}
 
 
 def test_quarantine_moves_bad_files_so_their_cells_count_as_missing(damaged, tmp_path):
     store, good, bad = damaged
-    moved = store.quarantine("s", store.verify("s"))
+    moved = quarantine(store, "s", verify(store, "s"))
     assert len(moved) == 3 and all(os.path.exists(p) for p in moved)
-    assert store.verify("s") == {} and store.done_keys("s") == {c.cell_key for c in good}
+    assert verify(store, "s") == {} and store.done_keys("s") == {c.cell_key for c in good}
 
 
 def test_verify_from_the_command_line(damaged, tmp_path):
