@@ -237,7 +237,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                     run_config=tune.RunConfig(
                         name=f"{sweep}-{start // MAX_TRIALS_PER_FIT}", storage_path=tune_dir, verbose=0,
                         callbacks=[StoreWriter(store, sweep, progress,
-                                               context["checkpoint_dir"] if ex.checkpoint_every else None)],
+                                               context.checkpoint_dir if ex.checkpoint_every else None)],
                         failure_config=tune.FailureConfig(max_failures=2),
                     ),
                 ).fit()
