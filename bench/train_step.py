@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from search_spaces.cells import Cell
-from trainables import train
+from trainables import train, train_cli
 from trainables.datasets import DataSet, load_dataset
 
 PIPELINE = "trivialaugment+crop+flip"
@@ -53,7 +53,7 @@ class Workload:
 WORKLOADS = {
     "small_cnn": Workload("small_cnn, digits 1x16x16", "small_cnn", 16, 64, lambda: load_dataset("digits")),
     "resnet18": Workload("resnet18, random 3x32x32", "resnet18", 16, 128,
-                         lambda: train.random_dataset((3, 32, 32), pool=4096, n_test=16)),
+                         lambda: train_cli.random_dataset((3, 32, 32), pool=4096, n_test=16)),
 }
 
 
@@ -97,7 +97,7 @@ def compare(work: Workload, data: DataSet, variants: dict[str, Variant], *, repe
             chunks: int, per_call: int) -> dict[str, Any]:
     """variants: label -> Variant, the baseline first."""
     cell = cell_for(work, data, steps=(chunks + 1) * per_call)
-    augments = {label: train.pipeline(v.pipeline, data.mean) for label, v in variants.items()}
+    augments = {label: train_cli.pipeline(v.pipeline, data.mean) for label, v in variants.items()}
     times: dict[str, list[float]] = {label: [] for label in variants}
     in_augment: dict[str, list[float]] = {label: [] for label in variants}
     per_repeat: dict[str, list[float]] = {label: [] for label in variants}

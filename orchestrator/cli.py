@@ -226,9 +226,9 @@ def presets(
     as_json: Annotated[bool, typer.Option("--json", help="The list as JSON.")] = False,
 ) -> None:
     """List the preset specs shipped with augworth, with cell counts and estimated GPU-hours."""
-    from search_spaces import load_spec
+    from search_spaces import grid_size, load_spec
 
-    from .estimate import estimate_gpu_hours, grid_size
+    from .estimate import estimate_gpu_hours
 
     if name is not None:
         sys.stdout.write(preset_path(name).read_text())

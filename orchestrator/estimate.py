@@ -54,18 +54,6 @@ def _per_step_probe(plan: Plan) -> float:
 
 # ----- presets: grid size and GPU-hours without loading any data --------------------------------------
 
-def grid_size(spec) -> int:  # spec: search_spaces.Spec
-    """Cells in the spec's grid (fractions count as distinct sizes: the pool is not loaded here)."""
-    sizes = len(spec.data_sizes or spec.data_fractions or ())
-    models = sum(len(m.widths()) for m in spec.models())
-    pairs = 0  # (treatment, views) pairs; `none` has no fixed views (see search_spaces.expand_cells)
-    for aug in spec.augmentations:
-        for view in spec.views:
-            if not (aug.policy == "none" and view.mode == "fixed"):
-                pairs += len(aug.strengths()) * len(view.counts())
-    return sizes * len(spec.seeds) * models * len(spec.invariance) * pairs
-
-
 def estimate_gpu_hours(spec) -> float:  # spec: search_spaces.Spec
     """Training images of the whole grid over each model's assumed GPU throughput.
 
@@ -74,6 +62,7 @@ def estimate_gpu_hours(spec) -> float:  # spec: search_spaces.Spec
     ratio of forward FLOPs per image, times the invariance wrapper's `forward_cost` (`average` runs every
     image twice).
     """
+    from search_spaces import grid_size
     from trainables.datasets import DATASETS
     from trainables.invariance import INVARIANCES
     from trainables.models import MODELS, default_width, flops_per_image

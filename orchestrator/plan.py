@@ -72,8 +72,7 @@ def check_names(spec: Spec, text: str | None, source: str) -> None:
 
 def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datasets.DataSet
     """The spec's data set and every eval set, loaded as a worker will: a missing file is bad input, here."""
-    from trainables.datasets import eval_set, load_dataset
-    from trainables.train import eval_request
+    from trainables.datasets import eval_request, eval_set, load_dataset
 
     try:
         data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),

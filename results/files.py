@@ -1,7 +1,8 @@
 """The file layer under the store, the lock and checkpoints: a root that is a local path or a pyarrow
 filesystem URI, and writes that a reader never sees half done.
 
-Imports neither Ray nor torch nor DuckDB.
+Imports neither Ray nor torch nor DuckDB, and pyarrow only when a `Root` is made: the training command
+line imports checkpoints through here and must run where only torch is installed.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.fs as pafs
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -33,6 +36,9 @@ class Root:
     """A folder on a file system: `path` is '/'-separated (absolute where local), `uri` as the user gave it."""
 
     def __init__(self, root: str | Path) -> None:
+        import pyarrow.fs as pafs
+
+        self._pafs = pafs
         root = str(root)
         if "://" in root:
             self.fs, base = pafs.FileSystem.from_uri(root)
@@ -44,17 +50,17 @@ class Root:
         self.uri = root
 
     def exists(self, path: str) -> bool:
-        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+        return self.fs.get_file_info(path).type != self._pafs.FileType.NotFound
 
     def infos(self, folder: str) -> list[pafs.FileInfo]:
         """What `folder` holds (not recursive); nothing if it does not exist."""
         if not self.exists(folder):
             return []
-        return self.fs.get_file_info(pafs.FileSelector(folder, recursive=False))
+        return self.fs.get_file_info(self._pafs.FileSelector(folder, recursive=False))
 
     def list(self, folder: str, suffix: str) -> list[str]:
         """Paths of the files in `folder` whose names end in `suffix`, sorted."""
-        return sorted(i.path for i in self.infos(folder) if i.type == pafs.FileType.File
+        return sorted(i.path for i in self.infos(folder) if i.type == self._pafs.FileType.File
                       and i.base_name.endswith(suffix))
 
     def read_bytes(self, path: str) -> bytes:

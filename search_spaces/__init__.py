@@ -17,34 +17,39 @@ if TYPE_CHECKING:
         KEY_VERSION,
         LABEL_COLUMNS,
         PROBE_COLUMNS,
+        PROBE_NAMES,
         TREATMENT_COLUMNS,
         Cell,
+        ProbeSettings,
         canonical_json,
         cell_key,
         treatment_label,
     )
+    from .grid import expand_cells, grid_points, grid_size, resolve_sizes
     from .spec import (
         Spec,
         SpecError,
         apply_smoke,
-        expand_cells,
         load_spec,
         parse_spec,
         preset_names,
         preset_path,
         read_spec_text,
-        resolve_sizes,
         spec_error,
     )
 
 _HOMES = {
-    "cells": ("CELL_FIELDS", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "TREATMENT_COLUMNS",
-              "Cell", "canonical_json", "cell_key", "treatment_label"),
-    "spec": ("Spec", "SpecError", "apply_smoke", "expand_cells", "load_spec", "parse_spec", "preset_names",
-             "preset_path", "read_spec_text", "resolve_sizes", "spec_error"),
+    "cells": ("CELL_FIELDS", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "PROBE_NAMES",
+              "TREATMENT_COLUMNS", "Cell", "ProbeSettings", "canonical_json", "cell_key", "treatment_label"),
+    "grid": ("expand_cells", "grid_points", "grid_size", "resolve_sizes"),
+    "spec": ("Spec", "SpecError", "apply_smoke", "load_spec", "parse_spec", "preset_names", "preset_path",
+             "read_spec_text", "spec_error"),
 }
-__all__ = ["CELL_FIELDS", "Cell", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "Spec",
-    "SpecError", "TREATMENT_COLUMNS", "apply_smoke", "canonical_json", "cell_key", "expand_cells", "load_spec",
-    "parse_spec", "preset_names", "preset_path", "read_spec_text", "resolve_sizes", "spec_error", "treatment_label"]
+__all__ = [
+    "apply_smoke", "canonical_json", "Cell", "CELL_FIELDS", "cell_key", "expand_cells", "grid_points",
+    "grid_size", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "load_spec", "parse_spec", "preset_names",
+    "preset_path", "PROBE_COLUMNS", "PROBE_NAMES", "ProbeSettings", "read_spec_text", "resolve_sizes", "Spec",
+    "spec_error", "SpecError", "TREATMENT_COLUMNS", "treatment_label",
+]
 
 __getattr__ = lazy_exports(__name__, _HOMES)

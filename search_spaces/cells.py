@@ -37,6 +37,27 @@ LABEL_COLUMNS: tuple[str, ...] = ("views", "views_r", "views_first_clean", "inva
                                   "accumulate")
 # Measured at chosen steps, never part of a key: one column each in the store.
 PROBE_COLUMNS: tuple[str, ...] = ("grad_noise", "flatness", "flatness_std", "hessian_top_eig")
+PROBE_NAMES: tuple[str, ...] = ("grad_noise", "flatness", "hessian")
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The spec's `probes` block as the training loop takes it (no pydantic on a worker). Its defaults are the
+    spec's: `search_spaces.spec.Probes` reads them from here, so they are written once."""
+
+    grad_noise: bool = False
+    flatness: bool = False
+    hessian: bool = False
+    steps: tuple[int, ...] | None = None  # None: the last step
+    samples: int = 2048  # training images of the cell the probes use (its first ones)
+    batch_size: int | None = None  # gradient noise's batches; None: the budget's batch size
+    threshold: float = 1.0  # flatness: the absolute training loss to reach
+    directions: int = 1  # flatness: random directions (the paper used one)
+    hessian_iterations: int = 20
+
+    def which(self) -> list[str]:
+        """The probes asked for, in PROBE_NAMES order."""
+        return [n for n in PROBE_NAMES if getattr(self, n)]
 
 
 @dataclass(frozen=True)

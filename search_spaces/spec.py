@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .cells import Cell
+from .cells import PROBE_NAMES, ProbeSettings
 from .yaml_strict import YamlError, dump_yaml, load_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -117,20 +117,26 @@ class ViewsSpec(_Strict):
 
 
 class Probes(_Strict):
-    """Measurements at chosen steps on un-augmented training images; they never change training."""
+    """Measurements at chosen steps on un-augmented training images; they never change training. The
+    defaults and their meaning: `cells.ProbeSettings`."""
 
-    grad_noise: bool = False
-    flatness: bool = False
-    hessian: bool = False
+    grad_noise: bool = ProbeSettings.grad_noise
+    flatness: bool = ProbeSettings.flatness
+    hessian: bool = ProbeSettings.hessian
     steps: Annotated[list[PositiveInt], Field(min_length=1)] | None = None  # None: the last step
-    samples: PositiveInt = 2048  # training images of the cell the probes use (its first ones)
-    batch_size: PositiveInt | None = None  # gradient noise's batches; None: the budget's batch size
-    threshold: Annotated[float, Field(gt=0)] = 1.0  # flatness: the absolute training loss to reach
-    directions: PositiveInt = 1  # flatness: random directions (the paper used one)
-    hessian_iterations: PositiveInt = 20
+    samples: PositiveInt = ProbeSettings.samples
+    batch_size: PositiveInt | None = ProbeSettings.batch_size
+    threshold: Annotated[float, Field(gt=0)] = ProbeSettings.threshold
+    directions: PositiveInt = ProbeSettings.directions
+    hessian_iterations: PositiveInt = ProbeSettings.hessian_iterations
 
     def which(self) -> list[str]:
-        return [n for n in ("grad_noise", "flatness", "hessian") if getattr(self, n)]
+        return [n for n in PROBE_NAMES if getattr(self, n)]
+
+    def settings(self, batch_size: int) -> ProbeSettings:
+        """What the training loop takes; gradient noise's batches default to the budget's `batch_size`."""
+        return ProbeSettings(**(self.model_dump() | {"steps": tuple(self.steps) if self.steps else None,
+                                                     "batch_size": self.batch_size or batch_size}))
 
 
 class AugmentationSpec(_Strict):
@@ -386,74 +392,6 @@ def preset_path(name: str) -> Path:
 
 
 # ----- expansion ------------------------------------------------------------------------------------
-
-def resolve_sizes(spec: Spec, *, pool_size: int, num_classes: int, source: str = "spec",
-                  text: str | None = None) -> list[int]:
-    """Absolute training sizes; fractions are of the pool, rounded, with at least one image per class."""
-    if spec.data_sizes is not None:
-        for i, size in enumerate(spec.data_sizes):
-            if size > pool_size:
-                raise spec_error(f"{size} is larger than the training pool ({pool_size} images)",
-                                 text=text, source=source, loc=("data_sizes", i))
-        return list(spec.data_sizes)
-    sizes = [min(pool_size, max(num_classes, round(f * pool_size))) for f in spec.data_fractions or ()]
-    return list(dict.fromkeys(sizes))
-
-
-def expand_cells(
-    spec: Spec,
-    *,
-    pool_size: int,
-    num_classes: int,
-    dataset_fingerprint: str,
-    default_strength: Callable[[str], float | None],
-    default_width: Callable[[str], int] | None = None,
-    source: str = "spec",
-    text: str | None = None,
-) -> list[Cell]:
-    """Every cell of the grid, in a stable order, without duplicates.
-
-    `default_width(model)` resolves a model given without a width (the model registry's default).
-    """
-    sizes = resolve_sizes(spec, pool_size=pool_size, num_classes=num_classes, source=source, text=text)
-    treatments: list[tuple[str, float | None]] = []
-    for aug in spec.augmentations:
-        for strength in aug.strengths():
-            treatments.append((aug.policy, default_strength(aug.policy) if strength is None else strength))
-    models: list[tuple[str, int]] = []
-    for i, model in enumerate(spec.models()):
-        for width in model.widths():
-            if width is None:
-                if default_width is None:
-                    raise spec_error("give the model's width", text=text, source=source, loc=("model", i))
-                width = default_width(model.name)
-            models.append((model.name, width))
-    views = [(v.mode, r, v.first_clean) for v in spec.views for r in v.counts()]
-    b, o = spec.budget, spec.optimizer
-    cells: dict[str, Cell] = {}
-    for model, width in models:
-        for mode, r, first_clean in views:
-            for invariance in spec.invariance:
-                for size in sizes:
-                    for seed in spec.seeds:
-                        for policy, strength in treatments:
-                            if policy == "none" and mode == "fixed":
-                                continue  # frozen views of un-augmented images are the images: the reference
-                            cell = Cell(
-                                dataset=spec.dataset.name, dataset_fingerprint=dataset_fingerprint,
-                                data_size=size, seed=seed, augmentation=policy, strength=strength,
-                                model=model, width=width,
-                                steps=b.steps, batch_size=b.batch_size, eval_every=b.eval_every or b.steps,
-                                lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                                weight_decay=o.weight_decay, warmup_steps=o.resolved_warmup(b.steps),
-                                views=mode, views_r=r, views_first_clean=first_clean, invariance=invariance,
-                                subset=spec.dataset.subsets, accumulate=b.accumulate,
-                            )
-                            cells.setdefault(cell.cell_key, cell)
-    if not cells:
-        raise SpecError("the grid is empty", source=source)
-    return list(cells.values())
-
 
 # ----- smoke scale-down -----------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ import torch  # noqa: E402
 
 from search_spaces.cells import Cell  # noqa: E402
 from trainables.models import MODELS  # noqa: E402
-from trainables.train import random_dataset, train_cell  # noqa: E402
+from trainables.train import train_cell  # noqa: E402
+from trainables.train_cli import random_dataset  # noqa: E402
 
 SHAPES = ((1, 16, 16), (3, 16, 16), (3, 32, 32))  # digits and generated data; CIFAR, CINIC-10
 WIDTHS = (2, 3, 4, 5, 6, 7, 8)

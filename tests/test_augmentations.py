@@ -1,4 +1,4 @@
-"""Behaviour of trainables.augmentations: the batched policies, their per-image draws, and TrivialAugmentWide
+"""Behaviour of trainables.augmentations: the simple batched policies, their per-image draws, and TrivialAugmentWide
 checked against torchvision itself (op set, magnitude bins, and each op's output at a pinned magnitude)."""
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from torchvision.transforms.v2 import TrivialAugmentWide
 
 from trainables.augmentations import (
     TA_OPS,
-    _apply_ta_op,
-    _apply_trivialaugment,
-    _draw_trivialaugment,
-    _ta_tables,
     augmentation_names,
     check_strength,
     create_augmentation,
     default_strength,
 )
+from trainables.augmentations.trivialaugment import apply_kernel_op, apply_kernel_ops, draw_trivialaugment, ta_tables
 from trainables.registry import UnknownNameError
 
 POLICIES = ["crop", "cutout", "flip", "none", "rotate", "trivialaugment"]
@@ -43,7 +40,7 @@ def n_distinct(y: torch.Tensor) -> int:
 
 
 def test_policy_names() -> None:
-    assert set(POLICIES) <= set(augmentation_names())  # the rest come from trainables.policies (test_policies)
+    assert set(POLICIES) <= set(augmentation_names())  # the rest are tested in test_policies
 
 
 def test_unknown_name_lists_the_valid_ones() -> None:
@@ -101,6 +98,22 @@ def test_rejects_batches_that_are_not_float_images() -> None:
         ("trivialaugment", 1.5),
         ("none", 1.0),
         ("flip", 1.5),
+        ("flip", -0.1),
+        ("crop_flip", -1),
+        ("crop_flip", 1.5),
+        ("trivialaugment_crop_flip", 0.0),
+        ("trivialaugment_crop_flip", 1.1),
+        ("randaugment", 31),
+        ("randaugment", -1),
+        ("randaugment_crop_flip", 9.5),
+        ("cutout_crop_flip", 3.5),
+        ("perspective", -0.1),
+        ("perspective", 1.01),
+        ("autoaugment", 0.0),
+        ("autoaugment", 2.0),
+        ("augmix", 0),
+        ("augmix", 11),
+        ("augmix", 2.5),
     ],
 )
 def test_check_strength_rejects(name: str, strength: float) -> None:
@@ -258,7 +271,7 @@ def test_ta_op_set_is_torchvisions() -> None:
 
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (8, 8), (28, 20)])
 def test_ta_magnitude_bins_are_torchvisions(height: int, width: int) -> None:
-    table, signed = _ta_tables(height, width)
+    table, signed = ta_tables(height, width)
     for i, (op, (magnitudes_fn, is_signed)) in enumerate(TrivialAugmentWide._AUGMENTATION_SPACE.items()):
         bins = magnitudes_fn(31, height, width)
         expected = torch.zeros(31) if bins is None else bins.float()
@@ -268,14 +281,14 @@ def test_ta_magnitude_bins_are_torchvisions(height: int, width: int) -> None:
 
 def test_ta_draws_ops_bins_and_signs_uniformly() -> None:
     n = 20_000
-    ops, bins, magnitudes = _draw_trivialaugment(n, 8, 8, gen(0))
+    ops, bins, magnitudes = draw_trivialaugment(n, 8, 8, gen(0))
     op_counts = torch.bincount(ops, minlength=len(TA_OPS)).float()
     bin_counts = torch.bincount(bins, minlength=31).float()
     assert len(op_counts) == len(TA_OPS) and len(bin_counts) == 31
     assert ((op_counts / (n / len(TA_OPS)) - 1).abs() < 0.1).all(), op_counts  # ~4 sd
     assert ((bin_counts / (n / 31) - 1).abs() < 0.15).all(), bin_counts  # ~4 sd
     # each magnitude is its bin's value, negated for about half of the signed ops' draws
-    table, signed = _ta_tables(8, 8)
+    table, signed = ta_tables(8, 8)
     assert torch.equal(magnitudes.abs(), table[ops, bins].abs())
     drawn_signed = signed[ops] & (table[ops, bins] != 0)
     negative = (magnitudes < 0)[drawn_signed].float().mean()
@@ -284,8 +297,8 @@ def test_ta_draws_ops_bins_and_signs_uniformly() -> None:
 
 
 def test_ta_strength_scales_the_magnitudes() -> None:
-    ops, bins, full = _draw_trivialaugment(5000, 32, 32, gen(0))
-    ops_half, bins_half, half = _draw_trivialaugment(5000, 32, 32, gen(0), strength=0.5)
+    ops, bins, full = draw_trivialaugment(5000, 32, 32, gen(0))
+    ops_half, bins_half, half = draw_trivialaugment(5000, 32, 32, gen(0), strength=0.5)
     assert torch.equal(ops, ops_half) and torch.equal(bins, bins_half)
     posterize, solarize = ops == TA_OPS.index("Posterize"), ops == TA_OPS.index("Solarize")
     linear = ~(posterize | solarize)
@@ -296,8 +309,8 @@ def test_ta_strength_scales_the_magnitudes() -> None:
 
 def test_ta_small_strength_approaches_identity() -> None:
     x = smooth_images(512, size=16)
-    ops, _, magnitudes = _draw_trivialaugment(512, 16, 16, gen(0), strength=1e-3)
-    y = _apply_trivialaugment(x, ops, magnitudes)
+    ops, _, magnitudes = draw_trivialaugment(512, 16, 16, gen(0), strength=1e-3)
+    y = apply_kernel_ops(x, ops, magnitudes)
     # AutoContrast and Equalize have no magnitude to scale
     scaled = torch.tensor([TA_OPS[k] not in {"AutoContrast", "Equalize"} for k in ops])
     diff = (y - x).abs().flatten(1).mean(1)
@@ -320,7 +333,7 @@ def test_ta_op_matches_torchvision_at_each_magnitude(op: str, channels: int) -> 
     x = smooth_images(len(magnitudes), channels=channels, seed=len(op))
     x[0] = torch.linspace(0, 1, 32 * 32).view(1, 32, 32)  # a ramp with exact 0 and 1: thresholds' edge cases
     # one batch, a different magnitude per image: checks the per-sample path, not just a scalar one
-    ours = _apply_ta_op(x, op, torch.tensor(magnitudes))
+    ours = apply_kernel_op(x, op, torch.tensor(magnitudes))
     for i, m in enumerate(magnitudes):
         ref = torchvision_op(x[i], op, m)
         diff = (ours[i] - ref).abs()
@@ -333,8 +346,8 @@ def test_ta_op_matches_torchvision_at_each_magnitude(op: str, channels: int) -> 
 def test_ta_mixed_batch_matches_torchvision_per_image() -> None:
     # grouping by op and scattering back must put every image back in its own place
     x = smooth_images(96, size=16, seed=9)
-    ops, _, magnitudes = _draw_trivialaugment(96, 16, 16, gen(3))
-    y = _apply_trivialaugment(x, ops, magnitudes)
+    ops, _, magnitudes = draw_trivialaugment(96, 16, 16, gen(3))
+    y = apply_kernel_ops(x, ops, magnitudes)
     for i in range(len(x)):
         op = TA_OPS[int(ops[i])]
         ref = torchvision_op(x[i], op, float(magnitudes[i]))

@@ -19,8 +19,8 @@ from formats import (
 )
 from PIL import Image
 
-import trainables.datasets as datasets
-import trainables.file_datasets as file_datasets
+import trainables.datasets.core as datasets_core
+import trainables.datasets.folders as folders
 from trainables.datasets import (
     DATASETS,
     EVAL_SETS,
@@ -52,7 +52,7 @@ def test_to_float_scales_uint8_and_passes_float_through_without_a_copy():
 
 
 def test_uint8_sets_get_their_mean_in_chunks_and_a_fingerprint_of_their_bytes(monkeypatch):
-    monkeypatch.setattr(datasets, "STATS_CHUNK", 3)  # several chunks, one short
+    monkeypatch.setattr(datasets_core, "STATS_CHUNK", 3)  # several chunks, one short
     x = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
     y = torch.arange(10) % 2
     data = make_dataset("u8", x, y, x[:4], y[:4], num_classes=2)
@@ -221,7 +221,7 @@ def test_cinic10_paper_recipe_drops_cifar_and_duplicates_and_holds_out_a_fixed_s
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(file_datasets.os, "scandir", Reversed)
+    monkeypatch.setattr(folders.os, "scandir", Reversed)
     again = create_dataset("cinic10", str(root), options=options | {"cache_dir": str(tmp_path / "b")})
     assert again.fingerprint == data.fingerprint and torch.equal(again.train_y, data.train_y)
 
@@ -237,7 +237,7 @@ def test_decoded_images_are_cached_and_an_unreadable_cache_is_rebuilt(cinic, tmp
         raise AssertionError("decoded although cached")
 
     with monkeypatch.context() as m:
-        m.setattr(file_datasets, "decode_images", no_decoding)
+        m.setattr(folders, "decode_images", no_decoding)
         cached = create_dataset("cinic10", str(root), options=options)
     assert cached.fingerprint == first.fingerprint and torch.equal(cached.train_x, first.train_x)
 

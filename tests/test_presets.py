@@ -10,12 +10,11 @@ from typer.testing import CliRunner
 
 from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
 from orchestrator.cli import app
-from orchestrator.estimate import grid_size
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import run_plan
 from orchestrator.status import sweep_status
 from results import Store, read_results
-from search_spaces import apply_smoke, load_spec, preset_names, preset_path
+from search_spaces import apply_smoke, grid_size, load_spec, preset_names, preset_path
 
 PAPER = [name for name in preset_names() if name.startswith("paper_")]
 SMOKE_SECONDS: dict[str, float] = {}  # printed at the end of the module (measured, never asserted)

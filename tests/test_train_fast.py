@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from factories import make_cell
 
 from trainables import train
-from trainables.augmentations import _shift, _shift_padded
+from trainables.augmentations.simple import shift, shift_padded
 from trainables.datasets import load_dataset
 from trainables.models import MODELS, create_model, param_count
-from trainables.train import device_settings, main, random_dataset, read_cell, train_cell
+from trainables.train import device_settings, train_cell
+from trainables.train_cli import main, random_dataset, read_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FOR_THE_COMMAND_LINE = ("ray", "pydantic", "yaml", "pandas", "pyarrow", "sklearn", "orchestrator")
@@ -105,12 +106,12 @@ def test_shift_without_a_padded_copy_equals_the_padded_windows(b, c, h, w, pad):
         dy = torch.randint(-pad, pad + 1, (b,), generator=gen)
         dx = torch.randint(-pad, pad + 1, (b,), generator=gen)
         dy[0], dx[0], dy[-1], dx[-1] = -pad, -pad, pad, pad
-        ref = _shift_padded(x, dy, dx, pad)
+        ref = shift_padded(x, dy, dx, pad)
         padded = F.pad(x, (pad, pad, pad, pad))
         for i in (0, b - 1):  # the reference itself, spelled out
             top, left = int(dy[i]) + pad, int(dx[i]) + pad
             assert torch.equal(ref[i], padded[i, :, top : top + h, left : left + w])
-        assert torch.equal(_shift(x, dy, dx, pad), ref)
+        assert torch.equal(shift(x, dy, dx, pad), ref)
 
 
 # ----- training -------------------------------------------------------------------------------------
@@ -176,11 +177,14 @@ def test_command_line_trains_a_digits_cell_and_appends_rows(digits, tmp_path, ca
 
 def test_command_line_times_random_data_importing_only_torch_and_torchvision():
     # A fresh interpreter, as on a GPU box that has torch and torchvision but none of our other dependencies.
+    # `python -m trainables.train`, run as such, with what it loaded printed once it exits
     code = (
-        "import sys; from trainables.train import main; "
-        "main(['--random-data', '3x16x16', '--steps', '4', '--warmup-steps', '2', '--pool', '64', "
-        "'--width', '4', '--batch-size', '8', '--device', 'cpu', '--threads', '1']); "
-        f"print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & {set(NOT_FOR_THE_COMMAND_LINE)}))"
+        "import atexit, runpy, sys; "
+        f"atexit.register(lambda: print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & "
+        f"{set(NOT_FOR_THE_COMMAND_LINE)}))); "
+        "sys.argv = ['trainables.train', '--random-data', '3x16x16', '--steps', '4', '--warmup-steps', '2', "
+        "'--pool', '64', '--width', '4', '--batch-size', '8', '--device', 'cpu', '--threads', '1']; "
+        "runpy.run_module('trainables.train', run_name='__main__')"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -10,6 +10,7 @@ import torch
 from factories import make_cell
 from torch import nn
 
+from search_spaces.cells import ProbeSettings
 from trainables.augmentations import create_augmentation
 from trainables.datasets import load_dataset, make_dataset
 from trainables.train import (
@@ -83,23 +84,6 @@ def test_cells_with_fixed_or_same_batch_views_train_and_differ_from_random_views
         [(e.step, e.loss, e.accuracy) for e in result.evaluations]
 
 
-def test_a_fixed_views_cell_resumed_from_a_checkpoint_equals_an_uninterrupted_one(digits, tmp_path):
-    from trainables.checkpoint import Checkpointer
-
-    cell = tiny_cell(digits, steps=40, eval_every=20, views="fixed", views_r=2, augmentation="crop", strength=2.0)
-    reference = train_cell(cell, digits, ["test"])
-    checkpoint = Checkpointer(str(tmp_path), cell.cell_key, every=16)
-
-    def killed_at_37(step: int) -> None:
-        if step == 37:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_cell(cell, digits, ["test"], on_step=killed_at_37, checkpoint=checkpoint)
-    resumed = train_cell(cell, digits, ["test"], checkpoint=checkpoint)
-    assert [(e.step, e.loss) for e in resumed.evaluations] == [(e.step, e.loss) for e in reference.evaluations]
-
-
 # ----- micro-batches ----------------------------------------------------------------------------------
 
 def test_accumulated_micro_batches_give_the_full_batch_update_without_batchnorm():
@@ -136,8 +120,8 @@ def test_invariant_cells_train_with_the_plain_models_parameters(digits, invarian
 # ----- probes and eval sets -----------------------------------------------------------------------------
 
 def test_probes_fill_their_columns_at_their_steps_only(digits):
-    probes = {"grad_noise": True, "flatness": True, "hessian": True, "steps": [2, 8], "samples": 48, "threshold": 5.0,
-              "batch_size": 16, "directions": 2, "hessian_iterations": 3}
+    probes = ProbeSettings(grad_noise=True, flatness=True, hessian=True, steps=(2, 8), samples=48, threshold=5.0,
+                           batch_size=16, directions=2, hessian_iterations=3)
     cell = tiny_cell(digits)
     result = train_cell(cell, digits, ["test", "corrupted"], probes=probes)
     by_step: dict[int, list] = {}
@@ -163,7 +147,7 @@ def test_eval_set_requests_are_stored_under_their_labels(digits):
     result = train_cell(tiny_cell(digits), digits, requests)
     assert {e.eval_set for e in result.evaluations} == {"in_dist", "corrupted"}
     report = run_cell(tiny_cell(digits), CellContext(eval_sets=tuple(requests), retries=0,
-                                                     probes={"grad_noise": True, "samples": 32, "batch_size": 8}))
+                                                     probes=ProbeSettings(grad_noise=True, samples=32, batch_size=8)))
     rows = report["cell_rows"]
     assert {r["eval_set"] for r in rows} == {"in_dist", "corrupted"}
     assert [r["grad_noise"] is not None for r in rows] == [r["final"] for r in rows]
@@ -189,7 +173,7 @@ def test_uint8_data_trains_like_the_same_images_as_floats(digits):
 def test_the_command_line_takes_dataset_options_and_eval_set_mappings(tmp_path, capsys):
     import json
 
-    from trainables.train import main
+    from trainables.train_cli import main
 
     data = load_dataset("synthetic", options={"image_size": 16, "pool": 120, "test": 40})
     cell = make_cell(dataset="synthetic", dataset_fingerprint=data.fingerprint, model="small_cnn", width=4,

@@ -181,10 +181,12 @@ def test_a_cell_past_its_timeout_is_retried_then_recorded(digits):
     assert "cell_rows" in run_cell(cell, CellContext(eval_sets=("test",), retries=0, timeout_s=600))
 
 
-def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digits, tmp_path):
+@pytest.mark.parametrize("views", [{}, {"views": "fixed", "views_r": 2}], ids=["random views", "fixed views"])
+def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digits, tmp_path, views):
+    # fixed views are drawn again on resume, from their own stream: the same views as before the interruption
     from trainables.checkpoint import Checkpointer
 
-    cell = tiny_cell(digits, steps=40, eval_every=10, augmentation="crop", strength=2.0)
+    cell = tiny_cell(digits, steps=40, eval_every=10, augmentation="crop", strength=2.0, **views)
     reference = train_cell(cell, digits, ["test"])
     saved, loaded = [], []
     checkpoint = Checkpointer(str(tmp_path), cell.cell_key, every=16, on_save=saved.append, on_load=loaded.append)
@@ -215,6 +217,7 @@ def test_the_cell_context_is_the_specs_settings_typed_and_frozen():
     context = CellContext.from_spec(spec, checkpoint_dir="/ckpt", code_revision="abc")
     assert [e["label"] for e in context.eval_sets] == ["test", "corrupted"]
     assert context.retries == 3 and context.code_revision == "abc" and context.checkpoint_dir == "/ckpt"
-    assert context.probes["grad_noise"] and context.probes["batch_size"] == spec.budget.batch_size == 16
+    assert context.probes.grad_noise and context.probes.batch_size == spec.budget.batch_size == 16
+    assert context.probes.samples == 64 and context.probes.threshold == 1.0  # the spec's default, written once
     with pytest.raises(dataclasses.FrozenInstanceError):
         context.retries = 0

@@ -30,7 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["PROBES", "filter_normalized_direction", "flatness", "grad_noise", "hessian_top_eig", "run_probes"]
+from search_spaces.cells import ProbeSettings
+
+from .datasets import to_float
+
+__all__ = ["PROBES", "filter_normalized_direction", "flatness", "grad_noise", "hessian_top_eig", "probe_cell",
+           "run_probes"]
 
 Tensor = torch.Tensor
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -326,3 +331,19 @@ def run_probes(model: nn.Module, x: Tensor, y: Tensor, *, which: set[str] | froz
         measured["hessian_top_eig"] = hessian_top_eig(model, x, y, iterations=hessian_iterations,
                                                       generator=generator, loss_fn=loss_fn)
     return measured
+
+
+def probe_cell(model: nn.Module, train_x: Tensor, train_y: Tensor, settings: ProbeSettings,
+               memory_format: torch.memory_format, seed: int) -> dict[str, float]:
+    """The probes `settings` asks for, on the cell's first `samples` training images, un-augmented (the loop
+    leaves them out of train_seconds, like evaluation)."""
+    n = min(len(train_y), settings.samples)
+    x = to_float(train_x[:n]).contiguous(memory_format=memory_format)
+    which = {name for name in ("grad_noise", "flatness") if getattr(settings, name)}
+    if settings.hessian:
+        which.add("hessian_top_eig")
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    batch_size = max(1, min(settings.batch_size or 128, n // 2))  # gradient noise needs 2 batches
+    return run_probes(model, x, train_y[:n], which=which, generator=generator, batch_size=batch_size,
+                      threshold=settings.threshold, directions=settings.directions,
+                      hessian_iterations=settings.hessian_iterations)

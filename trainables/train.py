@@ -1,44 +1,35 @@
 """Train one cell and evaluate it: the whole loop, top to bottom (airbench's layout).
 
-Sections: device settings, schedule, batches and augmentation, one step, evaluation, training, and a
-command line that needs nothing but torch and torchvision (GPU boxes often carry an older torch and none of
-our other dependencies):
-
-    python -m trainables.train --cell CELL.json [--eval-sets test ...] [--dataset-root R --dataset-options J]
-                               [--device cuda] [--compile] [--out F]
-    python -m trainables.train --random-data 3x32x32 --steps 200 [--model resnet18 --width 16 ...]
+Sections: device settings, schedule, batches and augmentation, one step, evaluation, training. The command
+line (`python -m trainables.train`, torch and torchvision only) is in `train_cli.py`.
 
 Evaluation is left out of `train_seconds`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import dataclasses
-import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from results.rows import cell_rows
-from search_spaces.cells import Cell
+from search_spaces.cells import Cell, ProbeSettings
 
 from .augmentations import Augment, create_augmentation
 from .checkpoint import Checkpointer
-from .datasets import DataSet, eval_set, load_dataset, option_items, subset_indices, to_float
+from .datasets import DataSet, eval_request, eval_set, subset_indices, to_float
 from .invariance import wrap_invariance
 from .models import create_model, init_seeded, param_count
-from .probes import run_probes
+from .probes import probe_cell
 
 Tensor = torch.Tensor
 
@@ -320,20 +311,6 @@ def eval_steps(steps: int, eval_every: int, extra: Sequence[int] = ()) -> list[i
     return sorted(set(range(eval_every, steps + 1, eval_every)) | {steps} | set(extra))
 
 
-def eval_request(entry: str | Mapping[str, Any]) -> tuple[str, str, str | None, tuple[tuple[str, Any], ...]]:
-    """(label, name, root, options) of an eval set given by name or as the spec's mapping."""
-    if isinstance(entry, str):
-        return entry, entry, None, ()
-    return entry.get("label") or entry["name"], entry["name"], entry.get("root"), option_items(entry.get("options"))
-
-
-def probe_settings(probes: Mapping[str, Any] | None, steps: int) -> tuple[set[int], Mapping[str, Any]]:
-    """The steps at which to probe (default: the last) and the probes' options; nothing if none are asked."""
-    if not probes or not any(probes.get(name) for name in ("grad_noise", "flatness", "hessian")):
-        return set(), {}
-    return set(probes.get("steps") or [steps]), probes
-
-
 # ----- training -------------------------------------------------------------------------------------
 
 def train_cell(
@@ -346,7 +323,7 @@ def train_cell(
     compile_model: bool = False,
     augment: Augment | None = None,
     checkpoint: Checkpointer | None = None,
-    probes: Mapping[str, Any] | None = None,
+    probes: ProbeSettings | None = None,
     deterministic: bool = False,
 ) -> CellResult:
     """Train `cell` on `data` and evaluate on `eval_sets` at every eval step.
@@ -357,7 +334,7 @@ def train_cell(
     `checkpoint.every` steps (at the end of an augmentation call, so the random streams resume exactly), and
     continue from the latest checkpoint if there is one: the result equals an uninterrupted run's.
     `eval_sets`: names, or the spec's mappings (label, name, root, options). `probes`: the spec's `probes`
-    block as a dict (gradient noise, flatness, Hessian at chosen steps, on un-augmented training images).
+    block (gradient noise, flatness, Hessian at chosen steps, on un-augmented training images).
     """
     settings = device_settings(device, deterministic=deterministic)
     device = settings.device
@@ -405,7 +382,7 @@ def train_cell(
         order = repeated(batch_indices(len(pool_y), cell.batch_size // k, cell.steps, order_gen), k)
     else:
         order = batch_indices(len(pool_y), cell.batch_size, cell.steps, order_gen)
-    probe_steps, probe_options = probe_settings(probes, cell.steps)
+    probe_steps = set(probes.steps or [cell.steps]) if probes is not None and probes.which() else set()
 
     evaluations: list[Evaluation] = []
     start_step, seconds_before = 0, 0.0
@@ -440,8 +417,8 @@ def train_cell(
         if step in checkpoints:
             t_eval = time.perf_counter()
             train_seconds = t_eval - t_start - eval_seconds
-            measured = (probe(model, train_x, train_y, probe_options, settings, seed + step)
-                        if step in probe_steps else {})
+            measured = (probe_cell(model, train_x, train_y, probes, settings.memory_format, seed + step)
+                        if probes is not None and step in probe_steps else {})
             for name, (ex, ey) in evals.items():
                 acc, eval_loss = evaluate(model, ex, ey, settings)
                 evaluations.append(Evaluation(step, step == cell.steps, name, acc, eval_loss, len(ey),
@@ -461,138 +438,7 @@ def train_cell(
     return CellResult(evaluations, param_count(model), train_seconds, str(device))
 
 
-def probe(model: nn.Module, train_x: Tensor, train_y: Tensor, options: Mapping[str, Any],
-          settings: DeviceSettings, seed: int) -> dict[str, float]:
-    """The asked-for probes on the cell's first `samples` training images, un-augmented (left out of
-    train_seconds like evaluation)."""
-    n = min(len(train_y), int(options.get("samples", 2048)))
-    x = to_float(train_x[:n]).contiguous(memory_format=settings.memory_format)
-    which = {name for name in ("grad_noise", "flatness") if options.get(name)}
-    if options.get("hessian"):
-        which.add("hessian_top_eig")
-    generator = torch.Generator(device=settings.device).manual_seed(seed)
-    batch_size = max(1, min(int(options.get("batch_size") or 128), n // 2))  # gradient noise needs 2 batches
-    return run_probes(model, x, train_y[:n], which=which, generator=generator, batch_size=batch_size,
-                      threshold=float(options.get("threshold", 1.0)), directions=int(options.get("directions", 1)),
-                      hessian_iterations=int(options.get("hessian_iterations", 20)))
+if __name__ == "__main__":  # `python -m trainables.train` as before; the command line lives in train_cli.py
+    from trainables.train_cli import main
 
-
-# ----- command line (torch and torchvision only) ----------------------------------------------------
-
-def read_cell(text_or_path: str, index: int = 0) -> Cell:
-    """A cell from inline JSON, a JSON file, or line `index` of a JSON-lines file (`Cell.to_dict` fields)."""
-    text = text_or_path if text_or_path.lstrip().startswith("{") else Path(text_or_path).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = json.loads([line for line in text.splitlines() if line.strip()][index])
-    cell: Cell = Cell.from_dict(data)
-    return cell
-
-
-def random_dataset(shape: tuple[int, int, int], pool: int, n_test: int = 1024,
-                   num_classes: int = 10) -> DataSet:
-    """Uniform noise with random labels, for timing only (no fingerprint: hashing 50k images is slow)."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand((pool + n_test, *shape), generator=gen)
-    y = torch.randint(0, num_classes, (pool + n_test,), generator=gen)
-    return DataSet("random", x[:pool], y[:pool], x[pool:], y[pool:], num_classes, fingerprint="random",
-                   mean=(0.5,) * shape[0])
-
-
-def pipeline(names: str, fill: Sequence[float]) -> Augment:
-    """Policies joined by '+' ('trivialaugment+crop+flip'), applied left to right at default strengths."""
-    policies = [create_augmentation(name, fill=fill) for name in names.split("+")]
-
-    def augment(x: Tensor, generator: torch.Generator) -> Tensor:
-        for policy in policies:
-            x = policy(x, generator)
-        return x
-
-    return augment
-
-
-def _time_random_data(args: argparse.Namespace) -> None:
-    shape = tuple(int(s) for s in args.random_data.lower().split("x"))
-    if len(shape) != 3:
-        raise SystemExit(f"--random-data takes CxHxW, e.g. 3x32x32; got {args.random_data!r}")
-    data = random_dataset(shape, args.pool)  # type: ignore[arg-type]
-    cell = Cell(
-        dataset="random", dataset_fingerprint="random", data_size=args.pool, seed=0, augmentation="none",
-        strength=None, model=args.model, width=args.width, steps=args.steps, batch_size=args.batch_size,
-        eval_every=args.steps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, warmup_steps=0,
-    )
-    device = torch.device(args.device)
-    stamps: dict[int, float] = {}
-    warmup = min(args.warmup_steps, args.steps - 1)
-
-    def on_step(step: int) -> None:
-        if step in (warmup, args.steps):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # the GPU runs behind the host: time finished work
-            stamps[step] = time.perf_counter()
-
-    result = train_cell(cell, data, ["test"], device=device, on_step=on_step, compile_model=args.compile,
-                        augment=pipeline(args.augmentation, data.mean))
-    rate = (args.steps - warmup) / (stamps[args.steps] - stamps[warmup])
-    print(f"{args.model} width {args.width}, {args.random_data} random data, batch {args.batch_size}, "
-          f"augmentation {args.augmentation}, {result.device}{' compiled' if args.compile else ''}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"  {rate:.2f} steps/s over steps {warmup + 1}..{args.steps} "
-          f"({rate * args.batch_size:.0f} images/s); 60k steps would take {60_000 / rate / 3600:.2f} h")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", help="a cell as JSON: inline, a file, or a JSON-lines file (--cell-index)")
-    parser.add_argument("--cell-index", type=int, default=0, help="line of a JSON-lines --cell file")
-    parser.add_argument("--eval-sets", nargs="+", default=["test"],
-                        help='names, or JSON mappings as in a spec: \'{"name": "cifar10c", "root": "/d/c"}\'')
-    parser.add_argument("--dataset-root", default=None)
-    parser.add_argument("--dataset-options", default="{}", help='the spec\'s dataset.options as JSON')
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", help="append the rows here as JSON lines (default: print them)")
-    timing = parser.add_argument_group("timing on random data (instead of --cell)")
-    timing.add_argument("--random-data", metavar="CxHxW", help="e.g. 3x32x32")
-    timing.add_argument("--steps", type=int, default=200)
-    timing.add_argument("--warmup-steps", type=int, default=50, help="steps left out of the rate")
-    timing.add_argument("--model", default="resnet18")
-    timing.add_argument("--width", type=int, default=16)
-    timing.add_argument("--batch-size", type=int, default=128)
-    timing.add_argument("--pool", type=int, default=50_000, help="random training images")
-    timing.add_argument("--augmentation", default="trivialaugment+crop+flip", help="policies joined by '+'")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if (args.cell is None) == (args.random_data is None):
-        parser.error("give exactly one of --cell and --random-data")
-    if args.random_data is not None:
-        _time_random_data(args)
-        return 0
-
-    cell = read_cell(args.cell, args.cell_index)
-    data = load_dataset(cell.dataset, args.dataset_root, options=json.loads(args.dataset_options))
-    if data.fingerprint != cell.dataset_fingerprint:
-        print(f"data set fingerprint {data.fingerprint} != the cell's {cell.dataset_fingerprint}",
-              file=sys.stderr)
-        return 2
-    eval_sets = [json.loads(e) if e.lstrip().startswith("{") else e for e in args.eval_sets]
-    result = train_cell(cell, data, eval_sets, device=args.device, compile_model=args.compile)
-    rows = cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
-                     device=result.device, torch_version=torch.__version__)
-    lines = [json.dumps(row, default=str) for row in rows]
-    if args.out:
-        with open(args.out, "a") as f:
-            f.writelines(line + "\n" for line in lines)
-    else:
-        print("\n".join(lines))
-    final = {e.eval_set: e.accuracy for e in result.evaluations if e.final}
-    print(f"cell {cell.cell_key}: {result.train_seconds:.1f} s training on {result.device}, "
-          f"final accuracy {final}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

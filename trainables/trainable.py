@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from results.rows import cell_rows
-from search_spaces.cells import Cell
+from search_spaces.cells import Cell, ProbeSettings
 
 if TYPE_CHECKING:
     from search_spaces import Spec
@@ -43,7 +43,7 @@ class CellContext:
     dataset_root: str | None = None
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
     dataset_download: bool = False
-    probes: Mapping[str, Any] | None = None  # the spec's probes block, batch size resolved
+    probes: ProbeSettings | None = None  # the spec's probes block, batch size resolved; None: no probes
     deterministic: bool = False
     retries: int = 0
     cpus_per_cell: int = 1
@@ -60,8 +60,7 @@ class CellContext:
         return cls(
             eval_sets=tuple(spec.eval_requests()), dataset_root=spec.dataset.root,
             dataset_options=dict(spec.dataset.options), dataset_download=spec.dataset.download,
-            probes=(probes.model_dump(mode="json") | {"batch_size": probes.batch_size or spec.budget.batch_size}
-                    if probes is not None and probes.which() else None),
+            probes=probes.settings(spec.budget.batch_size) if probes is not None and probes.which() else None,
             deterministic=ex.deterministic, retries=ex.retries, cpus_per_cell=ex.cpus_per_cell,
             gpus_per_cell=ex.gpus_per_cell, timeout_s=ex.timeout_s, checkpoint_every=ex.checkpoint_every,
             checkpoint_dir=checkpoint_dir, plugins=tuple(ex.plugins), code_revision=code_revision,

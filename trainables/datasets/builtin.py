@@ -1,0 +1,148 @@
+"""The data sets and eval sets that need no files: scikit-learn's digits (the embedded default), a generated
+synthetic set; the held-out test split and a fixed corruption suite of it."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+
+from .core import (
+    DATASETS,
+    EVAL_SETS,
+    DataSet,
+    Tensor,
+    int_option,
+    make_dataset,
+    reject_options,
+    subset_order,
+    to_float,
+    to_uint8,
+)
+
+# ----- data sets ------------------------------------------------------------------------------------
+
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits, read from the CSV in its wheel: importing sklearn itself costs ~1 s a process."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError("scikit-learn is not installed: the digits data set ships inside its wheel")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)  # 1,797 rows: 64 pixels (0..16), then the label
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
+@DATASETS.register("digits", doc="scikit-learn's 1,797 real 8x8 digits, upscaled to 16x16; 500 held out",
+                   image_size=16)
+def digits(root: str | None = None, download: bool = False, **options: Any) -> DataSet:
+    if root is not None:
+        raise ValueError("the digits data set is bundled with scikit-learn and takes no root")
+    if download:
+        raise ValueError("the digits data set is bundled with scikit-learn: there is nothing to download")
+    reject_options("digits", options)
+    images, labels = _bundled_digits()
+    x = torch.from_numpy(images).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
+    x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).clamp_(0, 1)
+    y = torch.from_numpy(labels)
+    # a fixed, stratified test split: the first 500 of a stratified order (see subset_order)
+    order = subset_order(y, seed=0, salt="digits:test-split")
+    test_idx, train_idx = order[:500].sort().values, order[500:].sort().values
+    return make_dataset("digits", x[train_idx], y[train_idx], x[test_idx], y[test_idx], num_classes=10)
+
+
+SYNTHETIC_SEED = 20230501
+
+
+@DATASETS.register("synthetic", doc="generated: a smooth colour template per class, shifted, flipped, noisy",
+                   image_size=32)
+def synthetic(root: str | None = None, download: bool = False, *, image_size: int = 32, channels: int = 3,
+              pool: int = 2000, test: int = 500, classes: int = 10, **options: Any) -> DataSet:
+    """A learnable stand-in for a real image set, for smoke runs and tests: no files, built in milliseconds.
+
+    Each class is a random 4x4 colour grid upsampled to a smooth template. An image is its class's template
+    blended with another class's (weight 0.5..1), shifted by up to 1/8 of the side, flipped left-right half
+    the time, plus pixel noise: more data helps (the noise and the blend average out), and so do flips and
+    crops, since the classes are invariant to both by construction.
+    """
+    if root is not None or download:
+        raise ValueError("the synthetic data set is generated: it takes no root and has nothing to download")
+    reject_options("synthetic", options, ("image_size", "channels", "pool", "test", "classes"))
+    side = int_option("synthetic", "image_size", image_size, 4)
+    c = int_option("synthetic", "channels", channels)
+    k = int_option("synthetic", "classes", classes, 2)
+    n_pool, n_test = int_option("synthetic", "pool", pool), int_option("synthetic", "test", test)
+    g = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    grid = torch.rand(k, c, 4, 4, generator=g)
+    templates = F.interpolate(grid, size=(side, side), mode="bicubic", align_corners=False).clamp_(0, 1)
+    n = n_pool + n_test
+    y = torch.arange(n) % k  # balanced, then shuffled
+    y = y[torch.randperm(n, generator=g)]
+    other = (y + torch.randint(1, k, (n,), generator=g)) % k
+    weight = (0.5 + 0.5 * torch.rand(n, 1, 1, 1, generator=g))
+    x = weight * templates[y] + (1 - weight) * templates[other]  # (N, C, H, W)
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.25  # up to 1/8 of the side (the grid spans 2)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = shift
+    flips = torch.rand(n, generator=g) < 0.5
+    theta[flips, 0, 0] = -1.0
+    sample_grid = F.affine_grid(theta, [n, c, side, side], align_corners=False)
+    x = F.grid_sample(x, sample_grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    x = (x + 0.15 * torch.randn(x.shape, generator=g)).clamp_(0, 1).contiguous()
+    return make_dataset("synthetic", x[:n_pool], y[:n_pool], x[n_pool:], y[n_pool:], num_classes=k)
+
+
+# ----- eval sets ------------------------------------------------------------------------------------
+
+def _no_root_or_options(name: str, root: str | None, options: Mapping[str, Any]) -> None:
+    if root is not None:
+        raise ValueError(f"eval set {name!r} is built from the data set itself and takes no root")
+    reject_options(f"eval set {name!r}", options)
+
+
+@EVAL_SETS.register("test", doc="the data set's held-out test split")
+def test_split(data: DataSet, root: str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+    _no_root_or_options("test", root, options)
+    return data.test_x, data.test_y
+
+
+CORRUPTED_CHUNK = 1024  # test images corrupted at a time: the float copies of a uint8 set stay small
+
+
+def _corruption_suite(x: Tensor, noise: Tensor) -> list[Tensor]:
+    side = x.shape[-1]
+    kernel = 3 if side <= 16 else 5
+    return [
+        (x + 0.15 * noise).clamp(0, 1),  # Gaussian noise
+        TF.gaussian_blur(x, kernel_size=[kernel, kernel], sigma=[1.0, 1.0]),  # blur
+        TF.adjust_contrast(x, 0.4) if x.shape[1] in (1, 3) else x,  # low contrast
+        TF.affine(x, angle=0.0, translate=[side // 8, side // 8], scale=1.0, shear=[0.0, 0.0]),  # shift
+        TF.affine(x, angle=20.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
+                  interpolation=TF.InterpolationMode.BILINEAR),  # rotation
+    ]
+
+
+@EVAL_SETS.register("corrupted", doc="the test split under a fixed suite: noise, blur, contrast, shift, rotation")
+def corrupted(data: DataSet, root: str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+    """In the spirit of CIFAR-10-C: every test image under each of five fixed, deterministic corruptions.
+
+    Same dtype as the test split: a uint8 set is corrupted in float a chunk at a time and stored back as uint8.
+    Chunk i draws its noise from seed i, so a test split of one chunk gets the noise it always had.
+    """
+    _no_root_or_options("corrupted", root, options)
+    x, y = data.test_x, data.test_y
+    n, suite_size = len(x), 5
+    out = torch.empty((suite_size * n, *x.shape[1:]), dtype=x.dtype)
+    for i, start in enumerate(range(0, n, CORRUPTED_CHUNK)):
+        chunk = to_float(x[start : start + CORRUPTED_CHUNK])
+        noise = torch.randn(chunk.shape, generator=torch.Generator().manual_seed(i))
+        for k, image in enumerate(_corruption_suite(chunk, noise)):
+            rows = slice(k * n + start, k * n + start + len(chunk))
+            out[rows] = image if x.is_floating_point() else to_uint8(image)
+    return out, y.repeat(suite_size)
