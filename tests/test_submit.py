@@ -43,7 +43,9 @@ def head(tmp_path_factory):
     else:
         raise RuntimeError("ray start failed:\n" + "".join(seen))
     yield f"http://127.0.0.1:{dashboard}", env
-    os.killpg(proc.pid, signal.SIGTERM)
+    # SIGKILL to the whole group (head, raylet, GCS, workers): a SIGTERM'd head takes ~30 s to wind down, and
+    # nothing of it outlives the test: its temp dir is pytest's
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
 
 
