@@ -207,6 +207,65 @@ def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digi
     assert "cell_rows" in report and (tmp_path / f"{cell.cell_key}.pt").exists()
 
 
+def test_a_checkpoint_never_holds_a_diverged_state(digits, tmp_path, monkeypatch):
+    # On a GPU the loss is read every 50 steps only; here too, so that the checkpoint at step 32 comes after
+    # unchecked steps whose loss went NaN (the images turn NaN from the second augmentation call, step 17)
+    from trainables import train
+    from trainables.checkpoint import Checkpointer
+
+    cpu = train.device_settings
+    monkeypatch.setattr(train, "device_settings", lambda *a, **k: dataclasses.replace(cpu(*a, **k), check_every=50))
+    calls = []
+
+    def nan_after_the_first_call(x, generator):
+        calls.append(len(x))
+        return x if len(calls) == 1 else torch.full_like(x, float("nan"))
+
+    cell = tiny_cell(digits, steps=48, eval_every=48)
+    checkpoint = Checkpointer(str(tmp_path), cell.cell_key, every=16)
+    with pytest.raises(NonFiniteLoss):
+        train_cell(cell, digits, ["test"], augment=nan_after_the_first_call, checkpoint=checkpoint)
+    assert calls[0] == 16 * cell.batch_size  # one call per 16 steps, as the checkpoint steps assume
+    state = checkpoint.load()
+    assert state["step"] == 16  # the last checkpoint before the divergence, not one after it
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def poisoned_checkpoint(digits, cell, folder):
+    """A checkpoint at step 32 whose weights are NaN, as a run that diverged between loss checks left it."""
+    from trainables.checkpoint import Checkpointer
+
+    checkpoint = Checkpointer(str(folder), cell.cell_key, every=16)
+
+    def killed_at_37(step: int) -> None:
+        if step == 37:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(cell, digits, ["test"], on_step=killed_at_37, checkpoint=checkpoint)
+    state = checkpoint.load()
+    state["model"] = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in state["model"].items()}
+    checkpoint.save(state)
+    return folder / f"{cell.cell_key}.pt"
+
+
+def test_a_retry_after_a_divergence_starts_clean_and_a_failed_cell_leaves_no_checkpoint(digits, tmp_path):
+    cell = tiny_cell(digits, steps=40, eval_every=10)
+    events = []
+    poisoned_checkpoint(digits, cell, tmp_path / "retry")
+    context = CellContext(eval_sets=("test",), retries=1, checkpoint_every=16, checkpoint_dir=str(tmp_path / "retry"))
+    report = run_cell(cell, context, report=events.append)
+    assert report.get("attempts") == 2, report.get("cell_failure")  # the first attempt diverged, the retry did not
+    assert [e["cell_resumed"] for e in events if "cell_resumed" in e] == [32]  # the retry did not resume
+    assert report["cell_rows"][-1]["accuracy"] == \
+        train_cell(cell, digits, ["test"]).evaluations[-1].accuracy  # the same as a clean run
+
+    path = poisoned_checkpoint(digits, cell, tmp_path / "fail")
+    context = dataclasses.replace(context, retries=0, checkpoint_dir=str(tmp_path / "fail"))
+    assert "cell_failure" in run_cell(cell, context)
+    assert not path.exists()  # `resume --retry-failed` will not start from it
+
+
 def test_the_cell_context_is_the_specs_settings_typed_and_frozen():
     from conftest import tiny_spec
 

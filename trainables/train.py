@@ -290,6 +290,13 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     return total
 
 
+def finite_state(loss: Tensor, model: nn.Module) -> bool:
+    """Whether the step's loss and every weight are finite, in one host sync: a checkpoint must never hold a
+    diverged state, or every retry would resume from it. (Once a weight is NaN every later loss is too.)"""
+    norm = torch.nn.utils.get_total_norm([p.detach() for p in model.parameters()])
+    return bool(torch.isfinite(loss.detach().float() + norm.float()).item())
+
+
 # ----- evaluation -----------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -427,6 +434,8 @@ def train_cell(
         # at the end of an augmentation call the generators' states are those of a fresh call: resumable
         if (checkpoint is not None and (step - start_step) % per_call == 0 and step - last_saved >= checkpoint.every
                 and step < cell.steps):
+            if not finite_state(loss, model):  # the loss is checked only every check_every steps on a GPU
+                raise NonFiniteLoss(f"non-finite training loss or weights at step {step} (no checkpoint saved)")
             checkpoint.save({
                 "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "aug_generator": aug_gen.get_state(),

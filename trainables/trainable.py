@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 from .checkpoint import Checkpointer
 from .datasets import load_dataset
-from .train import CellResult, train_cell
+from .train import CellResult, NonFiniteLoss, train_cell
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,13 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
         except Exception as exc:  # any failure of one cell is recorded; the sweep goes on
             errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
             last_traceback = traceback.format_exc()
+            if checkpoint is not None and isinstance(exc, NonFiniteLoss):
+                checkpoint.clear()  # a retry after a divergence starts clean, not from the state that led to it
             continue
         rows = rows_of(cell, result, context.code_revision)
         return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
+    if checkpoint is not None:
+        checkpoint.clear()  # a failed cell leaves no checkpoint: `resume --retry-failed` starts it clean
     return {"cell_key": cell.cell_key, "cell_failure": {
         "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,
         "attempts": len(errors), "config": cell.to_dict(), "host": socket.gethostname()}}
