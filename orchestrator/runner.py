@@ -185,8 +185,34 @@ def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progr
 
     `log_cells` (without the live display): one line per cell event on stderr, for logs of batch jobs.
     """
+    check_gpus(plan, address)
     with SweepLock(store, plan.spec.name):
         return _run_locked(plan, store, address=address, show_progress=show_progress, log_cells=log_cells)
+
+
+def check_gpus(plan: Plan, address: str | None) -> None:
+    """Refuse a sweep whose cells want more GPUs than the cluster has, before anything is written or started:
+    else Tune waits for ever for a resource that never comes. Without an address the local Ray would get this
+    machine's devices, so those are counted (before Ray prints anything); with one, the cluster's."""
+    wanted = plan.spec.execution.gpus_per_cell
+    if wanted <= 0 or not plan.pending:
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        import ray
+
+        connect(address)
+        have, where = float(ray.cluster_resources().get("GPU", 0)), f"the Ray cluster at {address}"
+    else:
+        import torch
+
+        have, where = float(torch.cuda.device_count()), "this machine (no --address: a local Ray)"
+    if have < wanted:
+        from search_spaces import spec_error
+
+        raise spec_error(f"each cell asks for {wanted:g} GPUs but {where} has {have:g}; "
+                         "say gpus_per_cell: 0 to train on CPUs", text=plan.text, source=plan.source,
+                         loc=("execution", "gpus_per_cell"))
 
 
 def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress: bool,

@@ -39,6 +39,9 @@ BAD_SPECS = {
     "unknown key": (tiny_spec().replace("seeds:", "seedz: [1]\nseeds:"), "seedz"),
     "duplicate key": (tiny_spec() + "seeds: [3]\n", "duplicate key 'seeds'"),
     "not a mapping": ("- 1\n- 2\n", "must be a mapping"),
+    # Tune would wait for ever for GPUs that are not there; refused before Ray starts (no address: this machine's)
+    "more GPUs than there are": (tiny_spec().replace("cells_per_trial: 3", "cells_per_trial: 3, gpus_per_cell: 64"),
+                                 "execution.gpus_per_cell"),
 }
 
 

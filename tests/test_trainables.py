@@ -266,6 +266,12 @@ def test_a_retry_after_a_divergence_starts_clean_and_a_failed_cell_leaves_no_che
     assert not path.exists()  # `resume --retry-failed` will not start from it
 
 
+def test_a_gpu_cell_on_a_worker_without_cuda_fails_with_that_reason(digits, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only worker
+    report = run_cell(tiny_cell(digits), CellContext(eval_sets=("test",), gpus_per_cell=1, retries=2))
+    assert "no CUDA device" in report["cell_failure"]["reason"] and "cell_rows" not in report
+
+
 def test_the_cell_context_is_the_specs_settings_typed_and_frozen():
     from conftest import tiny_spec
 

@@ -102,7 +102,12 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
         return {"cell_key": cell.cell_key, "cell_failure": {
             "reason": f"data set fingerprint {data.fingerprint} != planned {cell.dataset_fingerprint}",
             "traceback": "", "attempts": 0, "config": cell.to_dict()}}
-    device = "cuda" if context.gpus_per_cell > 0 and torch.cuda.is_available() else "cpu"
+    if context.gpus_per_cell > 0 and not torch.cuda.is_available():
+        # never a GPU cell trained on a CPU: days of it, under the same keys as GPU rows
+        return {"cell_key": cell.cell_key, "cell_failure": {
+            "reason": f"gpus_per_cell is {context.gpus_per_cell:g} but {socket.gethostname()} has no CUDA device",
+            "traceback": "", "attempts": 0, "config": cell.to_dict(), "host": socket.gethostname()}}
+    device = "cuda" if context.gpus_per_cell > 0 else "cpu"
     checkpoint = None
     if context.checkpoint_every:
         if context.checkpoint_dir is None:
