@@ -304,14 +304,16 @@ def test_cifar10c_slices_one_severity_of_each_corruption(tmp_path, cifar_like):
     assert np.array_equal(nhwc(x[:4]), written["fog"][4:8]) and np.array_equal(nhwc(x[4:]), written["snow"][4:8])
     assert set(np.unique(x.numpy() & 7).tolist()) == {2}  # severity 2's marker
     assert y.tolist() == written["labels"][4:8].tolist() * 2
-    default, _ = EVAL_SETS.create("cifar10c", data=cifar_like, root=str(tmp_path))  # 15 + the extra present
-    assert len(default) == 16 * 4 and set(np.unique(default.numpy() & 7).tolist()) == {3}
+    default, _ = EVAL_SETS.create("cifar10c", data=cifar_like, root=str(tmp_path))  # the 15, not the extra present
+    assert len(default) == 15 * 4 and set(np.unique(default.numpy() & 7).tolist()) == {3}
     with pytest.raises(ValueError, match="severity must be an integer in 1..5"):
         eval_set(cifar_like, "cifar10c", str(tmp_path), {"severity": 6})
     with pytest.raises(FileNotFoundError, match=f"cifar10c: {tmp_path / 'spatter.npy'} not found"):
         eval_set(cifar_like, "cifar10c", str(tmp_path), {"corruptions": ["spatter"]})
     (tmp_path / "fog.npy").unlink()
-    with pytest.raises(FileNotFoundError, match="fog.npy not found"):
+    (tmp_path / "snow.npy").unlink()
+    missing = "2 of the 15 benchmark corruptions not found under .*: snow.npy, fog.npy"  # every one named
+    with pytest.raises(FileNotFoundError, match=missing):
         EVAL_SETS.create("cifar10c", data=cifar_like, root=str(tmp_path))
 
 

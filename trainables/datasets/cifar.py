@@ -148,15 +148,20 @@ def cifar10c(data: DataSet, root: str | None = None, *, severity: int = 3,
              corruptions: Sequence[str] | str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
     """Every listed corruption of CIFAR-10's test set at one severity, one after another.
 
-    Default corruptions: the 15 benchmark ones (all required) plus those of the 4 extra ones present in root;
-    a full download holds all 19. Rows (s-1)N..sN of each file are severity s (the files stack 1..5).
+    Default corruptions: the 15 benchmark ones, all required, whatever else the folder holds (so that what a
+    label means never depends on which files happen to be there); the 4 extra ones of a full download only
+    when listed. Rows (s-1)N..sN of each file are severity s (the files stack 1..5).
     """
     reject_options("cifar10c", options, ("severity", "corruptions"))
     _check_cifar10_like("cifar10c", data)
     int_option("cifar10c", "severity", severity, 1, 5)
     path = root_folder("cifar10c", root, CIFAR10C_LAYOUT)
     if corruptions is None:
-        names = list(CIFAR10C_CORRUPTIONS) + [c for c in CIFAR10C_EXTRA if (path / f"{c}.npy").is_file()]
+        names = list(CIFAR10C_CORRUPTIONS)
+        missing = [f"{c}.npy" for c in names if not (path / f"{c}.npy").is_file()]
+        if missing:
+            raise FileNotFoundError(f"cifar10c: {len(missing)} of the 15 benchmark corruptions not found under "
+                                    f"{path}: {', '.join(missing)} (expected {CIFAR10C_LAYOUT})")
     else:
         names = [corruptions] if isinstance(corruptions, str) else list(corruptions)
         if not names or not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
