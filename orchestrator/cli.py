@@ -100,6 +100,8 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
     store = open_store(store_root)
     plan = plan_sweep(text, source, store, extend=extend, retry_failed=retry_failed)
     sweep = plan.spec.name
+    for note in plan.notes:
+        err.print(f"warning: {note}", highlight=False, soft_wrap=True)
     if dry_run:
         from .estimate import estimate_cpu_seconds
 

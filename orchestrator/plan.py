@@ -5,6 +5,7 @@ Everything here happens before anything is written, so bad input leaves the stor
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from results import Store
@@ -129,7 +130,19 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
     failed = set(store.failures(spec.name)) & keys - done
     skip = done if retry_failed else done | failed
     pending = [c for c in cells if c.cell_key not in skip]
-    return Plan(spec, text, source, cells, done, failed, pending, frozen)
+    return Plan(spec, text, source, cells, done, failed, pending, frozen, notes=redundant_treatments(cells))
+
+
+def redundant_treatments(cells: list[Cell]) -> list[str]:
+    """Treatments an invariance wrapper makes redundant (its registry's `makes_redundant`) where the grid also
+    holds `none` with that wrapper: they train like it, yet the analysis would report them as a treatment."""
+    from trainables.invariance import INVARIANCES
+
+    counts = Counter((c.augmentation, c.invariance) for c in cells)
+    return [f"{n} cells of {aug} with invariance {inv} train like none with {inv} ({inv} makes {aug} redundant); "
+            f"leave them out with `exclude: [{{augmentation: {aug}, invariance: {inv}}}]`"
+            for (aug, inv), n in sorted(counts.items())
+            if aug in INVARIANCES.get(inv).meta.get("makes_redundant", ()) and ("none", inv) in counts]
 
 
 def plan_resume(store: Store, sweep: str, *, retry_failed: bool = False) -> Plan:

@@ -36,7 +36,8 @@ def grid_points(
     text: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The grid's points as the Cell fields that vary, in a stable order (models, views, invariance, size, seed,
-    treatment). `none` gets no fixed views: frozen views of un-augmented images are the images, the reference."""
+    treatment). `none` gets no fixed views: frozen views of un-augmented images are the images, the reference.
+    Points that an entry of the spec's `exclude` matches are left out."""
     treatments: list[tuple[str, float | None]] = []
     for aug in spec.augmentations:
         for strength in aug.strengths():
@@ -58,9 +59,11 @@ def grid_points(
                         for policy, strength in treatments:
                             if policy == "none" and mode == "fixed":
                                 continue
-                            yield dict(data_size=size, seed=seed, augmentation=policy, strength=strength,
-                                       model=model, width=width, views=mode, views_r=r, views_first_clean=first_clean,
-                                       invariance=invariance)
+                            point = dict(data_size=size, seed=seed, augmentation=policy, strength=strength,
+                                         model=model, width=width, views=mode, views_r=r,
+                                         views_first_clean=first_clean, invariance=invariance)
+                            if not any(e.matches(point) for e in spec.exclude):
+                                yield point
 
 
 def grid_size(spec: Spec) -> int:

@@ -166,6 +166,26 @@ class AugmentationSpec(_Strict):
         return list(self.strength) if isinstance(self.strength, tuple) else [self.strength]
 
 
+class Exclusion(_Strict):
+    """Grid points left out: those matching every key given (a value, or a list of values). Keys are the grid's
+    axes that never need a default resolved, so `grid_size` counts the same points as the expansion."""
+
+    augmentation: str | list[str] | None = None
+    invariance: str | list[str] | None = None
+    views: str | list[str] | None = None
+    model: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> Exclusion:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("an exclude entry needs at least one of augmentation, invariance, views, model")
+        return self
+
+    def matches(self, point: dict[str, Any]) -> bool:
+        given = self.model_dump(exclude_none=True)
+        return all(point[k] in ([v] if isinstance(v, str) else v) for k, v in given.items())
+
+
 class Budget(_Strict):
     # The paper's: exactly 60,000 steps of batch 128 whatever the data size.
     steps: PositiveInt = 60_000
@@ -233,6 +253,7 @@ class Spec(_Strict):
     optimizer: Optimizer = Optimizer()
     eval_sets: Annotated[list[str | EvalSetSpec], Field(min_length=1)] = ["test"]
     probes: Probes | None = None
+    exclude: list[Exclusion] = []  # grid points left out, e.g. {augmentation: flip, invariance: average}
     execution: Execution = Execution()
     # overrides merged into this spec by `--smoke`: a scaled-down run of the same grid's structure
     smoke: dict[str, Any] | None = None

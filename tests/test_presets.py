@@ -73,6 +73,16 @@ def test_the_smoke_scale_down_runs_every_cell_of_its_grid(name, tmp_path):
         assert (column in status.treatment_columns) == (len(values) > 1)  # status tells treatments apart
 
 
+def test_fig4_leaves_out_flip_for_flip_invariant_models_and_plan_warns_where_a_spec_does_not(tmp_path):
+    spec = apply_smoke(load_spec(preset_path("paper_fig4_invariance")))
+    plan = plan_sweep(spec.to_yaml(), "fig4 (smoke)", Store(tmp_path))
+    assert not plan.notes and not [c for c in plan.cells if c.augmentation == "flip" and c.invariance != "none"]
+    assert [c for c in plan.cells if c.augmentation == "flip"]  # flip augmentation of the plain model stays
+    every = plan_sweep(spec.model_copy(update={"exclude": []}).to_yaml(), "fig4 without exclude", Store(tmp_path))
+    assert len(every.notes) == 2 and every.notes[0].startswith("1 cells of flip with invariance average train like "
+                                                               "none with average")
+
+
 def test_presets_lists_cells_and_gpu_hours():
     result = CliRunner().invoke(app, ["presets", "--json"])
     assert result.exit_code == 0, result.output

@@ -30,6 +30,7 @@ from search_spaces import (
     canonical_json,
     cell_key,
     expand_cells,
+    grid_size,
     load_spec,
     parse_spec,
     preset_names,
@@ -731,6 +732,22 @@ def with_(**changes: Any) -> Spec:
         else:
             d[key] = value
     return parse_spec(dump(d))
+
+
+def test_exclude_leaves_out_the_points_it_matches_and_grid_size_counts_the_same():
+    spec = with_(augmentations=[{"policy": "none"}, {"policy": "flip"}, {"policy": "crop", "strength": 2}],
+                 invariance=["none", "average", "orbit_select"],
+                 exclude=[{"augmentation": "flip", "invariance": ["average", "orbit_select"]}])
+    cells = expand(spec)
+    pairs = {(c.augmentation, c.invariance) for c in cells}
+    assert ("flip", "none") in pairs and ("crop", "average") in pairs and ("none", "orbit_select") in pairs
+    assert not {("flip", "average"), ("flip", "orbit_select")} & pairs
+    assert len(cells) == grid_size(spec) == 7 * len(spec.data_sizes or ()) * len(spec.seeds)
+    assert with_().exclude == [] and with_().grid_fields() == parse_spec(DEMO_TEXT).grid_fields()  # old specs
+    err = parse_error(edit(lambda d: d.update(exclude=[{"augmentaton": "flip"}])))
+    assert "exclude[0].augmentaton" in str(err)
+    err = parse_error(edit(lambda d: d.update(exclude=[{}])))
+    assert "exclude[0]" in str(err) and "at least one of" in str(err)
 
 
 def test_views_invariance_and_model_lists_multiply_the_grid():

@@ -110,6 +110,16 @@ def test_an_accumulating_cell_is_another_cell_and_trains(digits):
 # ----- invariance -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("invariance", ["average", "orbit_select"])
+def test_flip_changes_nothing_for_a_model_its_invariance_registry_entry_makes_flip_redundant(digits, invariance):
+    from trainables.invariance import INVARIANCES
+
+    assert "flip" in INVARIANCES.get(invariance).meta["makes_redundant"]  # what `plan` warns with
+    plain = train_cell(tiny_cell(digits, augmentation="none", invariance=invariance), digits, ["test"])
+    flipped = train_cell(tiny_cell(digits, augmentation="flip", invariance=invariance), digits, ["test"])
+    assert [e.loss for e in flipped.evaluations] == pytest.approx([e.loss for e in plain.evaluations], rel=1e-4)
+
+
+@pytest.mark.parametrize("invariance", ["average", "orbit_select"])
 def test_invariant_cells_train_with_the_plain_models_parameters(digits, invariance):
     plain = train_cell(tiny_cell(digits, augmentation="none"), digits, ["test"])
     wrapped = train_cell(tiny_cell(digits, augmentation="none", invariance=invariance), digits, ["test"])

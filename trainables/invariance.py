@@ -24,7 +24,10 @@ from torch import Tensor, nn
 
 from .registry import Registry
 
-INVARIANCES: Registry[Callable[[nn.Module], nn.Module]] = Registry("invariance", meta=("forward_cost",))
+# forward_cost: images through the model per input image; makes_redundant: augmentations that change nothing
+# for a model wrapped so (a flip-invariant model sees flip(x) as x): `plan` warns about such treatments
+INVARIANCES: Registry[Callable[[nn.Module], nn.Module]] = Registry(
+    "invariance", meta=("forward_cost", "makes_redundant"))
 
 
 def flip_score(x: Tensor) -> Tensor:
@@ -106,13 +109,13 @@ def none(model: nn.Module) -> nn.Module:
 
 
 @INVARIANCES.register("average", doc="logits averaged over x and its horizontal flip (one forward of 2B images)",
-                      forward_cost=2.0)
+                      forward_cost=2.0, makes_redundant=("flip",))
 def average(model: nn.Module) -> nn.Module:
     return FlipAverage(model)
 
 
 @INVARIANCES.register("orbit_select", doc="each image is flipped or not by a fixed gradient score (canonical "
-                      "member of its flip orbit) before the model", forward_cost=1.0)
+                      "member of its flip orbit) before the model", forward_cost=1.0, makes_redundant=("flip",))
 def orbit_select(model: nn.Module) -> nn.Module:
     return OrbitSelect(model)
 
