@@ -113,7 +113,29 @@ def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> li
     return chunks
 
 
+def _finished_cells(ray: Any) -> Any:
+    """An actor on the driver's node holding the keys of the cells this run has written or recorded as failed,
+    so a trial that Tune restarts (its worker or node died) skips them: it would re-train them otherwise, as
+    their checkpoints are cleared once written. On the driver's node, it lives as long as the run."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0, max_restarts=0)
+    class FinishedCells:
+        def __init__(self) -> None:
+            self.keys: set[str] = set()
+
+        def add(self, key: str) -> None:
+            self.keys.add(key)
+
+        def has(self, key: str) -> bool:
+            return key in self.keys
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return FinishedCells.options(scheduling_strategy=here).remote()
+
+
 def _store_writer_class():
+    import ray
     from ray import tune
 
     from trainables.checkpoint import Checkpointer
@@ -122,8 +144,9 @@ def _store_writer_class():
         """The one writer of the sweep: each cell's report becomes a file or a failure record, and the
         cells in training are kept in `running.json` so `augworth status` can tell them apart."""
 
-        def __init__(self, store: Store, sweep: str, progress: SweepProgress, checkpoints: str | None) -> None:
-            self.store, self.sweep, self.progress = store, sweep, progress
+        def __init__(self, store: Store, sweep: str, progress: SweepProgress, checkpoints: str | None,
+                     finished: Any) -> None:
+            self.store, self.sweep, self.progress, self.finished = store, sweep, progress, finished
             self.checkpoints = checkpoints  # the folder of running cells' checkpoints, if they checkpoint
             self.running: dict[str, dict[str, Any]] = {}  # cell_key -> where and since when
             self.trial_cell: dict[str, str] = {}  # trial id -> the cell it trains now
@@ -149,9 +172,11 @@ def _store_writer_class():
                 self.trial_cell[trial.trial_id] = key
                 self.running[key] = {"host": result.get("hostname"), "since": time.time()}
                 self.store.write_running(self.sweep, self.running)
+                self.progress.log(f"cell {key} started")
             elif "cell_rows" in result:
                 self.store.write_cell(self.sweep, key, result["cell_rows"])
                 self.store.clear_failure(self.sweep, key)
+                ray.get(self.finished.add.remote(key))  # before the checkpoint goes: a restarted trial skips it
                 if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
                     Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1
@@ -159,9 +184,12 @@ def _store_writer_class():
                 self.progress.log(f"cell {key} done")
             elif "cell_failure" in result:
                 self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
+                ray.get(self.finished.add.remote(key))
                 self.progress.failed += 1
                 self._cell_done(trial)
                 self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
+            elif result.get("cell_skipped"):
+                self.progress.log(f"cell {key} skipped: written before its trial was restarted")
             elif "cell_checkpoint" in result:
                 self.progress.log(f"cell {key} checkpoint at step {result['cell_checkpoint']}")
             elif "cell_resumed" in result:
@@ -245,6 +273,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                                     code_revision=code_revision())
 
     StoreWriter = _store_writer_class()
+    finished = _finished_cells(ray)
     tune_dir = tempfile.mkdtemp(prefix="augworth-tune-")
     try:
         with progress:
@@ -253,7 +282,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
             for start in range(0, len(chunks), MAX_TRIALS_PER_FIT):
                 round_chunks = chunks[start : start + MAX_TRIALS_PER_FIT]
                 trainable = tune.with_resources(
-                    tune.with_parameters(run_chunk, chunks=round_chunks, context=context),
+                    tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished),
                     {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell},
                 )
                 tune.Tuner(
@@ -263,7 +292,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                     run_config=tune.RunConfig(
                         name=f"{sweep}-{start // MAX_TRIALS_PER_FIT}", storage_path=tune_dir, verbose=0,
                         callbacks=[StoreWriter(store, sweep, progress,
-                                               context.checkpoint_dir if ex.checkpoint_every else None)],
+                                               context.checkpoint_dir if ex.checkpoint_every else None, finished)],
                         failure_config=tune.FailureConfig(max_failures=2),
                     ),
                 ).fit()

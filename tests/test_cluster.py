@@ -21,22 +21,25 @@ seeds: [0, 1]
 budget: {steps: 60, batch_size: 16, eval_every: 30}
 optimizer: {lr: 0.05, warmup_steps: 4}
 eval_sets: [test]
-execution: {cells_per_trial: 2}
+execution: {cells_per_trial: 6}
 """
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A head that trains nothing (0 CPUs: the driver and its actors live there) and one worker node."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     yield cluster, worker
     cluster.shutdown()
 
 
-def test_a_node_removed_mid_sweep_loses_nothing(cluster, tmp_path):
+def test_a_node_removed_mid_chunk_loses_nothing_and_retrains_no_finished_cell(cluster, tmp_path):
+    # 12 cells in 2 trials of 6, one at a time on the one worker. The worker goes after the first cell is
+    # written, mid-chunk; Tune restarts that trial on a new node, which must skip the written cell.
     cluster, worker = cluster
     (tmp_path / "spec.yaml").write_text(SPEC)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
@@ -44,14 +47,25 @@ def test_a_node_removed_mid_sweep_loses_nothing(cluster, tmp_path):
                              "--address", cluster.address, "--no-progress"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
-    for line in proc.stderr:  # the driver logs each finished cell; remove the node after the first
+    for line in proc.stderr:  # the driver logs each cell started and done; remove the node after the first done
         lines.append(line)
         if line.startswith("augworth: cell ") and line.rstrip().endswith(" done"):
             cluster.remove_node(worker)
+            cluster.add_node(num_cpus=1)  # where Tune restarts the trial
             break
     out, rest = proc.communicate(timeout=400)
-    assert proc.returncode == 0, "".join(lines) + rest
+    log = "".join(lines) + rest
+    assert proc.returncode == 0, log
     store = Store(tmp_path / "store")
     assert len(store.done_keys("nodes")) == 12 and store.failures("nodes") == {}
     frame = read_results(store, "nodes")
     assert (frame.groupby("cell_key").size() == 2).all()  # one copy of each cell's rows
+    # trainings counted: no cell starts again once it is done (the one in flight may start twice)
+    events = [line.split()[2:4] for line in log.splitlines() if line.startswith("augworth: cell ")
+              and line.split()[3:4] in (["started"], ["done"], ["skipped:"])]
+    done_before: set[str] = set()
+    for key, event in events:
+        assert not (event == "started" and key in done_before), f"cell {key} trained again after it was done"
+        if event == "done":
+            done_before.add(key)
+    assert len(done_before) == 12 and any(e == "skipped:" for _, e in events)  # the restart did happen

@@ -1,9 +1,11 @@
 """The Ray Tune function trainable: a plain function of a config dict that reports one result per cell.
 
 One Tune trial runs a chunk of cells (packing: a cell on the embedded data trains in about as long as a
-Tune trial costs to start). Each cell is retried here, inside the trainable, so a trial never re-runs a
-finished cell; Tune's `max_failures` only covers a dead worker process or node. The driver turns each
-report into a store file (rows from `results.rows.cell_rows`) or a failure record (`cell_failure`).
+Tune trial costs to start). Each cell is retried here, inside the trainable. Tune's `max_failures` covers a
+dead worker process or node by starting the trial again from its first cell; the trial then asks the driver
+(`finished`, an actor on the driver's node) which of its cells are already written, skips those, and the
+cell that was in flight continues from its checkpoint. The driver turns each report into a store file (rows
+from `results.rows.cell_rows`) or a failure record (`cell_failure`).
 """
 
 from __future__ import annotations
@@ -137,13 +139,18 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
         "attempts": len(errors), "config": cell.to_dict(), "host": socket.gethostname()}}
 
 
-def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext) -> None:
+def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,
+              finished: Any = None) -> None:
     """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store).
+
+    `finished`: a handle to the driver's actor of cells written or recorded as failed in this run (`has(key)`);
+    a restarted trial skips them rather than train them again.
 
     `tune.report` waits for the driver to take the result before it returns; so the cells train in a
     background thread (torch releases the GIL in its kernels) while this thread hands their reports over,
     and no cell waits on the driver.
     """
+    import ray
     from ray import tune
 
     for module in context.plugins:
@@ -159,6 +166,10 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
         try:
             for cell_dict in chunks[config["chunk"]]:
                 cell = Cell.from_dict(cell_dict)
+                if finished is not None and ray.get(finished.has.remote(cell.cell_key)):
+                    # this trial was restarted (a worker or node died) after the cell was written
+                    reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
+                    continue
                 reports.put({"cell_key": cell.cell_key, "cell_started": True})  # for `augworth status`
                 reports.put(run_cell(cell, context, reports.put))
         except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
