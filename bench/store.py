@@ -13,6 +13,11 @@ sizes, 5 seeds, then widths; final accuracies on power laws, so the fits succeed
   fits        `analysis.exchange_rates(<those rows>)` (no bootstrap)
   load + fits the two together, as one would run them
   load all    `read_results(store, sweep)`: every row and column (what `augworth analyze` reads today)
+  done keys   `Store.done_keys(sweep)`: what `run`/`resume` subtract (each cell file's footer is read, so a
+              file named after one cell but holding another's is not counted)
+
+And `Store.write_cell` per cell for up to 200 cells, with the fsyncs of each write (file, then folder) and
+without them (`results.files.FSYNC`).
 
 Baseline (the ratios' denominator): reading everything with pandas over the per-cell files,
 `pd.concat(pd.read_parquet(f) for f in files)`; `pd.read_parquet(folder)` is shown too. A ratio is
@@ -129,7 +134,22 @@ def measure(store: Store, repeats: int) -> dict[str, tuple[float, Any]]:
         "fits": best_seconds(lambda: exchange_rates(final), repeats),
         "load + fits": best_seconds(lambda: exchange_rates(load_final()), repeats),
         "load all": (best_seconds(lambda: read_results(store, SWEEP), repeats)[0], None),
+        "done keys": (best_seconds(lambda: store.done_keys(SWEEP), repeats)[0], None),
     }
+
+
+def write_seconds_per_cell(n_cells: int, n_rows: int, fsync: bool) -> float:
+    """`Store.write_cell` per cell, with each write's fsyncs (file, then folder) or without."""
+    from results import files
+
+    kept, files.FSYNC = files.FSYNC, fsync
+    try:
+        with tempfile.TemporaryDirectory(prefix="augworth-bench-write-") as root:
+            t0 = time.perf_counter()
+            build_store(root, n_cells, n_rows)
+            return (time.perf_counter() - t0) / n_cells
+    finally:
+        files.FSYNC = kept
 
 
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             seconds[f"{name}, per-cell files"] = before[name][0]
             seconds[f"{name}, compacted"] = after[name][0]
 
+    n_writes = min(n_cells, 200)
+    write = {fsync: min(write_seconds_per_cell(n_writes, n_rows, fsync) for _ in range(repeats))
+             for fsync in (False, True)}
+
     baseline = seconds["pandas, per file + concat"]
     print(f"store of {n_cells:,} cells × {n_rows} rows ({len(everything):,} rows, {len(files):,} files) "
           f"built in {build_s:.1f} s; compacted into {report.files_after} files in {report.seconds:.2f} s; "
@@ -186,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
              "compact"]
     for name in order:
         print(f"  {name:44s} {seconds[name]:9.3f} {baseline / seconds[name]:8.1f}x")
+    print(f"write_cell, {n_writes} cells × {n_rows} rows: {write[True] * 1e3:.2f} ms per cell with fsync (file and "
+          f"folder), {write[False] * 1e3:.2f} ms without: {write[True] / write[False]:.2f}x")
+    seconds["write_cell with fsync"], seconds["write_cell without fsync"] = write[True], write[False]
     return seconds
 
 

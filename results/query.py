@@ -32,7 +32,12 @@ def connect(store: Store, sweep: str, files: Iterable[str] | None = None):  # ->
     """
     import duckdb
 
-    files = list(store.result_files(sweep) if files is None else files)
+    if files is None:
+        state = store.results_state(sweep)  # each cell once, from its content: misnamed files are left out
+        for path, reason in state.misnamed.items():
+            warnings.warn(f"skipping store file {path}: {reason}", StoreWarning, stacklevel=2)
+        files = state.files()
+    files = list(files)
     con = _connect(store, files)
     try:
         types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE results)").fetchall())
@@ -96,8 +101,10 @@ def check_file(store: Store, sweep: str, path: str) -> str | None:
     return None
 
 def verify(store: Store, sweep: str, files: Iterable[str] | None = None) -> dict[str, str]:
-    """Every bad result file of the sweep, with the reason."""
-    files = store.result_files(sweep) if files is None else files
+    """Every bad result file of the sweep, with the reason (misnamed cell files included)."""
+    if files is None:
+        state = store.results_state(sweep)
+        files = state.files() + sorted(state.misnamed)
     return {path: reason for path in files if (reason := check_file(store, sweep, path)) is not None}
 
 def quarantine(store: Store, sweep: str, paths: Iterable[str]) -> list[str]:

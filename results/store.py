@@ -13,7 +13,9 @@ Contract of `Store`:
   rename; a reader never sees a partial file, and writing a done cell again replaces it (no duplicate) —
   also when the cell sits in a compacted file: that file is rewritten without it (see `write_cell`).
 - A cell is done when its rows are in the store: its own file exists, or the manifest lists it in a
-  compacted file that exists. `done_keys` reads file names and the manifest only, never the rows.
+  compacted file that exists. A cell file counts by its content, not its name: `results_state` reads each
+  one's footer (the cell_key column's statistics, never the rows), and a file whose rows are another cell's
+  is left out of `done_keys` and of every reader, and listed as `misnamed` (`verify` reports it).
 - `result_files` lists what readers read, each cell in exactly one file, whatever state a crash left:
   compacted files count only once the manifest lists them, and a cell file whose key the manifest lists
   (a copy that a crash left behind) is skipped. `query.connect` and `query.read_results` read exactly those files.
@@ -36,6 +38,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,7 @@ class ResultsState:
     leftovers: list[str] = field(default_factory=list)  # cell files whose key a compacted file holds
     orphans: list[str] = field(default_factory=list)  # compacted-file names the manifest does not list
     temps: list[str] = field(default_factory=list)  # temp files of writes that never got renamed
+    misnamed: dict[str, str] = field(default_factory=dict)  # path -> why: a cell file whose rows are another cell's
 
     def holder_of(self) -> dict[str, str]:
         """key -> name of the compacted file that holds it."""
@@ -249,7 +253,37 @@ class Store:
                 leftovers.append(path)
             else:
                 cells[name[: -len(".parquet")]] = path
-        return ResultsState(folder, manifest, compacted, cells, leftovers, orphans, temps)
+        misnamed = self._misnamed(cells)
+        for path in misnamed:
+            del cells[path.rsplit("/", 1)[1][: -len(".parquet")]]
+        return ResultsState(folder, manifest, compacted, cells, leftovers, orphans, temps, misnamed)
+
+    def _misnamed(self, cells: dict[str, str]) -> dict[str, str]:
+        """The cell files whose rows are not (only) their name's cell, with why: a file copied or renamed by
+        hand would count a cell twice and hide another. Read from each file's footer (the cell_key column's
+        min and max), in threads: no rows are read. A footer that cannot be read is left to `verify`."""
+        if not cells:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(16, len(cells))) as pool:
+            found = dict(zip(cells, pool.map(self._file_keys, cells.values()), strict=True))
+        return {cells[key]: f"holds the rows of cell(s) {', '.join(sorted(keys)[:3])}, not of {key} as its name says"
+                for key, keys in found.items() if keys is not None and keys != {key}}
+
+    def _file_keys(self, path: str) -> set[str] | None:
+        """The cell keys a result file holds, from its footer's statistics (None: no readable footer)."""
+        try:
+            meta = pq.read_metadata(path, filesystem=self.fs)
+            column = meta.schema.names.index("cell_key")
+            keys: set[str] = set()
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(column).statistics
+                if stats is None or not stats.has_min_max:  # a writer without statistics: read the column
+                    table = pq.read_table(path, columns=["cell_key"], filesystem=self.fs)
+                    return set(table.column(0).unique().to_pylist())
+                keys |= {stats.min, stats.max}
+            return keys
+        except (OSError, ValueError, pa.ArrowException):
+            return None
 
     def read_manifest(self, sweep: str) -> dict[str, CompactedFile]:
         path = f"{self.results_dir(sweep)}/{MANIFEST_NAME}"

@@ -126,3 +126,21 @@ def test_a_sweep_folder_that_links_out_of_the_root_is_refused(tmp_path):
     with pytest.raises(StoreError, match="symbolic link"):
         Store(root).write_spec("s", "name: s\n")
     assert list(outside.iterdir()) == []
+
+
+def test_a_local_write_fsyncs_the_file_then_its_folder_before_and_after_the_rename(tmp_path, monkeypatch):
+    # a rename alone survives a crashed process, not a power loss: the data and then the rename must be on disk
+    folder = tmp_path / "s" / "results"
+    synced: list[tuple[str, bool]] = []  # (what was synced, whether the cell's file had its name by then)
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), any(folder.glob("*.parquet"))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    cell = make_cell()
+    Store(tmp_path).write_cell("s", cell.cell_key, rows_for(cell))
+    (temp, before), (synced_folder, after) = synced
+    assert temp.startswith(f"{folder}/.{cell.cell_key}.parquet.") and temp.endswith(".tmp") and not before
+    assert synced_folder == str(folder) and after

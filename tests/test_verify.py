@@ -55,6 +55,24 @@ def test_query_and_analysis_skip_bad_files_with_a_warning_naming_them(damaged):
     assert set(frame["cell_key"]) == {c.cell_key for c in good}
 
 
+def test_a_copy_under_another_cells_name_alone_is_seen_by_no_reader_and_leaves_that_cell_to_run(tmp_path):
+    # no other damage: the view's schema looks right, so only the content check can catch it
+    store = Store(tmp_path)
+    good = [make_cell(seed=s) for s in range(4)]
+    for c in good:
+        store.write_cell("s", c.cell_key, rows_for(c))
+    copy = tmp_path / "s" / "results" / f"{make_cell(seed=12).cell_key}.parquet"
+    copy.write_bytes((tmp_path / "s" / "results" / f"{good[1].cell_key}.parquet").read_bytes())
+    with pytest.warns(StoreWarning, match=f"skipping store file {copy}: holds the rows of cell.s. {good[1].cell_key}"):
+        con = connect(store, "s")
+    assert con.execute("SELECT count(*) FROM results").fetchone()[0] == sum(len(rows_for(c)) for c in good)
+    assert store.done_keys("s") == {c.cell_key for c in good}  # the cell the copy is named after still runs
+    with pytest.warns(StoreWarning):
+        frame = read_results(store, "s", final_only=True)
+    assert set(frame["cell_key"]) == {c.cell_key for c in good} and not frame.duplicated(["cell_key", "eval_set"]).any()
+    assert set(verify(store, "s")) == {str(copy)}
+
+
 def test_quarantine_moves_bad_files_so_their_cells_count_as_missing(damaged, tmp_path):
     store, good, bad = damaged
     moved = quarantine(store, "s", verify(store, "s"))
