@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells, 1 a bug o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -382,14 +383,18 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
+    from .lock import SweepLock
+
     opened = open_sweep(store, sweep)
-    bad = verify_sweep(opened, sweep)
-    moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
+    with SweepLock(opened, sweep) if quarantine else contextlib.nullcontext():  # moving files: no driver runs
+        state = opened.results_state(sweep)
+        checked = len(state.files()) + len(state.misnamed)
+        bad = verify_sweep(opened, sweep)
+        moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
     if as_json:
         sys.stdout.write(json.dumps({"bad": bad, "quarantined": moved}) + "\n")
     else:
-        n = len(opened.result_files(sweep)) + len(moved)
-        out.print(f"sweep {sweep}: {n} files checked, {len(bad)} bad", highlight=False)
+        out.print(f"sweep {sweep}: {checked} files checked, {len(bad)} bad", highlight=False)
         for path, reason in bad.items():
             out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
         if moved:

@@ -3,14 +3,23 @@
 A second `run` of the same sweep is refused with the holder's name (exit 2). A lock left by a driver that
 died on this host (its pid is gone) is stale and taken over; a lock held from another host cannot be
 checked from here, so the message says which file to remove once the user knows that driver is gone.
+
+Taking the lock is atomic on a local store: the record is written to a temp file first and hard-linked to
+the lock's name, which fails where a lock exists, so no one ever reads a half-written lock. Taking over a
+stale lock happens under an flock on `.lock.guard` (released by the kernel if its holder dies), so two
+drivers that both find the lock stale cannot both take it: the second finds the first's live lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import socket
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from results import Store, StoreError
@@ -47,24 +56,42 @@ class SweepLock:
 
     def acquire(self) -> SweepLock:
         record = json.dumps(self.me | {"since": dt.datetime.now(dt.UTC).isoformat()}).encode()
-        self.store.fs.create_dir(self.store.sweep_dir(self.sweep), recursive=True)  # for os.open below
+        self.store.fs.create_dir(self.store.sweep_dir(self.sweep), recursive=True)
         if self.store.local:
-            try:  # O_EXCL: of two drivers racing for a free sweep exactly one creates the file
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale(record)
-            else:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(record)
+            if not self._link(record):
+                with self._guard():  # one takeover at a time; the lock is judged again inside
+                    self._refuse_unless_stale()
+                    self.store.files.write_atomic(self.path, record)  # replaces the stale one
         else:  # object stores have no exclusive create: check, then put (best effort)
             if self.holder() is not None:
-                self._take_over_if_stale(record)
-            else:
-                self.store.files.write_atomic(self.path, record)
+                self._refuse_unless_stale()
+            self.store.files.write_atomic(self.path, record)
         self.held = True
         return self
 
-    def _take_over_if_stale(self, record: bytes) -> None:
+    def _link(self, record: bytes) -> bool:
+        """Create the lock with its whole record in one step; False where a lock exists."""
+        tmp = f"{self.path}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(record)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        fd = os.open(f"{self.path}.guard", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for a takeover in progress; the kernel frees it on death
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _refuse_unless_stale(self) -> None:
         holder = self.holder() or {}
         same_host = holder.get("host") == self.me["host"]
         if same_host and isinstance(holder.get("pid"), int) and _alive(holder["pid"]):
@@ -73,9 +100,6 @@ class SweepLock:
         if holder and not same_host:
             raise SweepLocked(f"sweep {self.sweep!r} is locked by pid {holder.get('pid')} on {holder.get('host')}; "
                               f"if that driver is gone, remove {self.path}")
-        self.store.files.write_atomic(self.path, record)  # stale (dead pid on this host, or unreadable): take over
-        if (self.holder() or {}).get("pid") != self.me["pid"]:
-            raise SweepLocked(f"sweep {self.sweep!r}: another driver took the stale lock first")
 
     def release(self) -> None:
         if self.held and (self.holder() or {}).get("pid") == self.me["pid"]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import tiny_spec
 
@@ -79,6 +81,62 @@ def test_one_driver_per_sweep_and_stale_locks_are_taken_over(tmp_path):
     (tmp_path / "s" / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
     with pytest.raises(SweepLocked, match="remove .*/s/.lock"):
         SweepLock(store, "s").acquire()
+
+
+CONTENDER = """
+import sys
+from results import Store
+from orchestrator.lock import SweepLock, SweepLocked
+store, lock = Store(sys.argv[1]), None
+for line in sys.stdin:
+    if line.strip() == "go":
+        try:
+            lock = SweepLock(store, "s").acquire()
+            print("won", flush=True)
+        except SweepLocked:
+            print("lost", flush=True)
+    else:
+        if lock is not None:
+            lock.release()
+        lock = None
+        print("released", flush=True)
+"""
+
+
+@pytest.mark.parametrize("start", ["free", "stale"])
+def test_of_many_drivers_racing_for_a_sweep_exactly_one_takes_it(tmp_path, start):
+    # real processes, started together by a line on their stdin, each holding what it won until all have tried
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    contenders = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(tmp_path)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(8)]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "s").mkdir()
+    try:
+        for _ in range(12):
+            if start == "stale":  # a lock its driver left when it died on this host
+                (tmp_path / "s" / ".lock").write_text(json.dumps({"host": socket.gethostname(),
+                                                                   "pid": int(dead.stdout)}))
+            for proc in contenders:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            outcomes = [proc.stdout.readline().strip() for proc in contenders]
+            assert outcomes.count("won") == 1, outcomes
+            for proc in contenders:
+                proc.stdin.write("release\n")
+                proc.stdin.flush()
+            assert [proc.stdout.readline().strip() for proc in contenders] == ["released"] * len(contenders)
+            assert not (tmp_path / "s" / ".lock").exists()
+    finally:
+        for proc in contenders:
+            proc.stdin.close()
+            proc.wait(timeout=60)
 
 
 def test_status_tells_done_failed_running_and_missing_from_the_store_alone(tmp_path):

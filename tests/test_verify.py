@@ -89,6 +89,12 @@ def test_verify_from_the_command_line(damaged, tmp_path):
     assert query.stderr.count("augworth: warning: skipping store file") == 3
     found = run("verify", "s")
     assert found.returncode == 3 and "3 bad" in found.stdout
+    from orchestrator.lock import SweepLock
+
+    with SweepLock(damaged[0], "s"):  # a driver is running the sweep: no files move under it
+        locked = run("verify", "s", "--quarantine")
+    assert locked.returncode == 2 and f"is being run by pid {os.getpid()}" in locked.stderr
+    assert not (tmp_path / "s" / "quarantine").exists()
     fixed = run("verify", "s", "--quarantine")
     assert fixed.returncode == 0 and "moved 3" in fixed.stdout
     assert run("verify", "s").returncode == 0
