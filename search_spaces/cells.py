@@ -19,7 +19,7 @@ KEY_VERSION = 1
 # Fields whose neutral value is omitted from the key (later issues add more here).
 NEUTRAL_DEFAULTS: dict[str, Any] = {
     "views": "random", "views_r": None, "views_first_clean": False, "invariance": "none",
-    "subset": "nested", "accumulate": 1,
+    "subset": "nested", "accumulate": 1, "normalize": False,
 }
 
 # What a cell's fields are to the analysis. Treatment: what is compared against the reference. Group:
@@ -28,7 +28,7 @@ TREATMENT_COLUMNS: tuple[str, ...] = (
     "augmentation", "strength", "views", "views_r", "views_first_clean", "invariance",
 )
 GROUP_COLUMNS: tuple[str, ...] = (
-    "dataset", "dataset_fingerprint", "subset", "model", "width",
+    "dataset", "dataset_fingerprint", "subset", "normalize", "model", "width",
     "steps", "batch_size", "accumulate", "eval_every",
     "lr", "momentum", "nesterov", "weight_decay", "warmup_steps",
 )
@@ -90,6 +90,7 @@ class Cell:
     invariance: str = "none"  # none | average | orbit_select (a flip-invariant wrapper around the model)
     subset: str = "nested"  # nested subsets across sizes, or independent draws per size (the paper's)
     accumulate: int = 1  # micro-batches per step (BatchNorm sees batch_size / accumulate images at a time)
+    normalize: bool = False  # the model sees (x - mean) / std per channel of the pool (the paper's inputs)
 
     @property
     def cell_key(self) -> str:

@@ -99,7 +99,7 @@ def expand_cells(
             steps=b.steps, batch_size=b.batch_size, eval_every=b.eval_every or b.steps,
             lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
             weight_decay=o.weight_decay, warmup_steps=o.resolved_warmup(b.steps),
-            subset=spec.dataset.subsets, accumulate=b.accumulate,
+            subset=spec.dataset.subsets, accumulate=b.accumulate, normalize=spec.dataset.normalize,
         )
         cells.setdefault(cell.cell_key, cell)
     if not cells:

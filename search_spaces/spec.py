@@ -63,6 +63,7 @@ class DatasetSpec(_Strict):
     # the loader's own options (e.g. cinic10's recipe: paper); they change the data, so the fingerprint
     options: dict[str, OptionValue] = {}
     subsets: Literal["nested", "independent"] = "nested"  # independent: a fresh draw per size (the paper's)
+    normalize: bool = False  # inputs standardised by the pool's per-channel mean and std (the paper's)
 
 
 class EvalSetSpec(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 
@@ -208,6 +209,14 @@ def test_cinic10_paper_recipe_drops_cifar_and_duplicates_and_holds_out_a_fixed_s
     assert all(images[pixels.tobytes()] == label for label, pixels in distinct.values())
     cifar = {pixels.tobytes() for _, pixels in written["cifar"].values()}
     assert not cifar & set(images)
+    # exactly the paper's code's split: first copy (by md5 of the file) in path order, randperm seeded 233
+    firsts: dict[str, str] = {}
+    for rel in sorted(set(written["imagenet"]) | set(written["duplicates"])):
+        firsts.setdefault(hashlib.md5((root / rel).read_bytes()).hexdigest(), rel)
+    unique = sorted(firsts.values())
+    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(233)).tolist()
+    pixels = written["imagenet"] | written["duplicates"]
+    assert [nhwc(x[None])[0].tobytes() for x in data.test_x] == [pixels[unique[i]][1].tobytes() for i in order[-7:]]
 
     real_scandir = os.scandir
 

@@ -543,7 +543,7 @@ PERTURBED: dict[str, Any] = dict(
     dataset="cifar10", dataset_fingerprint="fp1", data_size=101, seed=2, augmentation="flip", strength=2.5,
     model="resnet18", width=32, steps=301, batch_size=32, eval_every=50, lr=0.1, momentum=0.8,
     nesterov=False, weight_decay=0.0, warmup_steps=0, views="paired", views_r=2, invariance="penalty",
-    views_first_clean=True, subset="independent", accumulate=2,
+    views_first_clean=True, subset="independent", accumulate=2, normalize=True,
 )
 
 
@@ -732,6 +732,14 @@ def with_(**changes: Any) -> Spec:
         else:
             d[key] = value
     return parse_spec(dump(d))
+
+
+def test_dataset_normalize_reaches_every_cell_and_is_off_by_default():
+    assert {c.normalize for c in expand(with_())} == {False}
+    spec = with_(dataset={"name": "digits", "normalize": True})
+    assert {c.normalize for c in expand(spec)} == {True}
+    for name in preset_names():  # the paper's presets standardise inputs as the paper does; the demo does not
+        assert load_spec(preset_path(name)).dataset.normalize == name.startswith("paper_")
 
 
 def test_exclude_leaves_out_the_points_it_matches_and_grid_size_counts_the_same():

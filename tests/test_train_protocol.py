@@ -109,6 +109,22 @@ def test_an_accumulating_cell_is_another_cell_and_trains(digits):
 
 # ----- invariance -------------------------------------------------------------------------------------
 
+def test_normalize_standardises_the_models_inputs_and_changes_training_not_the_weights_init(digits):
+    from trainables.models import Standardize, create_model, init_seeded, standardized
+
+    x = digits.train_x.float() / 255
+    seen = standardized(torch.nn.Identity(), digits.mean, digits.std)(x)
+    assert seen.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and (seen.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
+    plain_model = init_seeded(create_model("small_cnn", width=4, in_channels=1, num_classes=10), 0)
+    assert set(standardized(plain_model, digits.mean, digits.std).state_dict()) == \
+        {f"1.{k}" for k in plain_model.state_dict()}  # no buffers of its own in a checkpoint
+    assert isinstance(standardized(plain_model, digits.mean, digits.std)[0], Standardize)
+    plain = train_cell(tiny_cell(digits), digits, ["test"])
+    normalized = train_cell(tiny_cell(digits, normalize=True), digits, ["test"])
+    assert normalized.param_count == plain.param_count
+    assert normalized.evaluations[-1].loss != plain.evaluations[-1].loss
+
+
 @pytest.mark.parametrize("invariance", ["average", "orbit_select"])
 def test_flip_changes_nothing_for_a_model_its_invariance_registry_entry_makes_flip_redundant(digits, invariance):
     from trainables.invariance import INVARIANCES

@@ -201,3 +201,21 @@ def init_seeded(model: nn.Module, seed: int) -> nn.Module:
                 if module.bias is not None:
                     module.bias.zero_()
     return model
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per channel in front of a model: the paper's input normalisation (a cell's
+    `normalize`). Its constants are non-persistent buffers, so the model's state dict is unchanged."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def standardized(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> nn.Module:
+    """The model behind a `Standardize` of its inputs."""
+    return nn.Sequential(Standardize(mean, std), model)

@@ -25,10 +25,11 @@ from torch import nn
 from search_spaces.cells import Cell, ProbeSettings
 
 from .augmentations import Augment, create_augmentation
+from .augmentations.core import identity
 from .checkpoint import Checkpointer
 from .datasets import DataSet, eval_request, eval_set, subset_indices, to_float
 from .invariance import wrap_invariance
-from .models import create_model, init_seeded, param_count
+from .models import create_model, init_seeded, param_count, standardized
 from .probes import probe_cell
 
 Tensor = torch.Tensor
@@ -60,8 +61,6 @@ CPU_MIN_CHANNELS_LAST_INPUTS = 8
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf: the cell fails with this reason, not a diverged model's rows."""
-
-
 
 
 @dataclass
@@ -259,10 +258,6 @@ def repeated(order: Iterator[Tensor], k: int) -> Iterator[Tensor]:
         yield idx.repeat_interleave(k)
 
 
-def _identity(x: Tensor, generator: torch.Generator) -> Tensor:
-    return x
-
-
 # ----- one step -------------------------------------------------------------------------------------
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
@@ -363,6 +358,8 @@ def train_cell(
     model = create_model(cell.model, width=cell.width, in_channels=data.channels,
                          num_classes=data.num_classes)
     model = init_seeded(model, seed)
+    if cell.normalize:  # after the seeded init: the same weights whether or not inputs are standardised
+        model = standardized(model, data.mean, data.std)
     model = place_model(wrap_invariance(cell.invariance, model), settings)
     step_model = torch.compile(model) if compile_model else model  # shares the parameters; eval stays eager
     optimizer = torch.optim.SGD(
@@ -383,7 +380,7 @@ def train_cell(
         views_gen = torch.Generator(device=device).manual_seed(seed + 2_000_003)
         pool_x = fixed_views(train_x, augment, views_gen, cell.views_r or 1, cell.views_first_clean)
         pool_y = train_y.repeat(cell.views_r or 1)
-        augment = _identity
+        augment = identity  # the views are augmented already
     if cell.views == "same_batch":
         k = cell.views_r or 1
         order = repeated(batch_indices(len(pool_y), cell.batch_size // k, cell.steps, order_gen), k)

@@ -36,6 +36,11 @@ class DataSet:
     fingerprint: str  # content hash of pool and test split: part of every cell key
     mean: tuple[float, ...] = field(default=())  # per-channel mean of the pool (cutout's fill)
 
+    @functools.cached_property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation of the pool (for `normalize`), computed on first use."""
+        return channel_std(self.train_x, self.mean)
+
     @property
     def pool_size(self) -> int:
         return len(self.train_y)
@@ -108,6 +113,17 @@ def channel_mean(x: Tensor) -> tuple[float, ...]:
         total += chunk.sum(dim=(0, 2, 3), dtype=torch.int64)
     count = x.shape[0] * x.shape[2] * x.shape[3] * 255
     return tuple(float(t) / count for t in total.tolist())
+
+
+def channel_std(x: Tensor, mean: tuple[float, ...]) -> tuple[float, ...]:
+    """Per-channel standard deviation in [0, 1] units (population), a chunk at a time in float64."""
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    centre = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+    for chunk in x.split(STATS_CHUNK):
+        values = chunk.double() / (1.0 if x.is_floating_point() else 255.0)
+        squares += ((values - centre) ** 2).sum(dim=(0, 2, 3))
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    return tuple(max(float(s / count) ** 0.5, 1e-6) for s in squares.tolist())
 
 
 def make_dataset(name: str, train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,

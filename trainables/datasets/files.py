@@ -72,7 +72,7 @@ def nchw(images: np.ndarray) -> Tensor:
 
 # ----- image folders: listing, decoding, the cache ----------------------------------------------------
 
-CACHE_VERSION = 1  # bump when decoding or a recipe changes: old cache files then no longer match any key
+CACHE_VERSION = 2  # bump when decoding or a recipe changes: old cache files then no longer match any key
 DECODE_CHUNK = 512  # images per thread-pool task: one future per image would cost more than a PNG decode
 
 

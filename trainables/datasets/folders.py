@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .core import DATASETS, DataSet, int_option, reject_options
@@ -32,8 +33,12 @@ from .files import (
 # ----- CINIC-10 -------------------------------------------------------------------------------------
 
 CINIC_LAYOUT = "CINIC-10 as distributed: <root>/{train,valid,test}/<class>/*.png, CIFAR-10's ten classes"
-CINIC_CIFAR_PREFIX = "cifar10-"  # cifar10-<split>-<n>.png: the 60k images CINIC-10 took from CIFAR-10
-PAPER_SHUFFLE_SEED = 0
+# The paper's code (JonasGeiping/dataaugs, dataaug/data/datasets.py, class CINIC10) drops every file whose name
+# contains "cifar" (cifar10-<split>-<n>.png: the 60k images CINIC-10 took from CIFAR-10), keeps the first of
+# files with equal md5 in sorted path order, shuffles with torch.randperm under a generator seeded 233 and
+# holds out the last 10,000.
+CINIC_CIFAR_MARK = "cifar"
+PAPER_SHUFFLE_SEED = 233
 
 
 def _list_cinic(root: Path, splits: Sequence[str]) -> list[ImageFile]:
@@ -46,21 +51,23 @@ def _list_cinic(root: Path, splits: Sequence[str]) -> list[ImageFile]:
 
 
 def _paper_recipe(root: Path, files: list[ImageFile], holdout: int) -> dict[str, np.ndarray]:
-    """Geiping et al.'s CINIC-10: all three splits without the CIFAR-10 part, each distinct image once,
-    shuffled with a fixed seed; the last `holdout` are the in-distribution test set."""
-    kept = [f for f in files if not f.rel.rsplit("/", 1)[-1].startswith(CINIC_CIFAR_PREFIX)]
-    x = _cinic_images(root, kept)
-    seen: set[bytes] = set()
+    """Geiping et al.'s CINIC-10 as their code builds it: all three splits (sorted by path: test, train,
+    valid) without the CIFAR-10 part, each distinct file (md5 of its bytes) once, the first copy kept; then
+    `torch.randperm(n, generator=torch.Generator().manual_seed(233))`, the last `holdout` held out as the
+    in-distribution test set. (Unreadable files raise here; the paper's code skips them silently.)"""
+    kept = [f for f in files if CINIC_CIFAR_MARK not in f.rel.rsplit("/", 1)[-1]]
+    seen: set[str] = set()
     unique = []
-    for i in range(len(kept)):  # the first copy in path order stays
-        digest = hashlib.blake2b(x[i].tobytes(), digest_size=16).digest()
+    for f in kept:  # files sorted by path: the first copy stays
+        digest = hashlib.md5((root / f.rel).read_bytes(), usedforsecurity=False).hexdigest()
         if digest not in seen:
             seen.add(digest)
-            unique.append(i)
+            unique.append(f)
     if holdout >= len(unique):
         raise ValueError(f"cinic10: holdout {holdout} leaves no pool ({len(unique)} distinct non-CIFAR images)")
-    order = np.asarray(unique)[np.random.default_rng(PAPER_SHUFFLE_SEED).permutation(len(unique))]
-    y = np.asarray([f.label for f in kept], dtype=np.int64)
+    x = _cinic_images(root, unique)
+    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(PAPER_SHUFFLE_SEED)).numpy()
+    y = np.asarray([f.label for f in unique], dtype=np.int64)
     pool, test = order[:-holdout], order[-holdout:]
     return {"train_x": x[pool], "train_y": y[pool], "test_x": x[test], "test_y": y[test],
             "classes": np.asarray(CIFAR10_CLASSES)}
