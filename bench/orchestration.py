@@ -180,9 +180,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--only", choices=["bare", "augworth", "tuned", "defaults"], action="append")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
-    if args.smoke:
+    if args.smoke:  # plain Tune with defaults runs the same code as tuned Tune (run_plain), only slower
         args.cells, args.defaults_cells = 8, 4
-    only = set(args.only or ["bare", "augworth", "tuned", "defaults"])
+    every = ["bare", "augworth", "tuned"] + ([] if args.smoke else ["defaults"])
+    only = set(args.only or every)
 
     steps, t = calibrate(args.cell_seconds, args.smoke)
     print(f"one cell: {steps} steps, t = {t:.3f} s (median, 1 thread, in process); cores = {args.cores}")

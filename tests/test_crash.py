@@ -33,6 +33,9 @@ execution: {{cells_per_trial: 1, checkpoint_every: 16}}
 """
 
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+# the same grid, quick: for the tests of drivers side by side, where no cell is interrupted
+QUICK_SPEC = SPEC.replace("steps: 96, batch_size: 16, eval_every: 48", "steps: 24, batch_size: 16, eval_every: 24") \
+    .replace("cells_per_trial: 1, checkpoint_every: 16", "cells_per_trial: 4")
 
 
 def driver(*args: str, cwd) -> subprocess.Popen:
@@ -108,7 +111,7 @@ def test_killed_twice_then_resumed_every_cell_exactly_once_and_checkpoints_conti
 
 
 def test_a_second_driver_on_the_same_sweep_exits_2_naming_the_holder(tmp_path):
-    (tmp_path / "spec.yaml").write_text(SPEC.format(name="twice"))
+    (tmp_path / "spec.yaml").write_text(QUICK_SPEC.format(name="twice"))
     first = driver("run", "spec.yaml", cwd=tmp_path)
     read_until(first, "cells to run")  # the first driver holds the lock from here on
     second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--store", "store"],
@@ -119,7 +122,7 @@ def test_a_second_driver_on_the_same_sweep_exits_2_naming_the_holder(tmp_path):
 
 def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves(tmp_path):
     for name in ("left", "right"):
-        (tmp_path / f"{name}.yaml").write_text(SPEC.format(name=name))
+        (tmp_path / f"{name}.yaml").write_text(QUICK_SPEC.format(name=name))
     drivers = [driver("run", f"{name}.yaml", cwd=tmp_path) for name in ("left", "right")]
     assert [d.wait(timeout=400) for d in drivers] == [0, 0]
     store = Store(tmp_path / "store")

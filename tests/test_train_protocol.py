@@ -110,9 +110,10 @@ def test_an_accumulating_cell_is_another_cell_and_trains(digits):
 # ----- invariance -------------------------------------------------------------------------------------
 
 def test_normalize_standardises_the_models_inputs_and_changes_training_not_the_weights_init(digits):
+    from trainables.datasets import to_float
     from trainables.models import Standardize, create_model, init_seeded, standardized
 
-    x = digits.train_x.float() / 255
+    x = to_float(digits.train_x)
     seen = standardized(torch.nn.Identity(), digits.mean, digits.std)(x)
     assert seen.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and (seen.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
     plain_model = init_seeded(create_model("small_cnn", width=4, in_channels=1, num_classes=10), 0)
