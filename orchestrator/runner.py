@@ -113,25 +113,34 @@ def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> li
     return chunks
 
 
-def _finished_cells(ray: Any) -> Any:
-    """An actor on the driver's node holding the keys of the cells this run has written or recorded as failed,
-    so a trial that Tune restarts (its worker or node died) skips them: it would re-train them otherwise, as
-    their checkpoints are cleared once written. On the driver's node, it lives as long as the run."""
+FINISHED_CELLS_ACTOR = "augworth-finished-cells"
+
+
+def _finished_cells(ray: Any, sweep: str) -> Any:
+    """The actor that holds, per sweep, the keys of the cells this run has written or recorded as failed, so
+    a trial that Tune restarts (its worker or node died) skips them: it would re-train them otherwise, as
+    their checkpoints are cleared once written. One per Ray session, on the driver's node, reused by every
+    run of this driver process (an actor costs a worker process to start); this sweep's set starts empty."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0, max_restarts=0)
     class FinishedCells:
         def __init__(self) -> None:
-            self.keys: set[str] = set()
+            self.keys: dict[str, set[str]] = {}
 
-        def add(self, key: str) -> None:
-            self.keys.add(key)
+        def reset(self, sweep: str) -> None:
+            self.keys[sweep] = set()
 
-        def has(self, key: str) -> bool:
-            return key in self.keys
+        def add(self, sweep: str, key: str) -> None:
+            self.keys.setdefault(sweep, set()).add(key)
+
+        def has(self, sweep: str, key: str) -> bool:
+            return key in self.keys.get(sweep, ())
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return FinishedCells.options(scheduling_strategy=here).remote()
+    actor = FinishedCells.options(name=FINISHED_CELLS_ACTOR, get_if_exists=True, scheduling_strategy=here).remote()
+    ray.get(actor.reset.remote(sweep))
+    return actor
 
 
 def _store_writer_class():
@@ -176,7 +185,8 @@ def _store_writer_class():
             elif "cell_rows" in result:
                 self.store.write_cell(self.sweep, key, result["cell_rows"])
                 self.store.clear_failure(self.sweep, key)
-                ray.get(self.finished.add.remote(key))  # before the checkpoint goes: a restarted trial skips it
+                # before the checkpoint goes: a restarted trial skips the cell
+                ray.get(self.finished.add.remote(self.sweep, key))
                 if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
                     Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1
@@ -184,7 +194,7 @@ def _store_writer_class():
                 self.progress.log(f"cell {key} done")
             elif "cell_failure" in result:
                 self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
-                ray.get(self.finished.add.remote(key))
+                ray.get(self.finished.add.remote(self.sweep, key))
                 self.progress.failed += 1
                 self._cell_done(trial)
                 self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
@@ -273,7 +283,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                                     code_revision=code_revision())
 
     StoreWriter = _store_writer_class()
-    finished = _finished_cells(ray)
+    finished = _finished_cells(ray, sweep)
     tune_dir = tempfile.mkdtemp(prefix="augworth-tune-")
     try:
         with progress:
@@ -282,7 +292,8 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
             for start in range(0, len(chunks), MAX_TRIALS_PER_FIT):
                 round_chunks = chunks[start : start + MAX_TRIALS_PER_FIT]
                 trainable = tune.with_resources(
-                    tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished),
+                    tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished,
+                                         sweep=sweep),
                     {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell},
                 )
                 tune.Tuner(

@@ -140,11 +140,11 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
 
 
 def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,
-              finished: Any = None) -> None:
+              finished: Any = None, sweep: str = "") -> None:
     """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store).
 
-    `finished`: a handle to the driver's actor of cells written or recorded as failed in this run (`has(key)`);
-    a restarted trial skips them rather than train them again.
+    `finished`: a handle to the driver's actor of cells written or recorded as failed in this run of `sweep`
+    (`has(sweep, key)`); a restarted trial skips them rather than train them again.
 
     `tune.report` waits for the driver to take the result before it returns; so the cells train in a
     background thread (torch releases the GIL in its kernels) while this thread hands their reports over,
@@ -166,7 +166,7 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
         try:
             for cell_dict in chunks[config["chunk"]]:
                 cell = Cell.from_dict(cell_dict)
-                if finished is not None and ray.get(finished.has.remote(cell.cell_key)):
+                if finished is not None and ray.get(finished.has.remote(sweep, cell.cell_key)):
                     # this trial was restarted (a worker or node died) after the cell was written
                     reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
                     continue
