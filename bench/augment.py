@@ -12,7 +12,7 @@ shows it with that included.
 Prints images/s of each (medians of interleaved rounds) and the ratio ours / PIL.
 
 The process runs as a training process does: train_cell has glibc keep freed memory for reuse
-(trainables.train.keep_freed_memory). Under glibc's defaults, whether our batch-sized temporaries are
+(trainables.device.keep_freed_memory). Under glibc's defaults, whether our batch-sized temporaries are
 page-faulted in afresh on every run depends on how the PIL runs left the heap: ~8,000 faults per run (and
 half the speed) in some processes, none in others. `--default-malloc` leaves glibc's defaults.
 """
@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision import transforms
 
 from trainables.augmentations import create_augmentation
-from trainables.train import keep_freed_memory
+from trainables.device import keep_freed_memory
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

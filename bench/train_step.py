@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from search_spaces.cells import Cell
-from trainables import train, train_cli
+from trainables import device, train, train_cli
 from trainables.datasets import DataSet, load_dataset
 
 PIPELINE = "trivialaugment+crop+flip"
@@ -60,8 +60,8 @@ WORKLOADS = {
 @dataclasses.dataclass(frozen=True)
 class Variant:
     pipeline: str  # augmentation policies joined by '+'
-    channels_last: bool = True  # train.CHANNELS_LAST
-    min_channels_last_inputs: int = train.CPU_MIN_CHANNELS_LAST_INPUTS
+    channels_last: bool = True  # device.CHANNELS_LAST
+    min_channels_last_inputs: int = device.CPU_MIN_CHANNELS_LAST_INPUTS
 
 
 def cell_for(work: Workload, data: DataSet, steps: int) -> Cell:
@@ -101,18 +101,18 @@ def compare(work: Workload, data: DataSet, variants: dict[str, Variant], *, repe
     times: dict[str, list[float]] = {label: [] for label in variants}
     in_augment: dict[str, list[float]] = {label: [] for label in variants}
     per_repeat: dict[str, list[float]] = {label: [] for label in variants}
-    layout = train.CHANNELS_LAST, train.CPU_MIN_CHANNELS_LAST_INPUTS
+    layout = device.CHANNELS_LAST, device.CPU_MIN_CHANNELS_LAST_INPUTS
     try:
         for _ in range(repeats):
             for label, variant in variants.items():
-                train.CHANNELS_LAST = variant.channels_last
-                train.CPU_MIN_CHANNELS_LAST_INPUTS = variant.min_channels_last_inputs
+                device.CHANNELS_LAST = variant.channels_last
+                device.CPU_MIN_CHANNELS_LAST_INPUTS = variant.min_channels_last_inputs
                 step_ms, augment_ms = timed_run(cell, data, augments[label], per_call)
                 times[label] += step_ms
                 in_augment[label] += augment_ms
                 per_repeat[label].append(statistics.median(step_ms))
     finally:
-        train.CHANNELS_LAST, train.CPU_MIN_CHANNELS_LAST_INPUTS = layout
+        device.CHANNELS_LAST, device.CPU_MIN_CHANNELS_LAST_INPUTS = layout
     a, b = variants
     median = {label: statistics.median(t) for label, t in times.items()}
     augment_ms = {label: statistics.median(t) for label, t in in_augment.items()}

@@ -126,6 +126,8 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
                 raise SpecError(f"--extend needs a superset of the existing grid; {len(missing)} of its cells "
                                 f"are not in the new one", source=source)
             frozen = "extend"
+    if store.has_sweep(spec.name):
+        check_eval_sets(spec, old, store, text, source, extend=frozen == "extend")
     done = store.done_keys(spec.name) & keys
     failed = set(store.failures(spec.name)) & keys - done
     skip = done if retry_failed else done | failed
@@ -143,6 +145,44 @@ def redundant_treatments(cells: list[Cell]) -> list[str]:
             f"leave them out with `exclude: [{{augmentation: {aug}, invariance: {inv}}}]`"
             for (aug, inv), n in sorted(counts.items())
             if aug in INVARIANCES.get(inv).meta.get("makes_redundant", ()) and ("none", inv) in counts]
+
+
+def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: str, *, extend: bool) -> None:
+    """One label, one test set: refuse (bad input) a label whose name or options differ from the frozen spec's,
+    or whose content differs from what the stored rows of that label were measured on (`eval_set_fingerprint`:
+    other files under the same root, or another root); and, under --extend, eval sets added to a sweep that
+    has finished cells, whose rows would never have them."""
+    from results import connect
+    from trainables.datasets import eval_request, eval_set_fingerprint, load_dataset
+
+    before = {e["label"]: e for e in frozen.eval_requests()}
+    data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),
+                        download=spec.dataset.download)  # loaded by the plan already: cached
+    stored: dict[str, set[str]] = {}
+    if store.done_keys(spec.name):
+        for label, fingerprint in connect(store, spec.name).execute(
+                "SELECT DISTINCT eval_set, eval_set_fingerprint FROM results "
+                "WHERE eval_set_fingerprint IS NOT NULL").fetchall():
+            stored.setdefault(label, set()).add(fingerprint)
+    for i, request in enumerate(spec.eval_requests()):
+        label, name, root, options = eval_request(request)
+        loc = ("eval_sets", i)
+        old = before.get(label)
+        if old is not None and (old["name"], dict(old["options"])) != (name, dict(options)):
+            raise spec_error(f"eval set {label!r} is {old['name']} {dict(old['options'])} in the sweep's frozen spec "
+                             f"and {name} {dict(options)} here: one label, two test sets; give it a new label",
+                             text=text, source=source, loc=loc)
+        fingerprint = eval_set_fingerprint(data, name, root, options)
+        if stored.get(label, {fingerprint}) != {fingerprint}:
+            raise spec_error(f"eval set {label!r} is not the set its stored rows were measured on (content "
+                             f"{fingerprint}, rows {', '.join(sorted(stored[label]))}): its files changed; give it "
+                             "a new label", text=text, source=source, loc=loc)
+    added = [e["label"] for e in spec.eval_requests() if e["label"] not in before]
+    if extend and added and store.done_keys(spec.name):
+        raise SpecError(f"--extend cannot add eval sets ({', '.join(added)}) to a sweep with finished cells: their "
+                        "rows would never have them. Evaluating finished cells needs their weights "
+                        "(`augworth evaluate` with execution.keep_weights, not in this version); run the new eval "
+                        "sets as a sweep of their own", source=source)
 
 
 def plan_resume(store: Store, sweep: str, *, retry_failed: bool = False) -> Plan:

@@ -15,7 +15,7 @@ from search_spaces.cells import PROBE_COLUMNS, Cell, canonical_json
 
 # One evaluation: which, its result, the training time up to it, and the probes at its step (or None).
 EVALUATION_COLUMNS: tuple[str, ...] = ("step", "final", "eval_set", "accuracy", "loss", "n_eval", "train_seconds",
-                                       *PROBE_COLUMNS)
+                                       *PROBE_COLUMNS, "eval_set_fingerprint")
 
 
 def augworth_version() -> str:

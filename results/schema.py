@@ -17,7 +17,7 @@ from search_spaces.cells import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
 __all__ = ["GROUP_COLUMNS", "PROBE_COLUMNS", "RESULT_COLUMNS", "RESULT_SCHEMA", "SCHEMA_VERSION", "SORT_ORDER",
            "TREATMENT_COLUMNS", "conform", "parquet_bytes", "rows_to_table"]
 
-SCHEMA_VERSION = 3  # 2 added subset, views_first_clean, accumulate, flatness_std; 3 normalize (nullable; older read)
+SCHEMA_VERSION = 3  # 2: subset, views_first_clean, accumulate, flatness_std; 3: normalize, eval_set_fingerprint
 SORT_ORDER = (("cell_key", "ascending"), ("step", "ascending"), ("eval_set", "ascending"))
 
 RESULT_SCHEMA = pa.schema(
@@ -73,6 +73,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("flatness_std", pa.float64()),
         # added in version 3
         pa.field("normalize", pa.bool_()),
+        pa.field("eval_set_fingerprint", pa.string()),
     ]
 )
 RESULT_COLUMNS: tuple[str, ...] = tuple(RESULT_SCHEMA.names)

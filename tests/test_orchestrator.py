@@ -83,6 +83,48 @@ def test_one_driver_per_sweep_and_stale_locks_are_taken_over(tmp_path):
         SweepLock(store, "s").acquire()
 
 
+def finished_sweep(store, text, fingerprints=None):
+    """A sweep whose every cell is in the store, its rows stamped with each eval set's fingerprint (or the
+    given ones), as a run leaves it; no Ray needed."""
+    from factories import rows_for
+
+    from trainables.datasets import eval_set_fingerprint, load_dataset
+
+    plan = plan_sweep(text, "e.yaml", store)
+    digits = load_dataset("digits")
+    fingerprints = fingerprints or {name: eval_set_fingerprint(digits, name) for name in ("test", "corrupted")}
+    store.write_spec(plan.spec.name, plan.spec.to_yaml())
+    for cell in plan.cells:
+        rows = [r | {"eval_set_fingerprint": fingerprints[r["eval_set"]]} for r in rows_for(cell)]
+        store.write_cell(plan.spec.name, cell.cell_key, rows)
+    return plan
+
+
+def test_extend_refuses_an_added_eval_set_on_finished_cells_and_a_label_with_a_new_meaning(tmp_path):
+    store = Store(tmp_path)
+    finished_sweep(store, tiny_spec("e"))
+    added = tiny_spec("e").replace("eval_sets: [test, corrupted]", "eval_sets: [test, corrupted, {name: test, "
+                                   "label: again, options: {}}]")
+    with pytest.raises(SpecError, match="cannot add eval sets .again. to a sweep with finished cells.*evaluate"):
+        plan_sweep(added, "e.yaml", store, extend=True)
+    renamed = tiny_spec("e").replace("eval_sets: [test, corrupted]",
+                                     "eval_sets: [test, {name: test, label: corrupted}]")
+    with pytest.raises(SpecError, match="eval_sets\\[1\\].*'corrupted' is corrupted .* and test .* here"):
+        plan_sweep(renamed, "e.yaml", store, extend=True)
+    assert plan_sweep(tiny_spec("e"), "e.yaml", store).pending == []  # the same spec still plans
+
+
+def test_a_label_whose_data_changed_since_its_rows_were_written_is_refused(tmp_path):
+    # the rows of `test` were measured on other data than `test` is now (files under a root replaced, say)
+    store = Store(tmp_path)
+    from trainables.datasets import eval_set_fingerprint, load_dataset
+
+    digits = load_dataset("digits")
+    finished_sweep(store, tiny_spec("c"), {"test": "0" * 16, "corrupted": eval_set_fingerprint(digits, "corrupted")})
+    with pytest.raises(SpecError, match="eval_sets\\[0\\].*'test' is not the set its stored rows were measured on"):
+        plan_sweep(tiny_spec("c"), "c.yaml", store)
+
+
 CONTENDER = """
 import sys
 from results import Store

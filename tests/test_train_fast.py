@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from factories import make_cell
 
-from trainables import train
+from trainables import device, train
 from trainables.augmentations.simple import shift, shift_padded
 from trainables.datasets import load_dataset
+from trainables.device import device_settings
 from trainables.models import MODELS, create_model, param_count
-from trainables.train import device_settings, train_cell
+from trainables.train import train_cell
 from trainables.train_cli import main, random_dataset, read_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,10 +218,10 @@ def test_bench_train_step_smoke(capsys, monkeypatch):
 
 def test_cpu_keeps_narrow_strided_1x1_convolutions_out_of_channels_last():
     # oneDNN's AVX2 channels_last kernel for these corrupts the heap (test_cpu_kernels.py trains through it)
-    model = train.place_model(create_model("resnet18", width=4, in_channels=3, num_classes=10),
+    model = device.place_model(create_model("resnet18", width=4, in_channels=3, num_classes=10),
                               device_settings("cpu"))
     narrow = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)
-              and m.stride == (2, 2) and m.in_channels < train.CPU_MIN_CHANNELS_LAST_INPUTS]
+              and m.stride == (2, 2) and m.in_channels < device.CPU_MIN_CHANNELS_LAST_INPUTS]
     assert len(narrow) == 1  # stage 2's shortcut, 4 -> 8 channels
     seen = {}
     narrow[0].register_forward_hook(lambda m, args, out: seen.update(input=args[0], output=out))

@@ -272,6 +272,24 @@ def test_a_gpu_cell_on_a_worker_without_cuda_fails_with_that_reason(digits, monk
     assert "no CUDA device" in report["cell_failure"]["reason"] and "cell_rows" not in report
 
 
+def test_every_row_names_its_eval_set_by_name_options_and_content(digits):
+    from trainables.datasets import eval_set_fingerprint
+
+    result = train_cell(tiny_cell(digits), digits, ["test", "corrupted", {"label": "again", "name": "test"}])
+    marks = {e.eval_set: e.eval_set_fingerprint for e in result.evaluations}
+    assert marks["test"] == marks["again"] == eval_set_fingerprint(digits, "test")  # a label is not the identity
+    assert marks["corrupted"] == eval_set_fingerprint(digits, "corrupted") != marks["test"]
+    other = make_dataset_like(digits)
+    assert eval_set_fingerprint(other, "test") != marks["test"]  # other images under the same name
+
+
+def make_dataset_like(digits):
+    from trainables.datasets import make_dataset
+
+    return make_dataset("digits", digits.train_x, digits.train_y, digits.test_x.flip(-1), digits.test_y,
+                        num_classes=10)
+
+
 def test_the_cell_context_is_the_specs_settings_typed_and_frozen():
     from conftest import tiny_spec
 

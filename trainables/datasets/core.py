@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -177,6 +178,21 @@ def eval_set(data: DataSet, name: str, root: str | None = None,
              options: Mapping[str, Any] | Options = ()) -> tuple[Tensor, Tensor]:
     """Built once per process and (data set, name, root, options), like the data set itself."""
     return _eval_set_cached(data, name, root, option_items(options))
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_set_identity(data: DataSet, name: str, root: str | None, options: Options) -> str:
+    x, y = _eval_set_cached(data, name, root, options)
+    what = json.dumps([name, [list(item) for item in options]], sort_keys=True, default=str)
+    return hashlib.sha256(what.encode() + fingerprint(x, y).encode()).hexdigest()[:16]
+
+
+def eval_set_fingerprint(data: DataSet, name: str, root: str | None = None,
+                         options: Mapping[str, Any] | Options = ()) -> str:
+    """What an eval set is, as a row records it: its name, options and content (images and labels, hashed
+    as a data set's fingerprint is, once per process). The root is left out: the same files elsewhere are the
+    same set; other files under the same label are not."""
+    return _eval_set_identity(data, name, root, option_items(options))
 
 
 # ----- subsets --------------------------------------------------------------------------------------
