@@ -46,10 +46,18 @@ BAD_SPECS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_SPECS))
-def test_bad_specs_exit_2_with_one_line_and_write_nothing(tmp_path, case):
+def test_bad_specs_exit_2_with_one_line_and_write_nothing(tmp_path, case, monkeypatch):
+    # in this process (typer's runner): an interpreter per case cost ~6 s each; the exit path is the same
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
     text, needle = BAD_SPECS[case]
     spec = write_bad(tmp_path, text)
-    result = augworth("run", str(spec), "--store", "store", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # as the subprocesses' ENV: no cluster to ask for GPUs
+    invoked = CliRunner().invoke(app, ["run", str(spec), "--store", "store"])
+    result = subprocess.CompletedProcess([], invoked.exit_code, invoked.stdout, invoked.stderr)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad.yaml" in lines[0] and needle in lines[0], result.stderr
