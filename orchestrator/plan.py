@@ -159,7 +159,8 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
     data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),
                         download=spec.dataset.download)  # loaded by the plan already: cached
     stored: dict[str, set[str]] = {}
-    if store.done_keys(spec.name):
+    finished = bool(store.done_keys(spec.name))  # each call reads every cell file's footer: once
+    if finished:
         for label, fingerprint in connect(store, spec.name).execute(
                 "SELECT DISTINCT eval_set, eval_set_fingerprint FROM results "
                 "WHERE eval_set_fingerprint IS NOT NULL").fetchall():
@@ -178,7 +179,7 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
                              f"{fingerprint}, rows {', '.join(sorted(stored[label]))}): its files changed; give it "
                              "a new label", text=text, source=source, loc=loc)
     added = [e["label"] for e in spec.eval_requests() if e["label"] not in before]
-    if extend and added and store.done_keys(spec.name):
+    if extend and added and finished:
         raise SpecError(f"--extend cannot add eval sets ({', '.join(added)}) to a sweep with finished cells: their "
                         "rows would never have them. Evaluating finished cells needs their weights "
                         "(`augworth evaluate` with execution.keep_weights, not in this version); run the new eval "
