@@ -1,96 +1,38 @@
-"""The `augworth` command line (typer). Heavy imports (Ray, torch, analysis) happen inside the commands
-that need them: `augworth query` starts neither Ray nor torch.
+"""The `augworth` command line (typer): the commands that run sweeps (run, submit, resume, demo, presets); those
+over a sweep's results are in `cli_results.py`, what they share in `cli_common.py`. Heavy imports (Ray, torch,
+analysis) happen inside the commands that need them: `augworth query` starts neither Ray nor torch.
 
 Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells, 1 a bug of ours.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import json
-import os
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Column, Table
 
-from results import Store, StoreError, connect, read_results
-from results import compact as compact_sweep
-from results import quarantine as quarantine_files
-from results import verify as verify_sweep
-from search_spaces import SpecError, preset_names, preset_path, read_spec_text
+from search_spaces import preset_names, preset_path, read_spec_text
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Measure what data augmentations are worth: sweeps on Ray Tune, results in Parquet.")
-# A pipe or a file gets COLUMNS or this width, not the 80 columns rich would fall back on: tables there are read
-# by scripts and copied from, so no name may be cut to fit.
-PIPE_WIDTH = 200
-
-
-def _stdout_console() -> Console:
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPE_WIDTH
-    return console
-
-
-out = _stdout_console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-StoreOpt = Annotated[str, typer.Option("--store", help="Results store root: a path or a pyarrow filesystem URI.")]
-AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to connect to (else RAY_ADDRESS, "
-                                                "else a private local Ray).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")]
-NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="No live display: one log line per cell event.")]
-DEFAULT_STORE = "./augworth-store"
-
-
-class BadInput(Exception):
-    """Anything the user can fix: printed as one line, exit code 2."""
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]augworth:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def user_errors(fn: F) -> F:
-    """Bad input of any kind -> one line on stderr and exit code 2; nothing else is caught."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (SpecError, StoreError, BadInput) as exc:
-            raise fail(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def open_store(root: str) -> Store:
-    try:
-        return Store(root)
-    except (OSError, ValueError) as exc:  # pyarrow: unknown scheme, bad URI
-        raise BadInput(f"--store {root!r}: {exc}") from None
-
-
-def open_sweep(root: str, sweep: str) -> Store:
-    store = open_store(root)
-    if not store.has_sweep(sweep):
-        raise BadInput(f"no sweep {sweep!r} in store {root!r} (sweeps there: {', '.join(store.sweeps()) or 'none'})")
-    return store
-
+from .cli_common import (
+    DEFAULT_STORE,
+    AddressOpt,
+    NoProgressOpt,
+    RetryFailedOpt,
+    StoreOpt,
+    app,
+    err,
+    open_store,
+    open_sweep,
+    out,
+    show,
+    user_errors,
+)
+from .cli_results import analyze_sweep
 
 # ----- run ------------------------------------------------------------------------------------------
 
@@ -218,7 +160,7 @@ def demo(
     path = preset_path("digits_demo")
     code = _run(path.read_text(), str(path), store, address=address, dry_run=False, extend=False,
                 retry_failed=False, progress=not no_progress)
-    _analyze("digits-demo", store, eval_set=None, as_json=False, out_dir=out_dir, reference="none")
+    analyze_sweep("digits-demo", store, eval_set=None, as_json=False, out_dir=out_dir, reference="none")
     raise typer.Exit(code)
 
 
@@ -255,181 +197,6 @@ def presets(
     out.print("GPU-hours: training images / an assumed throughput per model (orchestrator/estimate.py), not a "
               "measurement. `augworth presets NAME` prints one; `augworth run NAME --smoke` runs its "
               "scale-down.", highlight=False)
-
-
-# ----- tables ---------------------------------------------------------------------------------------
-
-def show(table: Table) -> None:
-    """Print a table; where stdout is not a terminal, widen the page rather than cut a word or a `whole` column."""
-    if not out.is_terminal:  # the narrowest the table gets without cutting, measured on an unbounded page
-        out.width = max(out.width, Measurement.get(out, out.options.update_width(UNBOUNDED), table).minimum)
-    out.print(table)
-
-
-UNBOUNDED = 100_000
-
-
-# ----- query and analyze ----------------------------------------------------------------------------
-
-@app.command()
-@user_errors
-def query(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
-    sql: Annotated[str, typer.Argument(help='SQL over the view `results`, e.g. "SELECT count(*) FROM results".')],
-    store: StoreOpt = DEFAULT_STORE,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run SQL (DuckDB) over a sweep's results, exposed as the view `results`."""
-    import duckdb
-
-    con = connect(open_sweep(store, sweep), sweep)
-    try:
-        df = con.execute(sql).df()
-    except duckdb.Error as exc:
-        raise BadInput(f"query failed: {str(exc).splitlines()[0]}") from None
-    if as_json:
-        sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
-        return
-    from analysis.tables import frame_table
-
-    show(frame_table(df))
-
-
-def _analyze(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
-             reference: str) -> None:
-    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
-    from analysis.tables import probe_table, summary_table
-
-    store = open_sweep(store_root, sweep)
-    results = read_results(store, sweep, final_only=True)  # fits and pictures use the last evaluation only
-    if results.empty:
-        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
-    sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
-    if eval_set is not None:
-        if eval_set not in sets:
-            raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
-        results, sets = results[results["eval_set"] == eval_set], [eval_set]
-    if reference not in set(results["augmentation"]):
-        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
-    rates = exchange_rates(results, reference=reference)
-    if as_json:
-        sys.stdout.write(rates.to_json(orient="records") + "\n")
-        return
-    if out_dir is None:
-        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in sets:
-        table = summary_table(rates[rates["eval_set"] == name])
-        table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
-        show(table)
-        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
-        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
-        out.print(f"pictures: {a}\n          {b}", highlight=False)
-    probed = connect(store, sweep).execute(
-        "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
-    ).df()
-    if not probed.empty:
-        show(probe_table(probed))
-    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
-
-
-@app.command()
-@user_errors
-def analyze(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
-    store: StoreOpt = DEFAULT_STORE,
-    eval_set: Annotated[str | None, typer.Option("--eval-set", help="Only this eval set.")] = None,
-    as_json: JsonOpt = False,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the pictures go.")] = None,
-    reference: Annotated[str, typer.Option("--reference", help="The reference treatment.")] = "none",
-) -> None:
-    """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.); draw the curves."""
-    _analyze(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference)
-
-
-@app.command()
-@user_errors
-def status(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
-    store: StoreOpt = DEFAULT_STORE,
-    as_json: JsonOpt = False,
-) -> None:
-    """Done / failed / running / missing cells, per treatment and per size, from the store alone."""
-    from .status import STATES, sweep_status
-
-    st = sweep_status(open_sweep(store, sweep), sweep)
-    if as_json:
-        sys.stdout.write(json.dumps(dataclasses.asdict(st), default=str) + "\n")
-        return
-    t = st.totals
-    driver = (f"driver: pid {st.driver.get('pid')} on {st.driver.get('host')} since {st.driver.get('since')}"
-              if st.driver else "no driver running")
-    out.print(f"sweep {sweep}: {t['cells']} cells: {t['done']} done, {t['failed']} failed, {t['running']} running, "
-              f"{t['missing']} missing; {driver}", highlight=False)
-    for note in st.notes:
-        out.print(note, highlight=False)
-    from analysis.tables import status_tables
-
-    for table in status_tables(st, STATES):
-        show(table)
-
-
-@app.command()
-@user_errors
-def verify(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
-    store: StoreOpt = DEFAULT_STORE,
-    quarantine: Annotated[bool, typer.Option("--quarantine", help="Move bad files to <sweep>/quarantine/.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
-    from .lock import SweepLock
-
-    opened = open_sweep(store, sweep)
-    with SweepLock(opened, sweep) if quarantine else contextlib.nullcontext():  # moving files: no driver runs
-        state = opened.results_state(sweep)
-        checked = len(state.files()) + len(state.misnamed)
-        bad = verify_sweep(opened, sweep)
-        moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
-    if as_json:
-        sys.stdout.write(json.dumps({"bad": bad, "quarantined": moved}) + "\n")
-    else:
-        out.print(f"sweep {sweep}: {checked} files checked, {len(bad)} bad", highlight=False)
-        for path, reason in bad.items():
-            out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
-        if moved:
-            out.print(f"moved {len(moved)} to {opened.sweep_dir(sweep)}/quarantine/ "
-                      "(`augworth resume` re-runs their cells)", highlight=False, soft_wrap=True)
-    raise typer.Exit(3 if bad and not moved else 0)
-
-
-# ----- compact --------------------------------------------------------------------------------------
-
-@app.command()
-@user_errors
-def compact(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
-    store: StoreOpt = DEFAULT_STORE,
-    as_json: JsonOpt = False,
-) -> None:
-    """Merge a sweep's per-cell files into a few large files plus a manifest (takes the sweep's lock).
-
-    Atomic: readers through augworth see every cell once throughout, and an interrupted compaction is
-    finished by the next one. Plain readers of the folder see the same rows as before, in fewer files.
-    """
-    from .lock import SweepLock
-
-    opened = open_sweep(store, sweep)
-    with SweepLock(opened, sweep):  # no driver may write while files are merged
-        report = compact_sweep(opened, sweep)
-    if as_json:
-        sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
-        return
-    r = report
-    out.print(f"sweep {sweep}: {r.cells:,} cells, {r.rows:,} rows; "
-              f"files {r.files_before:,} -> {r.files_after:,} ({r.compacted_files} compacted, "
-              f"{r.cell_files} per-cell); merged {r.cells_merged:,} cell files into {r.files_written} new, "
-              f"removed {r.removed:,} files, in {r.seconds:.2f} s", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -116,9 +116,13 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
         if old.grid_fields() == spec.grid_fields():
             frozen = "same"
         elif not extend:
+            only_eval_sets = ({k: v for k, v in old.grid_fields().items() if k != "eval_sets"}
+                              == {k: v for k, v in spec.grid_fields().items() if k != "eval_sets"})
             raise SpecError(
                 f"sweep {spec.name!r} already exists in {store.uri} with a different spec "
-                "(use --extend for a superset of its grid, or another name)", source=source)
+                + ("(only its eval sets differ: `augworth evaluate` may have added some; list them in your spec, "
+                   f"or run `augworth resume {spec.name}`)" if only_eval_sets else
+                   "(use --extend for a superset of its grid, or another name)"), source=source)
         else:
             old_keys = {c.cell_key for c in expand(old, None, source)}
             missing = old_keys - keys
@@ -181,9 +185,9 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
     added = [e["label"] for e in spec.eval_requests() if e["label"] not in before]
     if extend and added and finished:
         raise SpecError(f"--extend cannot add eval sets ({', '.join(added)}) to a sweep with finished cells: their "
-                        "rows would never have them. Evaluating finished cells needs their weights "
-                        "(`augworth evaluate` with execution.keep_weights, not in this version); run the new eval "
-                        "sets as a sweep of their own", source=source)
+                        f"rows would never have them. `augworth evaluate {spec.name} --eval-set ...` adds them to "
+                        "finished cells from their kept weights (cells trained with execution.keep_weights: true)",
+                        source=source)
 
 
 def plan_resume(store: Store, sweep: str, *, retry_failed: bool = False) -> Plan:

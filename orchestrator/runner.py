@@ -81,18 +81,22 @@ def connect(address: str | None = None) -> None:
 
 def checkpoint_dir(store: Store, sweep: str, configured: str | None) -> str:
     """Where running cells checkpoint: the spec's choice, else inside the sweep folder (a URI stays a URI)."""
-    if configured:
-        return configured
+    return configured or weights_dir(store, sweep).rsplit("/", 1)[0] + "/checkpoints"
+
+
+def weights_dir(store: Store, sweep: str) -> str:
+    """Where cells keep their final weights (execution.keep_weights): inside the sweep folder."""
     if store.local:
-        return f"{store.sweep_dir(sweep)}/checkpoints"
-    return f"{store.uri.rstrip('/')}/{sweep}/checkpoints"
+        return f"{store.sweep_dir(sweep)}/weights"
+    return f"{store.uri.rstrip('/')}/{sweep}/weights"
 
 
-def warn_if_unshared(path: str, nodes: int) -> None:
+def warn_if_unshared(path: str, nodes: int, what: str = "checkpoint storage",
+                     loss: str = "a restarted cell on another node starts over") -> None:
     if nodes > 1 and "://" not in path:
         logging.getLogger("augworth").warning(
-            "checkpoint storage %s is a local path on a %d-node cluster: every node must reach it (a shared "
-            "file system), or a restarted cell on another node starts over", path, nodes)
+            "%s %s is a local path on a %d-node cluster: every node must reach it (a shared file system), or %s",
+            what, path, nodes, loss)
 
 
 MAX_CELLS_PER_TRIAL = 64
@@ -277,10 +281,14 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     ex = spec.execution
     slots = int(ray.cluster_resources().get("CPU", 1) // ex.cpus_per_cell)
     chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
+    nodes = sum(n["Alive"] for n in ray.nodes())
     if ex.checkpoint_every:
-        warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), sum(n["Alive"] for n in ray.nodes()))
+        warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), nodes)
+    if ex.keep_weights:
+        warn_if_unshared(weights_dir(store, sweep), nodes, "the weights folder",
+                         "weights kept on another node's disk are not found by `augworth evaluate`")
     context = CellContext.from_spec(spec, checkpoint_dir=checkpoint_dir(store, sweep, ex.checkpoint_storage),
-                                    code_revision=code_revision())
+                                    code_revision=code_revision(), weights_dir=weights_dir(store, sweep))
 
     StoreWriter = _store_writer_class()
     finished = _finished_cells(ray, sweep)

@@ -7,11 +7,12 @@ Layout under a root (a local path or any pyarrow filesystem URI)::
     <root>/<sweep>/results/compact-<gen>-<n>.parquet  rows of many cells, written by `compact`
     <root>/<sweep>/results/_manifest.json             the cell keys in each compacted file (the commit point)
     <root>/<sweep>/failures/<cell_key>.json           a cell that failed after its retries
+    <root>/<sweep>/weights/<cell_key>.pt              a cell's final weights (execution.keep_weights; torch's)
 
 Contract of `Store`:
-- `write_cell` is atomic and idempotent: rows go to a temp name that does not end in `.parquet`, then a
+- `write_cell(s)` is atomic and idempotent: rows go to a temp name that does not end in `.parquet`, then a
   rename; a reader never sees a partial file, and writing a done cell again replaces it (no duplicate) —
-  also when the cell sits in a compacted file: that file is rewritten without it (see `write_cell`).
+  also when the cell sits in a compacted file: that file is rewritten without it (see `write_cells`).
 - A cell is done when its rows are in the store: its own file exists, or the manifest lists it in a
   compacted file that exists. A cell file counts by its content, not its name: `results_state` reads each
   one's footer (the cell_key column's statistics, never the rows), and a file whose rows are another cell's
@@ -22,7 +23,8 @@ Contract of `Store`:
 - Only one writer per sweep: the driver while a sweep runs, or `compact` while none runs (a lock arrives
   later); readers may run at any time. A reader racing a compaction never counts a cell twice nor misses
   one; at worst a file it was about to open is deleted under it, and it fails (run it again).
-- Nothing is ever unpickled from the store: Parquet, JSON and YAML only.
+- Nothing is ever unpickled from the store: Parquet, JSON and YAML, and kept weights as tensors only
+  (`torch.load(weights_only=True)`, in trainables/weights.py; the store itself never opens them).
 
 Plain readers (`pd.read_parquet(folder)`, DuckDB or polars over `folder/*.parquet`) see each cell once
 too, except in the window of a write or compaction that crashed, until the next `compact` tidies up: the
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .files import Root, StoreError, check_sweep_name
-from .schema import conform, parquet_bytes, rows_to_table
+from .schema import RESULT_SCHEMA, conform, parquet_bytes, rows_to_table
 
 # Compaction. A cell key is 16 hex characters, so no key is ever taken for a compacted file's name.
 COMPACT_PREFIX = "compact-"
@@ -165,58 +167,73 @@ class Store:
         return self.results_state(sweep).files()
 
     def write_cell(self, sweep: str, key: str, rows: Sequence[dict[str, Any]]) -> str:
-        """Write one finished cell's rows atomically; returns the path of the cell's own file.
-
-        Writing a cell that a compacted file holds (a re-run of a done cell) leaves the new rows as the
-        only copy: the cell's file is written, then that compacted file is rewritten without the cell under
-        a new name, and one manifest write switches readers from the old file to the new pair; then the
-        old file is deleted. Interrupted before the manifest write, readers keep the old copy (the write
-        did not happen; the next `compact` deletes the unused files); after it, they have the new one.
-        (The cell's file comes first so that a reader whose listing has the new compacted file has it.)
-        """
+        """Write one finished cell's rows atomically; returns the path of the cell's own file (`write_cells`)."""
         if not rows:
             raise ValueError(f"cell {key}: no rows to write")
-        if key.startswith(COMPACT_PREFIX):
-            raise ValueError(f"cell {key}: names starting with {COMPACT_PREFIX!r} are for compacted files")
-        table = rows_to_table(rows, sweep=sweep, key=key)
-        data = parquet_bytes(table)
-        path = self.cell_path(sweep, key)
-        manifest = self.read_manifest(sweep)
-        holder = next((f for f in manifest.values() if key in f.keys), None)
-        if holder is not None and self.files.exists(f"{self.results_dir(sweep)}/{holder.name}"):
-            self._replace_compacted_cell(sweep, manifest, holder, key, data)
-        else:
-            self.files.write_atomic(path, data)
-        return path
+        self.write_cells(sweep, {key: rows_to_table(rows, sweep=sweep, key=key)})
+        return self.cell_path(sweep, key)
 
-    def _replace_compacted_cell(
-        self, sweep: str, manifest: dict[str, CompactedFile], holder: CompactedFile, key: str, data: pa.Buffer
-    ) -> None:
+    def write_cells(self, sweep: str, tables: Mapping[str, pa.Table]) -> None:
+        """Write cells' rows (key -> all of that cell's rows, in RESULT_SCHEMA), each atomically to its own file.
+
+        Writing a cell that a compacted file holds (a re-run of a done cell, or rows added by `augworth
+        evaluate`) leaves the new rows as the only copy: the cells' files are written, then each compacted
+        file holding any of them is rewritten without them under a new name, and one manifest write switches
+        readers from the old files to the new ones; then the old files are deleted. Interrupted before the
+        manifest write, readers keep the old copies (the write did not happen; the next `compact` deletes the
+        unused files); after it, they have the new ones. (The cells' files come first so that a reader whose
+        listing has a new compacted file has them.)
+        """
+        for key, table in tables.items():
+            if key.startswith(COMPACT_PREFIX):
+                raise ValueError(f"cell {key}: names starting with {COMPACT_PREFIX!r} are for compacted files")
+            if not table.num_rows or set(table["cell_key"].to_pylist()) != {key}:
+                raise ValueError(f"cell {key}: the rows to write are not (all) this cell's")
+        manifest = self.read_manifest(sweep)
+        holders: dict[str, set[str]] = {}  # compacted file -> the cells to take out of it
+        for f in manifest.values():
+            if set(f.keys) & tables.keys() and self.files.exists(f"{self.results_dir(sweep)}/{f.name}"):
+                holders[f.name] = set(f.keys) & tables.keys()
+        for key, table in tables.items():  # skipped by readers while a listed compacted file holds the key
+            self.files.write_atomic(self.cell_path(sweep, key), parquet_bytes(table.cast(RESULT_SCHEMA)))
+        if holders:
+            self._take_out_of_compacted(sweep, manifest, holders)
+
+    def _take_out_of_compacted(self, sweep: str, manifest: dict[str, CompactedFile],
+                               holders: dict[str, set[str]]) -> None:
         folder = self.results_dir(sweep)
-        old = f"{folder}/{holder.name}"
-        self.files.write_atomic(self.cell_path(sweep, key), data)  # skipped by readers while `old` is listed
-        rest = pq.read_table(old, filesystem=self.fs)
-        rest = rest.filter(pc.not_equal(rest["cell_key"], key))
-        files = {name: f for name, f in manifest.items() if name != holder.name}
-        if rest.num_rows:
-            name = compacted_name(uuid.uuid4().hex[:12], 0)
-            data_rest = parquet_bytes(rest, row_group_rows=ROW_GROUP_ROWS, ordered=True)
-            self.files.write_atomic(f"{folder}/{name}", data_rest)
-            files[name] = CompactedFile(name, rest.num_rows, tuple(k for k in holder.keys if k != key))
+        files = {name: f for name, f in manifest.items() if name not in holders}
+        for name, moved in holders.items():
+            rest = pq.read_table(f"{folder}/{name}", filesystem=self.fs)
+            rest = rest.filter(pc.invert(pc.is_in(rest["cell_key"], pa.array(sorted(moved)))))
+            if rest.num_rows:
+                new = compacted_name(uuid.uuid4().hex[:12], 0)
+                data_rest = parquet_bytes(rest, row_group_rows=ROW_GROUP_ROWS, ordered=True)
+                self.files.write_atomic(f"{folder}/{new}", data_rest)
+                files[new] = CompactedFile(new, rest.num_rows, tuple(k for k in manifest[name].keys if k not in moved))
         self.write_manifest(sweep, files)  # the switch
-        self.files.delete(old)
+        for name in holders:
+            self.files.delete(f"{folder}/{name}")
 
     def read_cell(self, sweep: str, key: str) -> pa.Table:
         """The rows of one done cell, from its own file or from the compacted file that holds it."""
-        state = self.results_state(sweep)
-        if key in state.cells:
-            return conform(pq.read_table(state.cells[key], filesystem=self.fs))
-        holder = state.holder_of().get(key)
-        if holder is None:
-            raise FileNotFoundError(f"cell {key} has no rows in sweep {sweep!r} ({state.folder})")
-        path = f"{state.folder}/{holder}"
-        table = pq.read_table(path, filesystem=self.fs, filters=[("cell_key", "==", key)])
-        return conform(table)
+        table = self.read_cells(sweep, [key])
+        if not table.num_rows:
+            raise FileNotFoundError(f"cell {key} has no rows in sweep {sweep!r} ({self.results_dir(sweep)})")
+        return table
+
+    def read_cells(self, sweep: str, keys: Sequence[str], state: ResultsState | None = None) -> pa.Table:
+        """The rows of the done cells among `keys` (one listing, each file read once), in RESULT_SCHEMA."""
+        state = state or self.results_state(sweep)
+        holder = state.holder_of()
+        by_file: dict[str, list[str]] = {}
+        for key in keys:
+            path = state.cells.get(key) or (f"{state.folder}/{holder[key]}" if key in holder else None)
+            if path is not None:
+                by_file.setdefault(path, []).append(key)
+        tables = [conform(pq.read_table(path, filesystem=self.fs, filters=[("cell_key", "in", wanted)]))
+                  for path, wanted in sorted(by_file.items())]
+        return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
     def results_state(self, sweep: str) -> ResultsState:
         """One listing of results/ plus the manifest, sorted into what readers read and what is left over.

@@ -228,6 +228,7 @@ class Execution(_Strict):
     # modules that register more data sets, augmentations or models (importable on the driver and every node)
     plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = []
     deterministic: bool = False  # CUDA: deterministic kernels, no cuDNN autotuning (slower); CPU is already
+    keep_weights: bool = False  # each cell's final weights to <store>/<sweep>/weights/, for `augworth evaluate`
 
 
 def _unique(values: Sequence[Any] | None, what: str, key: str) -> None:

@@ -24,6 +24,23 @@ def rows_for(cell: Cell, n_steps: int = 2, eval_sets=("test", "corrupted")) -> l
     return rows
 
 
+def finished_sweep(store, text, fingerprints=None):
+    """A sweep whose every cell is in the store, its rows stamped with each eval set's fingerprint (or the
+    given ones), as a run leaves it; no Ray needed."""
+    from orchestrator.plan import plan_sweep
+    from trainables.datasets import eval_set_fingerprint, load_dataset
+
+    plan = plan_sweep(text, "e.yaml", store)
+    digits = load_dataset("digits")
+    fingerprints = fingerprints or {name: eval_set_fingerprint(digits, name) for name in ("test", "corrupted")}
+    store.write_spec(plan.spec.name, plan.spec.to_yaml())
+    store.write_grid(plan.spec.name, [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
+    for cell in plan.cells:
+        rows = [r | {"eval_set_fingerprint": fingerprints[r["eval_set"]]} for r in rows_for(cell)]
+        store.write_cell(plan.spec.name, cell.cell_key, rows)
+    return plan
+
+
 def gen(seed: int, device: str = "cpu"):  # -> torch.Generator
     import torch
 

@@ -243,8 +243,17 @@ def test_a_compaction_interrupted_anywhere_counts_each_cell_once_and_the_next_on
     assert crashes >= 8  # several files written, the manifest, the deletions
 
 
-def test_a_rewrite_of_a_compacted_cell_interrupted_anywhere_keeps_one_copy(tmp_path):
-    cell = make_cell(seed=0, data_size=50)
+def rewrites(keys: list[str], n: int) -> dict:  # key -> pyarrow table
+    """New rows (one step: 2 rows instead of 6) for the cells of the first `n` of `keys` (fill's order)."""
+    from results import rows_to_table
+
+    cells = [make_cell(seed=seed, data_size=size) for seed, size in itertools.product(range(4), (50, 100, 200))]
+    assert [c.cell_key for c in cells] == keys
+    return {c.cell_key: rows_to_table(rows_for(c, n_steps=1), sweep="s", key=c.cell_key) for c in cells[:n]}
+
+
+@pytest.mark.parametrize("n_cells", [1, 5])  # one cell in one compacted file; five across several
+def test_a_rewrite_of_compacted_cells_interrupted_anywhere_keeps_one_copy(tmp_path, n_cells):
     crashes = 0
     for n in itertools.count():
         root = tmp_path / f"crash{n}"
@@ -252,23 +261,50 @@ def test_a_rewrite_of_a_compacted_cell_interrupted_anywhere_keeps_one_copy(tmp_p
         keys = fill(store)
         compact(store, "s", file_rows=FILE_ROWS)
         old = frame(store)
+        new = rewrites(keys, n_cells)
         crash_at(store, n)
         try:
-            store.write_cell("s", cell.cell_key, rows_for(cell, n_steps=1))
+            store.write_cells("s", new)
         except Crash:
             crashes += 1
         else:
             break
         seen = frame(Store(root))
         counts = rows_per_cell(seen)
-        assert counts[cell.cell_key] in (6, 2) and set(counts) == set(keys)  # the old copy or the new, once
-        assert all(counts[k] == 6 for k in keys if k != cell.cell_key)
-        if counts[cell.cell_key] == 6:
+        assert set(counts) == set(keys) and all(counts[k] == 6 for k in keys if k not in new)
+        # each cell has its old copy or its new one, once; and the switch is one manifest write for all
+        assert {counts[k] for k in new} in ({6}, {2})
+        if counts[keys[0]] == 6:
             pd.testing.assert_frame_equal(seen, old)
         compact(Store(root), "s", file_rows=FILE_ROWS)
         assert_readers_see(root, seen)  # tidying up changes nothing readers see
         assert_tidy(folder_of(root))
-    assert crashes >= 4  # the rest of its compacted file, the cell file, the manifest, the old file deleted
+    # the cell files, the rest of each compacted file, the manifest, each old file deleted
+    assert crashes >= n_cells + 3
+    assert rows_per_cell(frame(store)) == Counter(dict.fromkeys(keys, 6)) | dict.fromkeys(new, 2)
+    assert all(seen == rows_per_cell(frame(store)) for seen in plain_readers(folder_of(root)).values())
+
+
+def test_writing_cells_rewrites_each_compacted_file_holding_them_once(tmp_path):
+    store = Store(tmp_path)
+    keys = fill(store)
+    compact(store, "s", file_rows=FILE_ROWS)
+    before = store.read_manifest("s")
+    new = rewrites(keys, 5)
+    holders = {name for name, f in before.items() if set(f.keys) & new.keys()}
+    assert len(holders) >= 2  # the five cells sit in several compacted files
+    writes = []
+    write = store.files.write_atomic
+    store.files.write_atomic = lambda path, data: (writes.append(path.rsplit("/", 1)[1]), write(path, data))[1]
+    store.write_cells("s", new)
+    after = store.read_manifest("s")
+    assert sorted(w for w in writes if w.startswith("compact-")) == sorted(set(after) - set(before))
+    assert len(set(after) - set(before)) <= len(holders) and not holders & set(after)  # each holder rewritten once
+    assert writes.count(MANIFEST_NAME) == 1 and sorted(w for w in writes if w[:-8] in new) == sorted(
+        f"{k}.parquet" for k in new)
+    assert rows_per_cell(frame(store)) == Counter(dict.fromkeys(keys, 6)) | dict.fromkeys(new, 2)
+    with pytest.raises(ValueError, match="not .all. this cell's"):
+        store.write_cells("s", {keys[6]: new[keys[0]]})
 
 
 def test_each_step_of_a_compaction_keeps_store_readers_exact(tmp_path):

@@ -67,17 +67,6 @@ def test_diverging_cells_are_retried_then_recorded_and_the_sweep_exits_3(tmp_pat
     assert len(plan_sweep(tiny_spec("nan", lr=1e12, retries=1), "nan.yaml", store, retry_failed=True).pending) == 12
 
 
-def test_a_sweep_larger_than_one_tune_round_runs_in_rounds_with_every_cell_once(tmp_path, monkeypatch):
-    import orchestrator.runner as runner
-
-    monkeypatch.setattr(runner, "MAX_TRIALS_PER_FIT", 2)  # 12 cells, 3 per trial: 4 trials in 2 rounds
-    store = Store(tmp_path / "store")
-    plan = plan_sweep(tiny_spec("rounds"), "tiny.yaml", store)
-    summary = run_plan(plan, store, show_progress=False)
-    assert (summary.done, summary.failed) == (12, 0)
-    assert store.done_keys("rounds") == plan.keys
-
-
 def test_cells_that_raise_diverge_or_time_out_are_retried_recorded_and_the_rest_done(tmp_path):
     import sys
 
@@ -97,3 +86,46 @@ def test_cells_that_raise_diverge_or_time_out_are_retried_recorded_and_the_rest_
     assert "CellTimeout" in reasons["slow"]["reason"]
     assert all(r["attempts"] == 2 for r in reasons.values())  # retries: 1
     assert read_results(store, "failing")["augmentation"].unique().tolist() == ["none"]
+
+
+def test_a_sweep_in_several_tune_rounds_keeps_weights_from_which_evaluate_adds_rows_once(tmp_path, monkeypatch):
+    """One sweep (a Tune run costs seconds here) for two behaviours: a sweep larger than one Tune round runs in
+    rounds with every cell once; and kept weights let `evaluate` add a new eval set to finished cells."""
+    import orchestrator.runner as runner
+    from orchestrator.evaluate import evaluate_sweep, parse_eval_set
+    from results import compact
+    from search_spaces import SpecError, parse_spec
+
+    monkeypatch.setattr(runner, "MAX_TRIALS_PER_FIT", 1)  # 6 cells, 3 per trial: 2 trials in 2 rounds
+    spec = tiny_spec("kept").replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "cells_per_trial: 3}", "cells_per_trial: 3, keep_weights: true}")
+    store = Store(tmp_path / "store")
+    plan = plan_sweep(spec, "kept.yaml", store)
+    assert run_plan(plan, store, show_progress=False).done == 6 and store.done_keys("kept") == plan.keys
+    weights = tmp_path / "store" / "kept" / "weights"
+    assert sorted(p.stem for p in weights.glob("*.pt")) == sorted(plan.keys)
+    compact(store, "kept")  # cells in a compacted file: evaluate rewrites it without them
+    before = read_results(store, "kept")
+
+    again = parse_eval_set("{name: test, label: test_again}")  # the same images under a new label
+    report = evaluate_sweep(store, "kept", [again])
+    assert (report.evaluated, report.rows_added, report.had_them, report.no_weights) == (6, 6, 0, [])
+    after = read_results(store, "kept")
+    assert len(after) == len(before) + 6 and not after.duplicated(["cell_key", "step", "eval_set"]).any()
+    final = after[after["final"]].set_index(["cell_key", "eval_set"])
+    # the kept weights are the trained model's final ones: the same images give exactly the logged numbers
+    for column in ("accuracy", "loss", "train_seconds", "step", "eval_set_fingerprint"):
+        assert final.xs("test_again", level=1)[column].equals(final.xs("test", level=1)[column]), column
+    assert store.done_keys("kept") == plan.keys and len(after[after["eval_set"] == "test_again"]) == 6
+    frozen = parse_spec(store.read_spec("kept"), "spec.yaml")
+    assert [r["label"] for r in frozen.eval_requests()] == ["test", "corrupted", "test_again"]
+
+    # again: nothing to do, nothing rewritten; a label that would mean another set is refused before any write
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "store" / "kept" / "results").iterdir()}
+    assert evaluate_sweep(store, "kept", [again]).had_them == 6
+    with pytest.raises(SpecError, match="'test_again' is test .* and corrupted"):
+        evaluate_sweep(store, "kept", [parse_eval_set("{name: corrupted, label: test_again}")])
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "store" / "kept" / "results").iterdir()} == mtimes
+    # the user's spec file lacks the added set: `run` says why it differs
+    with pytest.raises(SpecError, match="only its eval sets differ: `augworth evaluate`"):
+        plan_sweep(spec, "kept.yaml", store)

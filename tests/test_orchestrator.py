@@ -6,6 +6,7 @@ import os
 
 import pytest
 from conftest import tiny_spec
+from factories import finished_sweep
 
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import MAX_CELLS_PER_TRIAL, pack_cells
@@ -81,23 +82,6 @@ def test_one_driver_per_sweep_and_stale_locks_are_taken_over(tmp_path):
     (tmp_path / "s" / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
     with pytest.raises(SweepLocked, match="remove .*/s/.lock"):
         SweepLock(store, "s").acquire()
-
-
-def finished_sweep(store, text, fingerprints=None):
-    """A sweep whose every cell is in the store, its rows stamped with each eval set's fingerprint (or the
-    given ones), as a run leaves it; no Ray needed."""
-    from factories import rows_for
-
-    from trainables.datasets import eval_set_fingerprint, load_dataset
-
-    plan = plan_sweep(text, "e.yaml", store)
-    digits = load_dataset("digits")
-    fingerprints = fingerprints or {name: eval_set_fingerprint(digits, name) for name in ("test", "corrupted")}
-    store.write_spec(plan.spec.name, plan.spec.to_yaml())
-    for cell in plan.cells:
-        rows = [r | {"eval_set_fingerprint": fingerprints[r["eval_set"]]} for r in rows_for(cell)]
-        store.write_cell(plan.spec.name, cell.cell_key, rows)
-    return plan
 
 
 def test_extend_refuses_an_added_eval_set_on_finished_cells_and_a_label_with_a_new_meaning(tmp_path):

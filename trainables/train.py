@@ -73,6 +73,7 @@ class CellResult:
     param_count: int
     train_seconds: float
     device: str
+    model: nn.Module | None = dataclasses.field(default=None, repr=False)  # trained: kept if the spec asks
 
 
 # ----- schedule -------------------------------------------------------------------------------------
@@ -214,11 +215,35 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor,
     return correct.item() / len(y), loss_sum.item() / len(y)  # one host sync per eval set
 
 
+def load_eval_sets(data: DataSet, eval_sets: Sequence[str | Any], settings: DeviceSettings
+                   ) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, str]]:
+    """label -> (images, labels) on the device in the model's layout, and label -> eval_set_fingerprint."""
+    evals: dict[str, tuple[Tensor, Tensor]] = {}
+    fingerprints: dict[str, str] = {}  # on every row of that label
+    for entry in eval_sets:
+        label, name, root, options = eval_request(entry)
+        ex, ey = eval_set(data, name, root, options)
+        evals[label] = (ex.to(settings.device).contiguous(memory_format=settings.memory_format),
+                        ey.to(settings.device))
+        fingerprints[label] = eval_set_fingerprint(data, name, root, options)
+    return evals, fingerprints
+
+
 def eval_steps(steps: int, eval_every: int, extra: Sequence[int] = ()) -> list[int]:
     return sorted(set(range(eval_every, steps + 1, eval_every)) | {steps} | set(extra))
 
 
 # ----- training -------------------------------------------------------------------------------------
+
+def build_model(cell: Cell, data: DataSet, settings: DeviceSettings) -> nn.Module:
+    """The cell's model on its device: the same initial weights for every treatment of a (size, seed), the
+    standardisation if asked, the invariance wrapper. Kept weights load into exactly this (`weights.py`)."""
+    model = create_model(cell.model, width=cell.width, in_channels=data.channels, num_classes=data.num_classes)
+    model = init_seeded(model, cell.seed)
+    if cell.normalize:  # after the seeded init: the same weights whether or not inputs are standardised
+        model = standardized(model, data.mean, data.std)
+    return place_model(wrap_invariance(cell.invariance, model), settings)
+
 
 def train_cell(
     cell: Cell,
@@ -253,21 +278,8 @@ def train_cell(
     # model's layout
     idx = subset_indices(data, cell.data_size, seed, draw=cell.subset)
     train_x, train_y = data.train_x[idx].to(device), data.train_y[idx].to(device)
-    evals: dict[str, tuple[Tensor, Tensor]] = {}
-    fingerprints: dict[str, str] = {}  # label -> eval_set_fingerprint, on every row of that label
-    for entry in eval_sets:
-        label, name, root, options = eval_request(entry)
-        ex, ey = eval_set(data, name, root, options)
-        evals[label] = (ex.to(device).contiguous(memory_format=settings.memory_format), ey.to(device))
-        fingerprints[label] = eval_set_fingerprint(data, name, root, options)
-
-    # model: the same initial weights for every treatment of a (size, seed); invariance wraps it
-    model = create_model(cell.model, width=cell.width, in_channels=data.channels,
-                         num_classes=data.num_classes)
-    model = init_seeded(model, seed)
-    if cell.normalize:  # after the seeded init: the same weights whether or not inputs are standardised
-        model = standardized(model, data.mean, data.std)
-    model = place_model(wrap_invariance(cell.invariance, model), settings)
+    evals, fingerprints = load_eval_sets(data, eval_sets, settings)
+    model = build_model(cell, data, settings)
     step_model = torch.compile(model) if compile_model else model  # shares the parameters; eval stays eager
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cell.lr, momentum=cell.momentum, nesterov=cell.nesterov and cell.momentum > 0,
@@ -348,7 +360,7 @@ def train_cell(
             })
             last_saved = step
     train_seconds = time.perf_counter() - t_start - eval_seconds
-    return CellResult(evaluations, param_count(model), train_seconds, str(device))
+    return CellResult(evaluations, param_count(model), train_seconds, str(device), model)
 
 
 if __name__ == "__main__":  # `python -m trainables.train` as before; the command line lives in train_cli.py

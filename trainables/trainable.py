@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from .checkpoint import Checkpointer
 from .datasets import load_dataset
 from .train import CellResult, NonFiniteLoss, train_cell
+from .weights import save_weights
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,13 @@ class CellContext:
     timeout_s: float | None = None
     checkpoint_every: int | None = None
     checkpoint_dir: str | None = None
+    weights_dir: str | None = None  # execution.keep_weights: each cell's final weights go here (weights.py)
     plugins: tuple[str, ...] = ()
     code_revision: str | None = None
 
     @classmethod
-    def from_spec(cls, spec: Spec, *, checkpoint_dir: str | None, code_revision: str | None) -> CellContext:
+    def from_spec(cls, spec: Spec, *, checkpoint_dir: str | None, code_revision: str | None,
+                  weights_dir: str | None = None) -> CellContext:
         ex, probes = spec.execution, spec.probes
         return cls(
             eval_sets=tuple(spec.eval_requests()), dataset_root=spec.dataset.root,
@@ -65,7 +68,8 @@ class CellContext:
             probes=probes.settings(spec.budget.batch_size) if probes is not None and probes.which() else None,
             deterministic=ex.deterministic, retries=ex.retries, cpus_per_cell=ex.cpus_per_cell,
             gpus_per_cell=ex.gpus_per_cell, timeout_s=ex.timeout_s, checkpoint_every=ex.checkpoint_every,
-            checkpoint_dir=checkpoint_dir, plugins=tuple(ex.plugins), code_revision=code_revision,
+            checkpoint_dir=checkpoint_dir, weights_dir=weights_dir if ex.keep_weights else None,
+            plugins=tuple(ex.plugins), code_revision=code_revision,
         )
 
 
@@ -130,6 +134,14 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
             if checkpoint is not None and isinstance(exc, NonFiniteLoss):
                 checkpoint.clear()  # a retry after a divergence starts clean, not from the state that led to it
             continue
+        if context.weights_dir is not None:  # before the rows: a done cell of such a sweep always has its weights
+            try:
+                save_weights(context.weights_dir, cell, result.model)
+            except Exception as exc:  # a full disk, an unreachable store: the cell is not done without them
+                return {"cell_key": cell.cell_key, "cell_failure": {
+                    "reason": f"could not keep the weights (execution.keep_weights): {exc.__class__.__name__}: {exc}",
+                    "traceback": traceback.format_exc(), "attempts": attempt, "config": cell.to_dict(),
+                    "host": socket.gethostname()}}
         rows = rows_of(cell, result, context.code_revision)
         return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
     if checkpoint is not None:

@@ -1,0 +1,229 @@
+"""The `augworth` commands over a sweep's results: query, analyze, status, verify, compact, evaluate. None starts
+Ray; `query` imports neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from results import compact as compact_sweep
+from results import connect, read_results
+from results import quarantine as quarantine_files
+from results import verify as verify_sweep
+
+from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, app, err, open_sweep, out, show, user_errors
+
+# ----- query and analyze ----------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def query(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sql: Annotated[str, typer.Argument(help='SQL over the view `results`, e.g. "SELECT count(*) FROM results".')],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run SQL (DuckDB) over a sweep's results, exposed as the view `results`."""
+    import duckdb
+
+    con = connect(open_sweep(store, sweep), sweep)
+    try:
+        df = con.execute(sql).df()
+    except duckdb.Error as exc:
+        raise BadInput(f"query failed: {str(exc).splitlines()[0]}") from None
+    if as_json:
+        sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
+        return
+    from analysis.tables import frame_table
+
+    show(frame_table(df))
+
+
+def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
+             reference: str) -> None:
+    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+    from analysis.tables import probe_table, summary_table
+
+    store = open_sweep(store_root, sweep)
+    results = read_results(store, sweep, final_only=True)  # fits and pictures use the last evaluation only
+    if results.empty:
+        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
+    sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
+    if eval_set is not None:
+        if eval_set not in sets:
+            raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
+        results, sets = results[results["eval_set"] == eval_set], [eval_set]
+    if reference not in set(results["augmentation"]):
+        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
+    rates = exchange_rates(results, reference=reference)
+    if as_json:
+        sys.stdout.write(rates.to_json(orient="records") + "\n")
+        return
+    if out_dir is None:
+        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sets:
+        table = summary_table(rates[rates["eval_set"] == name])
+        table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
+        show(table)
+        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
+        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
+        out.print(f"pictures: {a}\n          {b}", highlight=False)
+    probed = connect(store, sweep).execute(
+        "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
+    ).df()
+    if not probed.empty:
+        show(probe_table(probed))
+    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
+
+
+@app.command()
+@user_errors
+def analyze(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    eval_set: Annotated[str | None, typer.Option("--eval-set", help="Only this eval set.")] = None,
+    as_json: JsonOpt = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the pictures go.")] = None,
+    reference: Annotated[str, typer.Option("--reference", help="The reference treatment.")] = "none",
+) -> None:
+    """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.); draw the curves."""
+    analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference)
+
+
+@app.command()
+@user_errors
+def status(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Done / failed / running / missing cells, per treatment and per size, from the store alone."""
+    from .status import STATES, sweep_status
+
+    st = sweep_status(open_sweep(store, sweep), sweep)
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(st), default=str) + "\n")
+        return
+    t = st.totals
+    driver = (f"driver: pid {st.driver.get('pid')} on {st.driver.get('host')} since {st.driver.get('since')}"
+              if st.driver else "no driver running")
+    out.print(f"sweep {sweep}: {t['cells']} cells: {t['done']} done, {t['failed']} failed, {t['running']} running, "
+              f"{t['missing']} missing; {driver}", highlight=False)
+    for note in st.notes:
+        out.print(note, highlight=False)
+    from analysis.tables import status_tables
+
+    for table in status_tables(st, STATES):
+        show(table)
+
+
+@app.command()
+@user_errors
+def verify(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="Move bad files to <sweep>/quarantine/.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
+    from .lock import SweepLock
+
+    opened = open_sweep(store, sweep)
+    with SweepLock(opened, sweep) if quarantine else contextlib.nullcontext():  # moving files: no driver runs
+        state = opened.results_state(sweep)
+        checked = len(state.files()) + len(state.misnamed)
+        bad = verify_sweep(opened, sweep)
+        moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
+    if as_json:
+        sys.stdout.write(json.dumps({"bad": bad, "quarantined": moved}) + "\n")
+    else:
+        out.print(f"sweep {sweep}: {checked} files checked, {len(bad)} bad", highlight=False)
+        for path, reason in bad.items():
+            out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
+        if moved:
+            out.print(f"moved {len(moved)} to {opened.sweep_dir(sweep)}/quarantine/ "
+                      "(`augworth resume` re-runs their cells)", highlight=False, soft_wrap=True)
+    raise typer.Exit(3 if bad and not moved else 0)
+
+
+# ----- compact --------------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def compact(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge a sweep's per-cell files into a few large files plus a manifest (takes the sweep's lock).
+
+    Atomic: readers through augworth see every cell once throughout, and an interrupted compaction is
+    finished by the next one. Plain readers of the folder see the same rows as before, in fewer files.
+    """
+    from .lock import SweepLock
+
+    opened = open_sweep(store, sweep)
+    with SweepLock(opened, sweep):  # no driver may write while files are merged
+        report = compact_sweep(opened, sweep)
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
+        return
+    r = report
+    out.print(f"sweep {sweep}: {r.cells:,} cells, {r.rows:,} rows; "
+              f"files {r.files_before:,} -> {r.files_after:,} ({r.compacted_files} compacted, "
+              f"{r.cell_files} per-cell); merged {r.cells_merged:,} cell files into {r.files_written} new, "
+              f"removed {r.removed:,} files, in {r.seconds:.2f} s", highlight=False, soft_wrap=True)
+
+
+
+
+# ----- evaluate -------------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def evaluate(
+    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    eval_sets: Annotated[list[str], typer.Option(
+        "--eval-set", help="An eval set's name, or a YAML mapping as in a spec's eval_sets, e.g. "
+        "'{label: c10c_s5, name: cifar10c, root: /data/CIFAR-10-C, options: {severity: 5}}'. Repeat for more.")],
+    store: StoreOpt = DEFAULT_STORE,
+    device: Annotated[str, typer.Option("--device", help="auto (a GPU if there is one), cpu or cuda.")] = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate finished cells on more eval sets from their kept weights (execution.keep_weights), without
+    training them again: each gets final-step rows for the new sets, and the sets join the sweep's spec.
+    Exit 3 if some cells lacking the rows could not be evaluated (no or bad weights)."""
+    from .evaluate import evaluate_sweep, parse_eval_set
+
+    if device not in {"auto", "cpu", "cuda"}:
+        raise BadInput(f"--device {device!r}: use auto, cpu or cuda")
+    if device != "cpu":
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BadInput("--device cuda: this machine has no CUDA device")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    opened = open_sweep(store, sweep)
+    report = evaluate_sweep(opened, sweep, [parse_eval_set(v) for v in eval_sets], device=device,
+                            log=lambda line: err.print(line, highlight=False))
+    missed = len(report.no_weights) + len(report.bad_weights)
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
+    else:
+        out.print(f"sweep {sweep}: {report.evaluated} cells evaluated on {', '.join(report.eval_sets)} "
+                  f"({report.rows_added} rows added), {report.had_them} had them already, {missed} could not "
+                  f"be, in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
+        if report.no_weights:
+            out.print(f"  {len(report.no_weights)} cells have no kept weights (trained without "
+                      f"execution.keep_weights), e.g. {report.no_weights[0]}", highlight=False, soft_wrap=True)
+        for key, why in report.bad_weights.items():
+            out.print(f"  {key}: {why}", highlight=False, soft_wrap=True)
+    raise typer.Exit(3 if missed else 0)

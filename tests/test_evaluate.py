@@ -1,0 +1,74 @@
+"""`augworth evaluate` without Ray (test_end_to_end.py runs it after a real sweep): bad input is refused before
+anything is written, and cells without usable weights are named, never given rows."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import tiny_spec
+from factories import finished_sweep
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.runner import weights_dir
+from results import Store, read_results
+
+
+@pytest.fixture
+def swept(tmp_path, monkeypatch):
+    """A store holding sweep 'e', every cell done (rows, no weights), and the plan that made it."""
+    monkeypatch.chdir(tmp_path)
+    store = Store(tmp_path / "store")
+    return store, finished_sweep(store, tiny_spec("e"))
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("eval_set, needle", [
+    ("{name: test", "--eval-set '{name: test': not a YAML mapping"),
+    ("nosuch", "unknown eval set 'nosuch'"),
+    ("{name: test, label: corrupted}", "'corrupted' is corrupted {} in the sweep's frozen spec and test {} here"),
+    ("{name: test, labl: again}", "labl"),
+    ("again_test", "no kept weights for the 12 done cells of sweep 'e'"),  # a registered name, but no weights
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(swept, eval_set, needle):
+    store, _ = swept
+    if eval_set == "again_test":
+        eval_set = "{name: test, label: again_test}"
+    before = snapshot(Path(store.root))
+    result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", eval_set, "--store", "store", "--device", "cpu"])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert snapshot(Path(store.root)) == before
+
+
+def test_cells_with_missing_or_foreign_weights_are_named_and_keep_their_rows(swept):
+    from trainables.datasets import load_dataset
+    from trainables.device import device_settings
+    from trainables.train import build_model
+    from trainables.weights import save_weights
+
+    store, plan = swept
+    folder = weights_dir(store, "e")
+    data = load_dataset("digits")
+    good, foreign = plan.cells[:2], plan.cells[2]
+    for cell in good:
+        save_weights(folder, cell, build_model(cell, data, device_settings("cpu")))
+    # another cell's weights under this cell's name
+    shutil.copy(f"{folder}/{good[0].cell_key}.pt", f"{folder}/{foreign.cell_key}.pt")
+    result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", "{name: test, label: again}",
+                                      "--store", "store", "--device", "cpu"])
+    assert result.exit_code == 3, (result.stdout, result.stderr, result.exception)
+    assert "2 cells evaluated on again (2 rows added), 0 had them already, 10 could not be" in result.stdout
+    assert "9 cells have no kept weights" in result.stdout
+    assert f"{foreign.cell_key}: ValueError: " in result.stdout and f"holds the weights of cell {good[0].cell_key}" \
+        in result.stdout
+    rows = read_results(store, "e")
+    again = rows[rows["eval_set"] == "again"]
+    assert sorted(again["cell_key"]) == sorted(c.cell_key for c in good) and again["final"].all()
+    assert again["accuracy"].between(0, 1).all() and len(rows) == 12 * 4 + 2
