@@ -12,16 +12,23 @@ TREATMENT_COLUMNS that the frame has are used, with missing values kept as their
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from analysis.fit import fit_batch, inverse_power_law, power_law
+from analysis.intervals import FEW_SEEDS, expanded_tail, percentile_interval, seed_replicates
+from analysis.verdicts import EXTRAPOLATION_LIMIT, measured_bounds
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
 CI_LEVEL = 0.95
 _RTOL = 1e-9  # x + v at the edge of the measured range counts as inside
-_BOOTSTRAP_ELEMENTS = 1 << 22  # points per batched refit, to bound memory
+
+
+class FewSeedsWarning(UserWarning):
+    """An exchange-rate interval rests on fewer than FEW_SEEDS seeds."""
 
 
 def load_results(store_root: str, sweep: str) -> pd.DataFrame:
@@ -30,7 +37,8 @@ def load_results(store_root: str, sweep: str) -> pd.DataFrame:
 
 
 def exchange_rates(
-    results: pd.DataFrame, reference: str = "none", *, n_bootstrap: int = 0, seed: int = 0
+    results: pd.DataFrame, reference: str = "none", *, n_bootstrap: int = 0, seed: int = 0,
+    extrapolation_limit: float = EXTRAPOLATION_LIMIT,
 ) -> pd.DataFrame:
     """One row per (group, treatment, eval_set, data_size): measured and fitted accuracy, v, the ratio.
 
@@ -40,17 +48,29 @@ def exchange_rates(
 
     Columns: the group columns present, the treatment columns present, eval_set, data_size, n_seeds,
     accuracy_mean, accuracy_std (over seeds), accuracy_fit, effective_extra_samples (v), exchange_ratio,
-    extrapolated (x + v outside the reference's measured sizes; True when unbounded), unbounded (the fitted
-    error at x is at or below the reference's asymptote b: v = +inf), [v_ci_low, v_ci_high when
-    n_bootstrap > 0], fit_ok, fit_reason (None when ok), a, b, c, rmse (this treatment's fit, NaN when it
-    failed), ref_a, ref_b, ref_c, is_reference.
+    extrapolated (x + v outside the reference's measured sizes; True when v = +inf), unbounded and
+    indeterminate (below), extrapolation_factor ((x + v) / the largest reference size) and
+    beyond_extrapolation_limit (that factor above `extrapolation_limit`: show "> bound", not the number;
+    the numbers stay), ref_size_max (the largest reference size), v_bound_low and v_bound_high (model-free
+    bounds from the measured means, `verdicts.measured_bounds`), [v_ci_low, v_ci_high, ci_seeds,
+    ci_resamples, ref_asymptote_low, ref_asymptote_high when n_bootstrap > 0], fit_ok, fit_reason (None
+    when ok), a, b, c, rmse (this treatment's fit, NaN when it failed), ref_a, ref_b, ref_c, is_reference.
+
+    Where the treatment's fitted error at x is at or below the reference's fitted asymptote b (v = +inf),
+    the claim "worth more than any amount of real data" is `unbounded` only if its measured mean accuracy at
+    x exceeds the upper end of the reference's asymptote interval (ref_asymptote_high, from the bootstrap);
+    otherwise, and always without a bootstrap, it is `indeterminate`: v_bound_low is what the data support.
 
     fit_ok is False, with the reason, when this treatment's fit or its group's reference fit failed (fewer
     than 3 sizes, optimisation) or the group has no single reference; v, the ratio and the CI are NaN then
     and the flags False. The reference's own rows have v = 0 and ratio 1.
 
-    n_bootstrap > 0 adds a percentile interval for v: the treatment and the reference are refitted on
-    resampled points (seeds drawn with replacement within each size), `seed` fixing the draws.
+    n_bootstrap > 0 adds an interval for v at CI_LEVEL (v_ci_low, v_ci_high) that treats seeds as clusters:
+    whole seeds are redrawn, one draw shared by every treatment of a group and its reference (within each
+    size where the group's `subset` is independent; a frame without `subset` is nested), and the interval is
+    the expanded percentile interval of the refits (`intervals.py`); `seed` fixes the draws. Also ci_seeds
+    (the seeds resampled; per size, the fewest, where independent) and ci_resamples (distinct resamples
+    drawn); a FewSeedsWarning below FEW_SEEDS seeds.
     """
     missing = [name for name in REQUIRED_COLUMNS if name not in results.columns]
     if missing:
@@ -66,8 +86,10 @@ def exchange_rates(
 
     points = _final_points(results, keys)
     columns = [*keys, "data_size", "n_seeds", "accuracy_mean", "accuracy_std", "accuracy_fit",
-               "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded",
-               *(["v_ci_low", "v_ci_high"] if n_bootstrap else []),
+               "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded", "indeterminate",
+               "extrapolation_factor", "beyond_extrapolation_limit", "ref_size_max", "v_bound_low", "v_bound_high",
+               *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high"]
+                 if n_bootstrap else []),
                "fit_ok", "fit_reason", "a", "b", "c", "rmse", "ref_a", "ref_b", "ref_c", "is_reference"]
     if points.empty:
         return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else []
@@ -138,11 +160,26 @@ def exchange_rates(
     out["accuracy_fit"] = 1.0 - e_aug
     out["effective_extra_samples"] = x_equiv - x
     out["exchange_ratio"] = x_equiv / x
-    out["unbounded"] = ok & ~own & (e_aug <= ref_b)
+    below_asymptote = ok & ~own & (e_aug <= ref_b)  # the fit's say-so: v = +inf
     out["extrapolated"] = ok & ~own & ((x_equiv < lo * (1 - _RTOL)) | (x_equiv > hi * (1 + _RTOL)))
+    out["extrapolation_factor"] = np.where(ok, x_equiv / hi, np.nan)
+    out["beyond_extrapolation_limit"] = ok & ~own & (x_equiv > extrapolation_limit * hi * (1 + _RTOL))
+    bound_low, bound_high = measured_bounds(points, fit, ref_of_fit, x, out["accuracy_mean"].to_numpy(dtype=float))
+    out["ref_size_max"] = np.where(ok, hi, np.nan)
+    out["v_bound_low"] = np.where(own, 0.0, np.where(ok, bound_low, np.nan))
+    out["v_bound_high"] = np.where(own, 0.0, np.where(ok, bound_high, np.nan))
+    supported = np.zeros(x.size, dtype=bool)  # unbounded only where the data reach past the asymptote's interval
     if n_bootstrap:
-        ci_low, ci_high = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
-        out["v_ci_low"], out["v_ci_high"] = ci_low, ci_high
+        ci = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
+        out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]
+        out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:]
+        supported = out["accuracy_mean"].to_numpy(dtype=float) > ci[5]
+        few = sorted(set(out.loc[fit_ok[fit] & (out["ci_seeds"] < FEW_SEEDS), "ci_seeds"]))
+        if few:
+            warnings.warn(f"exchange-rate intervals from {', '.join(map(str, few))} seeds: below {FEW_SEEDS} seeds "
+                          "they are wide and their coverage is poorly known", FewSeedsWarning, stacklevel=2)
+    out["unbounded"] = below_asymptote & supported
+    out["indeterminate"] = below_asymptote & ~supported
     out["fit_ok"] = ok
     out["fit_reason"] = pd.Series([reason[f] for f in fit], dtype=object)
     out["a"], out["b"], out["c"], out["rmse"] = a[fit], b[fit], c[fit], rmse[fit]
@@ -189,69 +226,29 @@ def _equals(fits: pd.DataFrame, reference: str) -> np.ndarray:
 def _bootstrap_v(
     points: pd.DataFrame, fit_ok: np.ndarray, ref_of_fit: np.ndarray, fit: np.ndarray, x: np.ndarray,
     n_bootstrap: int, seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of v per output row from refits on resampled (size, seed) points.
-
-    Every fit whose v is known, and its reference, is refitted n_bootstrap times; a reference's replicates
-    are shared by the treatments of its group. All refits run through one batched `fit_batch`.
-    """
-    by_fit = {f: group for f, group in points.groupby("_fit", sort=True)}
+) -> tuple[np.ndarray, ...]:
+    """Per output row: the seed-clustered interval of v (`intervals.py`), the seeds it resampled, the distinct
+    resamples drawn, and the interval of the reference's asymptotic accuracy 1 − b from the same draws."""
     known = np.flatnonzero(fit_ok)
     needed = sorted({int(f) for f in known} | {int(r) for r in ref_of_fit[known]})
-    rng = np.random.default_rng(seed)
-    params: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    n_max = max(len(by_fit[f]) for f in needed) if needed else 0
-    per_chunk = max(1, _BOOTSTRAP_ELEMENTS // (n_bootstrap * max(n_max, 1)))
-    for start in range(0, len(needed), per_chunk):
-        chunk = needed[start:start + per_chunk]
-        shape = (len(chunk) * n_bootstrap, n_max)
-        sizes, errors, weights = np.ones(shape), np.zeros(shape), np.zeros(shape)
-        for i, f in enumerate(chunk):
-            group = by_fit[f]  # sorted by size: the caller sorts the points
-            n, rows = len(group), slice(i * n_bootstrap, (i + 1) * n_bootstrap)
-            sizes[rows, :n] = group["data_size"].to_numpy(dtype=float)
-            errors[rows, :n] = 1.0 - group["accuracy"].to_numpy(dtype=float)
-            weights[rows, :n] = _resample_counts(sizes[rows.start, :n], n_bootstrap, rng)
-        a, b, c, _, _ = fit_batch(sizes, errors, weights)
-        for i, f in enumerate(chunk):
-            rows = slice(i * n_bootstrap, (i + 1) * n_bootstrap)
-            params[f] = (a[rows], b[rows], c[rows])
-
+    replicates = seed_replicates(points, needed, n_bootstrap, seed)
+    group_of_fit = points.drop_duplicates("_fit").set_index("_fit")["_group"]
     low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
-    tail = (1.0 - CI_LEVEL) / 2.0
-    for f in np.flatnonzero(fit_ok):
+    asymptote_low, asymptote_high = np.full(x.size, np.nan), np.full(x.size, np.nan)
+    clusters, distinct = np.zeros(x.size, dtype=int), np.zeros(x.size, dtype=int)
+    for f in known:
         rows = np.flatnonzero(fit == f)
+        g = int(group_of_fit[f])
+        tail = expanded_tail(replicates.clusters[g], CI_LEVEL)
+        clusters[rows], distinct[rows] = replicates.clusters[g], replicates.distinct[g]
+        (a, b, c), (ra, rb, rc) = replicates.params[int(f)], replicates.params[int(ref_of_fit[f])]
+        b_low, b_high = percentile_interval(rb[:, None], tail)  # the reference's asymptote: accuracy 1 − b
+        asymptote_low[rows], asymptote_high[rows] = 1.0 - b_high[0], 1.0 - b_low[0]
         if ref_of_fit[f] == f:
             low[rows] = high[rows] = 0.0
             continue
-        (a, b, c), (ra, rb, rc) = params[f], params[int(ref_of_fit[f])]
         xs = x[rows][None, :]
         e_aug = power_law(xs, a[:, None], b[:, None], c[:, None])  # (B, sizes)
         v = inverse_power_law(e_aug, ra[:, None], rb[:, None], rc[:, None]) - xs
-        low[rows], high[rows] = _percentile_interval(v, tail)
-    return low, high
-
-
-def _percentile_interval(v: np.ndarray, tail: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the order statistics at `tail` and 1 − `tail` of the non-NaN values (NaN if none).
-
-    Order statistics (numpy's 'lower' and 'higher' methods), not interpolation: v may be +inf where a
-    replicate is unbounded, and interpolating towards +inf gives NaN or +inf from one replicate.
-    """
-    ordered = np.sort(v, axis=0)  # NaN (a failed refit) sorts last
-    n = np.sum(~np.isnan(v), axis=0)
-    lo_idx = np.floor(tail * np.maximum(n - 1, 0)).astype(int)
-    hi_idx = np.ceil((1.0 - tail) * np.maximum(n - 1, 0)).astype(int)
-    low = np.take_along_axis(ordered, lo_idx[None, :], axis=0)[0]
-    high = np.take_along_axis(ordered, hi_idx[None, :], axis=0)[0]
-    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
-
-
-def _resample_counts(sizes: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_bootstrap, n) multiplicities: each size's points (seeds) redrawn with replacement, as many."""
-    counts = np.empty((n_bootstrap, sizes.size))
-    starts = np.flatnonzero(np.r_[True, sizes[1:] != sizes[:-1]])
-    for start, stop in zip(starts, [*starts[1:], sizes.size], strict=True):
-        m = stop - start
-        counts[:, start:stop] = rng.multinomial(m, np.full(m, 1.0 / m), size=n_bootstrap)
-    return counts
+        low[rows], high[rows] = percentile_interval(v, tail)
+    return low, high, clusters, distinct, asymptote_low, asymptote_high

@@ -5,11 +5,13 @@ Constraints: a > 0, c > 0, 0 ≤ b < 1, so accuracy = 1 − e rises with x towar
 How the fit works, and why: power-law fits are notorious for local minima and bad starting guesses. For a
 fixed exponent c the model is linear in (a, b), so the best (a, b) under the box constraints has a closed form
 (variable projection); evaluated on a log-spaced grid over [C_MIN, C_MAX], batched over all fits, it gives a
-bracket around the global minimum. scipy's bounded scalar minimiser (`minimize_scalar`, Brent) refines c in
-that bracket, with (a, b) in closed form at every c tried. Sizes are divided by the largest size of each fit
-before any power is taken, so x^(−c) is 1 at the largest size whatever the units (10 to 200k and beyond).
-Only per-size means enter the fit (exact: the model predicts one error per size, so the within-size scatter
-is a constant). Bootstrap replicates are the same points with resampling counts as weights.
+bracket around the global minimum. scipy refines c in that bracket — its elementwise `find_minimum` for all
+fits at once (thousands of bootstrap refits cost one vectorised search), its bounded `minimize_scalar` where
+the best grid point is an end of the grid — with (a, b) in closed form at every c tried. Sizes are divided
+by the largest size of each fit before any power is taken, so x^(−c) is 1 at the largest size whatever the
+units (10 to 200k and beyond). Only per-size means enter the fit (exact: the model predicts one error per
+size, so the within-size scatter is a constant). Bootstrap replicates are the same points with resampling
+counts as weights.
 An exponent at C_MAX is still reported as a fit: the bounds are the model's, not a failure.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
+from scipy.optimize.elementwise import find_minimum
 
 MIN_SIZES = 3  # distinct data sizes a fit needs: three parameters
 C_MIN, C_MAX = 1e-3, 5.0  # exponent range searched; c = 5 already means error ∝ x⁻⁵
@@ -170,7 +173,8 @@ def _fit_scaled(
     """Rows of per-size (log scaled size, mean error, weight): a grid over c, then scipy's bounded search.
 
     The grid evaluates the closed-form best (a, b) for 64 exponents at once, so the bracket around its best
-    point holds the global minimum; scipy's bounded scalar minimiser (Brent) refines c inside it.
+    point holds the global minimum; scipy's elementwise minimiser (Chandrupatla, all rows at once) refines c
+    inside it, and its bounded scalar one (Brent) where the best grid point is an end of the grid.
     """
     # sizes first: numpy sums a leading axis of a few sizes far faster than a trailing one
     log_s_t, m_t, w_t = log_s.T, m.T, w.T  # (k, F)
@@ -183,16 +187,30 @@ def _fit_scaled(
     lo = log_grid[np.maximum(best - 1, 0)]
     hi = log_grid[np.minimum(best + 1, _GRID.size - 1)]
     log_c = log_grid[best].copy()
-    for i in range(best.size):
+    inner = np.flatnonzero((best > 0) & (best < _GRID.size - 1))
+    if inner.size:  # a three-point bracket from the grid: scipy's elementwise (vectorised) minimiser refines c
+        k = log_s_t.shape[0]
+        cols = [v[:, inner] for v in (log_s_t, m_t, w_t)]
+        args = (*(row for v in cols for row in v), *(v[inner] for v in moments))
+
+        def sse_of(t: FloatArray, *per_size: FloatArray) -> FloatArray:
+            log_s, m, w = (np.stack(per_size[j * k:(j + 1) * k]) for j in range(3))
+            return _profile(np.exp(t), log_s, m, w, *per_size[3 * k:])[2]
+
+        found = find_minimum(sse_of, (lo[inner], log_c[inner], hi[inner]), args=args,
+                             tolerances={"xatol": 1e-10, "xrtol": 0.0})
+        better = found.success & (found.f_x <= grid_sse[inner, best[inner]])  # never worse than the grid's best
+        log_c[inner[better]] = found.x[better]
+    for i in np.flatnonzero((best == 0) | (best == _GRID.size - 1)):  # at a grid end: a bounded scalar search
         col = (slice(None), slice(i, i + 1))  # one fit, kept 2-D for _profile's broadcasting
         moments_i = tuple(v[i : i + 1] for v in moments)
 
         def sse(t: float, col=col, moments_i=moments_i) -> float:
             return float(_profile(np.exp(np.array([t])), log_s_t[col], m_t[col], w_t[col], *moments_i)[2][0])
 
-        found = minimize_scalar(sse, bounds=(lo[i], hi[i]), method="bounded", options={"xatol": 1e-10})
-        if found.success and found.fun <= grid_sse[i, best[i]]:  # never worse than the best grid point
-            log_c[i] = found.x
+        found_i = minimize_scalar(sse, bounds=(lo[i], hi[i]), method="bounded", options={"xatol": 1e-10})
+        if found_i.success and found_i.fun <= grid_sse[i, best[i]]:
+            log_c[i] = found_i.x
     c = np.exp(log_c)
     a, b, _ = _profile(c, log_s_t, m_t, w_t, *moments)
     resid = m_t - a * np.exp(-c * log_s_t) - b

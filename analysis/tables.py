@@ -74,27 +74,57 @@ def probe_table(probed: pd.DataFrame) -> Table:
     return whole(table, "treatment")
 
 
-def summary_table(rates: pd.DataFrame) -> Table:
-    """One row per (treatment, size): measured and fitted accuracy, v, the ratio and what to make of them."""
-    table = Table("treatment", "size x", "acc", "acc fit", "extra v", "(x+v)/x", "note", caption=(
-        "acc: mean over seeds; unbounded: error below the reference's asymptote (worth more than any amount of "
-        "real data); extrapolated: x + v outside the reference's measured sizes"), caption_justify="left")
+def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Table:
+    """One row per (treatment, size): measured and fitted accuracy, v with its interval where the frame has one,
+    the ratio and what to make of them. A number of samples past `extrapolation_limit` times the largest
+    reference size prints as "> bound": the curve, not the data, would be speaking."""
+    has_ci = "v_ci_low" in rates
+    seeds = sorted(set(rates["ci_seeds"][rates["ci_seeds"] > 0])) if has_ci else []
+    caption = ("acc: mean over seeds; unbounded: accurate beyond the reference's asymptote interval (worth more "
+               "than any amount of real data); indeterminate: the fit says so, the data do not (v ≥ the measured "
+               f"bound shown); > N: x + v past {extrapolation_limit:g} × the largest reference size; extrapolated: "
+               "x + v outside the reference's measured sizes")
+    if has_ci:
+        caption += (f"; 95% CI of v: whole seeds resampled, paired across treatments ({'/'.join(map(str, seeds))} "
+                    "seeds; expanded percentile)")
+    table = Table("treatment", "size x", "acc", "acc fit", "extra v", *(["95% CI of v"] if has_ci else []),
+                  "(x+v)/x", "note", caption=caption, caption_justify="left")
     rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
     labelled = varying(rows)  # what tells rows apart besides the policy: views, invariance, the model ...
     for r in rows.itertuples(index=False):
         d = r._asdict()
+        x, limit = d["data_size"], extrapolation_limit * d.get("ref_size_max", math.inf)
+
+        v, ratio = d["effective_extra_samples"], d.get("exchange_ratio")
         if not d.get("fit_ok", True):
             note = f"no fit: {d.get('fit_reason')}"
         elif d.get("unbounded"):
             note = "unbounded"
+        elif d.get("indeterminate"):
+            note = f"indeterminate: v ≥ {round(d['v_bound_low'])} measured"
+            v = ratio = math.nan
         else:
             note = "extrapolated" if d.get("extrapolated") else ""
-        v = d["effective_extra_samples"]
-        table.add_row(label(d, labelled), str(d["data_size"]), cell_text(d.get("accuracy_mean")),
-                      cell_text(d.get("accuracy_fit")),
-                      "inf" if v == math.inf else cell_text(round(v) if not _missing(v) else v),
-                      "inf" if d.get("exchange_ratio") == math.inf else cell_text(d.get("exchange_ratio")), note)
-    return whole(table, "treatment", "note")
+        if d.get("beyond_extrapolation_limit") and not _missing(ratio) and ratio != math.inf:
+            ratio_text = f"> {limit / x:.3g}"
+        else:
+            ratio_text = "inf" if ratio == math.inf else cell_text(ratio)
+        ci = []
+        if has_ci:
+            low, high = (_samples(d[k], x, limit) for k in ("v_ci_low", "v_ci_high"))
+            ci = [f"[{low}, {high}]" if low or high else ""]
+        table.add_row(label(d, labelled), str(x), cell_text(d.get("accuracy_mean")), cell_text(d.get("accuracy_fit")),
+                      _samples(v, x, limit), *ci, ratio_text, note)
+    return whole(table, "treatment", "note", *(["95% CI of v"] if has_ci else []))
+
+
+def _samples(v: Any, x: float, limit: float) -> str:
+    """Extra samples v at size x: whole, inf, or "> bound" where x + v is past `limit` samples."""
+    if _missing(v):
+        return ""
+    if v == math.inf or v == -math.inf:
+        return "inf" if v > 0 else "-inf"
+    return f"> {round(limit - x)}" if x + v > limit * (1 + 1e-9) else str(round(v))
 
 
 def status_tables(status: Any, states: Iterable[str]) -> list[Table]:

@@ -20,6 +20,8 @@ from results import verify as verify_sweep
 
 from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, app, err, open_sweep, out, show, user_errors
 
+DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
+
 # ----- query and analyze ----------------------------------------------------------------------------
 
 @app.command()
@@ -47,7 +49,7 @@ def query(
 
 
 def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
-             reference: str) -> None:
+                  reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> None:
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
     from analysis.tables import probe_table, summary_table
 
@@ -62,7 +64,9 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
         results, sets = results[results["eval_set"] == eval_set], [eval_set]
     if reference not in set(results["augmentation"]):
         raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
-    rates = exchange_rates(results, reference=reference)
+    if n_bootstrap < 0:
+        raise BadInput(f"--bootstrap {n_bootstrap}: give 0 (no intervals) or a number of resamples")
+    rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
     if as_json:
         sys.stdout.write(rates.to_json(orient="records") + "\n")
         return
@@ -93,9 +97,13 @@ def analyze(
     as_json: JsonOpt = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where the pictures go.")] = None,
     reference: Annotated[str, typer.Option("--reference", help="The reference treatment.")] = "none",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples of whole seeds for the 95% intervals "
+                                           "(0: none).")] = DEFAULT_BOOTSTRAP,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the resampling: the same seed, the same intervals.")] = 0,
 ) -> None:
-    """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.); draw the curves."""
-    analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference)
+    """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.) with 95% intervals; draw the curves."""
+    analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference,
+                  n_bootstrap=bootstrap, seed=seed)
 
 
 @app.command()

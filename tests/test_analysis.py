@@ -162,9 +162,14 @@ def test_error_below_the_reference_asymptote_is_unbounded():
     # 2·x^(−0.5) + 0.01 falls below the reference's asymptote B = 0.05 from x = 2500 on
     trivial_error = lambda x: 2.0 * np.asarray(x) ** -0.5 + 0.01  # noqa: E731
     frame = results_frame({("none", None): e_ref, ("trivial", 1.0): trivial_error})
-    trivial = rows_of(exchange_rates(frame), "trivial")
+    with pytest.warns(UserWarning, match="from 3 seeds"):  # the asymptote's interval needs the bootstrap
+        trivial = rows_of(exchange_rates(frame, n_bootstrap=200), "trivial")
     below = trivial["data_size"] > 2500
     assert trivial["unbounded"].tolist() == below.tolist() == [False, False, False, True, True]
+    assert not trivial["indeterminate"].any() and (trivial["ref_asymptote_high"] < 1 - 0.01 - 2 / 3000**0.5).all()
+    # without an interval for the reference's asymptote the fit's say-so is not a verdict: indeterminate
+    plain = rows_of(exchange_rates(frame), "trivial")
+    assert not plain["unbounded"].any() and plain["indeterminate"].tolist() == below.tolist()
     assert np.isposinf(trivial.loc[below, "effective_extra_samples"]).all()
     assert np.isposinf(trivial.loc[below, "exchange_ratio"]).all()
     assert trivial.loc[below, "extrapolated"].all()

@@ -12,3 +12,11 @@ def test_benchmark_runs_at_smoke_size(name, capsys):
     rows = importlib.import_module(f"bench.{name}").main(["--smoke"])
     out = capsys.readouterr().out
     assert rows and "ratio" in out
+
+
+def test_the_interval_benchmark_runs_at_smoke_size(capsys):
+    from bench.intervals import SCENARIOS, main
+
+    rows = main(["--smoke"])
+    assert [r["scenario"] for r in rows] == list(SCENARIOS) and "coverage" in capsys.readouterr().out
+    assert all(0 <= r["coverage"] <= 1 and r["width"] >= r["plain_width"] for r in rows)

@@ -22,6 +22,22 @@ def augworth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The same command through typer's runner in this process, for commands that start no Ray: an interpreter
+    costs ~5 s here, and the exit path is the same."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        invoked = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(list(args), invoked.exit_code, invoked.stdout, invoked.stderr)
+
+
 def write_bad(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -105,7 +121,7 @@ def test_query_errors_are_one_line_exit_2(tmp_path):
 def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec("cli"))
-    dry = augworth("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
+    dry = in_process("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0 and "12 cells, 0 done" in dry.stdout and "CPU-seconds" in dry.stdout
     assert not (tmp_path / "store").exists()  # a dry run writes nothing
 
@@ -113,7 +129,7 @@ def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "store" / "cli" / "results").glob("*.parquet"))) == 12
 
-    dry = augworth("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
+    dry = in_process("run", str(spec), "--store", "store", "--dry-run", cwd=tmp_path)
     assert "12 done" in dry.stdout and "0 to run" in dry.stdout
 
     # resume runs exactly the cells that are not in the store, from the frozen spec alone
@@ -127,30 +143,34 @@ def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
     assert resumed.returncode == 0 and "2 cells done now, 10 were already done" in resumed.stdout
     assert all(p.exists() for p in lost)
     assert all(kept[p.name] == p.stat().st_mtime_ns for p in results.glob("*.parquet") if p.name in kept)
-    status = json.loads(augworth("status", "cli", "--store", "store", "--json", cwd=tmp_path).stdout)
+    status = json.loads(in_process("status", "cli", "--store", "store", "--json", cwd=tmp_path).stdout)
     assert status["totals"] == {"cells": 12, "done": 12, "failed": 0, "running": 0, "missing": 0}
     spec.write_text(tiny_spec("cli"))
 
     changed = tmp_path / "changed.yaml"
     changed.write_text(tiny_spec("cli").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
-    refused = augworth("run", str(changed), "--store", "store", "--dry-run", cwd=tmp_path)
+    refused = in_process("run", str(changed), "--store", "store", "--dry-run", cwd=tmp_path)
     assert refused.returncode == 2 and "--extend" in refused.stderr
-    extended = augworth("run", str(changed), "--store", "store", "--dry-run", "--extend", cwd=tmp_path)
+    extended = in_process("run", str(changed), "--store", "store", "--dry-run", "--extend", cwd=tmp_path)
     assert extended.returncode == 0 and "18 cells, 12 done" in extended.stdout
     shrunk = tmp_path / "shrunk.yaml"
     shrunk.write_text(tiny_spec("cli").replace("seeds: [0, 1]", "seeds: [0]"))
-    refused = augworth("run", str(shrunk), "--store", "store", "--extend", cwd=tmp_path)
+    refused = in_process("run", str(shrunk), "--store", "store", "--extend", cwd=tmp_path)
     assert refused.returncode == 2 and "superset" in refused.stderr
 
-    analyze = augworth("analyze", "cli", "--store", "store", "--out", "figs", cwd=tmp_path)
+    analyze = augworth("analyze", "cli", "--store", "store", "--out", "figs", cwd=tmp_path)  # as a user runs it
     assert analyze.returncode == 0, analyze.stderr
-    assert "exchange rates on 'test'" in analyze.stdout
+    assert "exchange rates on 'test'" in analyze.stdout and "95% CI of v" in analyze.stdout
+    assert "warning: exchange-rate intervals from 2 seeds: below 5 seeds" in analyze.stderr  # one line, not Python's
     for name in ("scaling_test.png", "effective_samples_test.png", "scaling_corrupted.png"):
         assert (tmp_path / "figs" / name).stat().st_size > 1000
-    as_json = augworth("analyze", "cli", "--store", "store", "--eval-set", "test", "--json", cwd=tmp_path)
+    as_json = in_process("analyze", "cli", "--store", "store", "--eval-set", "test", "--json", cwd=tmp_path)
     rows = json.loads(as_json.stdout)
     assert {r["eval_set"] for r in rows} == {"test"} and {r["data_size"] for r in rows} == {40, 80, 160}
-    bad = augworth("analyze", "cli", "--store", "store", "--eval-set", "nope", cwd=tmp_path)
+    treated = [r for r in rows if not r["is_reference"] and r["fit_ok"]]
+    assert treated and all("v_ci_low" in r and "v_ci_high" in r and r["ci_seeds"] == 2 for r in treated)  # default
+    assert any(r["v_ci_low"] is not None and r["v_ci_low"] <= r["v_ci_high"] for r in treated)
+    bad = in_process("analyze", "cli", "--store", "store", "--eval-set", "nope", cwd=tmp_path)
     assert bad.returncode == 2 and "--eval-set 'nope'" in bad.stderr
 
 

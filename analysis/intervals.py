@@ -1,0 +1,113 @@
+"""Intervals that treat seeds as what they are: the bootstrap behind `exchange_rates(..., n_bootstrap=...)`.
+
+A seed fixes a cell's training subset (nested across sizes), its initial weights (the same for every
+treatment) and its batch order. So one seed's points are one cluster, across sizes and across treatments:
+within a size, a treatment and the reference trained on the same seed move together, and one seed's
+residuals at different sizes move together. A replicate therefore draws whole seeds with replacement, one
+draw per group shared by every treatment of the group and its reference, and each point weighs as often as
+its seed was drawn. With `subset: independent` a seed's subsets differ between sizes, so seeds are drawn
+within each size (still one draw per size shared by the treatments).
+
+The interval is the expanded percentile interval (Hesterberg, "What teachers should know about the
+bootstrap", 2015): percentiles of the replicates at the tail where a normal quantile equals
+sqrt(n/(n−1))·t_{n−1}, for n clusters. That carries the two small-sample corrections a plain percentile
+interval lacks (a bootstrap's spread is too narrow by sqrt((n−1)/n), and normal quantiles are too short with
+n clusters), keeps the percentile method's invariance to monotone transformations (v and the exchange ratio
+get the same interval), and, being order statistics, stays defined where replicates are +inf (unbounded).
+With 3 seeds it is the range of the 10 distinct resamples; below 5 seeds `exchange_rates` warns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.fit import fit_batch
+
+FEW_SEEDS = 5  # fewer seeds than this in a group: intervals are wide and their coverage poorly known
+_ELEMENTS = 1 << 22  # points per batched refit, to bound memory
+
+
+@dataclass(frozen=True)
+class SeedReplicates:
+    """Refits on resampled seeds: per fit id, (a, b, c) arrays of n_bootstrap replicates (NaN where a refit
+    failed); per group id, the clusters drawn from and the distinct resamples drawn."""
+
+    params: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    clusters: dict[int, int]
+    distinct: dict[int, int]
+
+
+def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, seed: int) -> SeedReplicates:
+    """Refit `fits` (fit ids of `points`) on n_bootstrap seed resamples; `points` has _fit, _group, data_size,
+    seed, accuracy and optionally subset, sorted by (_fit, data_size)."""
+    rng = np.random.default_rng(seed)
+    weights: dict[int, np.ndarray] = {}  # fit -> (B, its points)
+    clusters: dict[int, int] = {}
+    distinct: dict[int, int] = {}
+    wanted = points[points["_fit"].isin(fits)]
+    for g, group in wanted.groupby("_group", sort=True):
+        independent = "subset" in group.columns and bool((group["subset"].astype(object) == "independent").any())
+        column = pd.Series(0, index=group.index)  # each point's column among the group's draws
+        draws, offset = [], 0
+        blocks = group.groupby(group["data_size"] if independent else np.zeros(len(group)), sort=True)
+        for _, block in blocks:  # one block of all sizes (nested), or one per size (independent)
+            seeds = np.sort(block["seed"].unique())
+            draws.append(rng.multinomial(seeds.size, np.full(seeds.size, 1.0 / seeds.size), size=n_bootstrap))
+            column[block.index] = offset + np.searchsorted(seeds, block["seed"].to_numpy())
+            offset += seeds.size
+        counts = np.concatenate(draws, axis=1)  # (B, columns): one draw for every treatment of the group
+        clusters[int(g)] = min(d.shape[1] for d in draws)
+        distinct[int(g)] = int(np.unique(counts, axis=0).shape[0])
+        for f, fit_points in group.groupby("_fit", sort=True):
+            weights[int(f)] = counts[:, column[fit_points.index].to_numpy()].astype(float)
+
+    by_fit = {int(f): p for f, p in wanted.groupby("_fit", sort=True)}
+    order = sorted(by_fit)
+    n_max = max((len(by_fit[f]) for f in order), default=0)
+    per_chunk = max(1, _ELEMENTS // (n_bootstrap * max(n_max, 1)))
+    params: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for start in range(0, len(order), per_chunk):
+        chunk = order[start:start + per_chunk]
+        shape = (len(chunk) * n_bootstrap, n_max)
+        sizes, errors, w = np.ones(shape), np.zeros(shape), np.zeros(shape)
+        for i, f in enumerate(chunk):
+            fit_points, rows = by_fit[f], slice(i * n_bootstrap, (i + 1) * n_bootstrap)
+            n = len(fit_points)
+            sizes[rows, :n] = fit_points["data_size"].to_numpy(dtype=float)
+            errors[rows, :n] = 1.0 - fit_points["accuracy"].to_numpy(dtype=float)
+            w[rows, :n] = weights[f]
+        a, b, c, _, _ = fit_batch(sizes, errors, w)
+        for i, f in enumerate(chunk):
+            rows = slice(i * n_bootstrap, (i + 1) * n_bootstrap)
+            params[f] = (a[rows], b[rows], c[rows])
+    return SeedReplicates(params, clusters, distinct)
+
+
+def expanded_tail(clusters: int, level: float) -> float:
+    """The one-sided tail of the expanded percentile interval at `level` for `clusters` clusters (NaN below 2)."""
+    if clusters < 2:
+        return float("nan")
+    t = stats.t.ppf(0.5 + level / 2.0, clusters - 1)
+    return float(stats.norm.sf(np.sqrt(clusters / (clusters - 1.0)) * t))
+
+
+def percentile_interval(values: np.ndarray, tail: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of (B, m) replicates, the order statistics at `tail` and 1 − `tail` of the non-NaN values
+    (NaN where none, or where `tail` is NaN).
+
+    Order statistics (numpy's 'lower' and 'higher' methods), not interpolation: a replicate may be +inf
+    where it is unbounded, and interpolating towards +inf gives NaN or +inf from one replicate.
+    """
+    ordered = np.sort(values, axis=0)  # NaN (a failed refit) sorts last
+    n = np.sum(~np.isnan(values), axis=0)
+    if np.isnan(tail):
+        return np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+    lo_idx = np.floor(tail * np.maximum(n - 1, 0)).astype(int)
+    hi_idx = np.ceil((1.0 - tail) * np.maximum(n - 1, 0)).astype(int)
+    low = np.take_along_axis(ordered, lo_idx[None, :], axis=0)[0]
+    high = np.take_along_axis(ordered, hi_idx[None, :], axis=0)[0]
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)

@@ -1,0 +1,115 @@
+"""Exchange-rate intervals against synthetic sweeps with a known truth and seeds shared across treatments."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import analysis.exchange as exchange
+from analysis import exchange_rates
+from bench.synthetic import synthetic_sweeps, true_v
+
+SCENARIOS = {  # seed effects shared by every treatment, a treatment's own, and subsets redrawn at each size
+    "shared": dict(shared=0.1),
+    "own": dict(own=0.1),
+    "shared and own": dict(shared=0.1, own=0.05),
+    "independent subsets": dict(shared=0.1, subset="independent"),
+}
+
+
+def treated(frame, n_bootstrap=300):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", exchange.FewSeedsWarning)  # 10 seeds: no warning
+        rates = exchange_rates(frame, n_bootstrap=n_bootstrap, seed=1)
+    return rates[rates["augmentation"] == "crop"].reset_index(drop=True)
+
+
+def covered(rates):
+    v = true_v(rates["data_size"].to_numpy(dtype=float))
+    return (rates["v_ci_low"] <= v) & (v <= rates["v_ci_high"])
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_intervals_cover_the_true_v_near_nominal_with_ten_seeds(scenario):
+    rates = treated(synthetic_sweeps(60, **SCENARIOS[scenario]))
+    coverage = covered(rates).mean()
+    assert 0.85 <= coverage <= 0.995, coverage  # nominal 0.95 over 60 sweeps x 6 sizes
+    assert (rates["ci_seeds"] == 10).all() and (rates["ci_resamples"] > 250).all()
+
+
+def test_intervals_are_no_wider_than_a_paired_whole_seed_bootstrap_allows(monkeypatch):
+    frame = synthetic_sweeps(40, shared=0.1, own=0.05, rng_seed=3)
+    ours = treated(frame)
+    monkeypatch.setattr(exchange, "expanded_tail", lambda clusters, level: (1 - level) / 2)  # plain percentile
+    paired = treated(frame)
+    ratio = (ours["v_ci_high"] - ours["v_ci_low"]).median() / (paired["v_ci_high"] - paired["v_ci_low"]).median()
+    assert 1.0 < ratio <= 1.5, ratio
+
+
+def test_one_draw_of_seeds_serves_the_treatment_and_its_reference():
+    # large seed effects shared by both curves and nothing else: paired, they cancel; drawn apart, they do not
+    frame = synthetic_sweeps(20, shared=0.3, noise=0.0005, rng_seed=5)
+    paired = treated(frame)
+    apart = frame.assign(seed=frame["seed"] + 100 * (frame["augmentation"] == "crop"))  # other clusters
+    unpaired = treated(apart)
+    width = lambda r: (r["v_ci_high"] - r["v_ci_low"]).median()  # noqa: E731
+    assert width(paired) < 0.5 * width(unpaired), (width(paired), width(unpaired))
+    assert covered(paired).mean() >= 0.85
+
+
+def test_few_seeds_are_counted_and_warned_about():
+    frame = synthetic_sweeps(2, seeds=3, shared=0.1)
+    with pytest.warns(exchange.FewSeedsWarning, match="from 3 seeds: below 5 seeds"):
+        rates = exchange_rates(frame, n_bootstrap=200, seed=0)
+    crop = rates[rates["augmentation"] == "crop"]
+    assert (crop["ci_seeds"] == 3).all() and (crop["ci_resamples"] <= 10).all()  # C(5, 3) multisets of 3 seeds
+
+
+def test_a_frame_without_a_subset_column_is_resampled_as_nested():
+    frame = synthetic_sweeps(3, shared=0.1)
+    with_column = exchange_rates(frame, n_bootstrap=100, seed=2)
+    without = exchange_rates(frame.drop(columns="subset"), n_bootstrap=100, seed=2)
+    np.testing.assert_array_equal(with_column["v_ci_low"], without["v_ci_low"])
+    independent = exchange_rates(frame.assign(subset="independent"), n_bootstrap=100, seed=2)
+    assert not np.array_equal(independent["v_ci_low"], without["v_ci_low"], equal_nan=True)
+
+
+# ----- verdicts --------------------------------------------------------------------------------------------
+
+def test_an_asymptote_the_data_do_not_pin_down_gives_indeterminate_never_unbounded():
+    ref, aug = (0.8, 0.15, 0.3), (0.3, 0.15, 0.3)  # one asymptote: the truth is finite at every size
+    frame = synthetic_sweeps(40, ref=ref, aug=aug, noise=0.02, own=0.1, seeds=5, rng_seed=7)
+    rates = treated(frame)
+    claimed = np.isposinf(rates["effective_extra_samples"])  # the fit puts the treatment below b_ref
+    assert claimed.mean() > 0.1 and np.isfinite(true_v(rates["data_size"].to_numpy(float), ref=ref, aug=aug)).all()
+    assert not rates["unbounded"].any() and (rates["indeterminate"] == claimed).all()
+    assert (rates.loc[claimed, "v_bound_low"] >= -rates.loc[claimed, "data_size"]).all()
+    plain = exchange_rates(frame)  # no bootstrap, no asymptote interval: never unbounded
+    assert not plain["unbounded"].any() and plain["indeterminate"].sum() == claimed.sum()
+
+
+def test_a_treatment_past_a_saturated_reference_is_unbounded_where_the_truth_is():
+    ref, aug = (2.0, 0.10, 0.8), (2.0, 0.02, 0.8)  # the reference saturates inside the measured sizes
+    rates = treated(synthetic_sweeps(40, shared=0.1, own=0.05, ref=ref, aug=aug, rng_seed=7))
+    truth = np.isinf(true_v(rates["data_size"].to_numpy(float), ref=ref, aug=aug))
+    assert not (rates["unbounded"] & ~truth).any()  # never claimed where it is false
+    assert (rates["unbounded"] == truth).mean() >= 0.95
+
+
+def test_far_extrapolations_are_flagged_and_printed_as_a_bound():
+    from rich.console import Console
+
+    from analysis.tables import summary_table
+
+    rates = exchange_rates(synthetic_sweeps(1), n_bootstrap=100, seed=0)
+    crop = rates[rates["augmentation"] == "crop"]
+    x_plus_v = crop["data_size"] + crop["effective_extra_samples"]
+    assert (crop["extrapolation_factor"] == x_plus_v / 1600).all()
+    assert (crop["beyond_extrapolation_limit"] == (x_plus_v > 3200)).all() and crop["beyond_extrapolation_limit"].any()
+    console = Console(width=250, record=True)
+    console.print(summary_table(rates))
+    text = console.export_text()
+    for x in crop.loc[crop["beyond_extrapolation_limit"], "data_size"]:
+        assert f"│ {x} " in text and f"> {3200 - x}" in text  # the bound, not the curve's number
