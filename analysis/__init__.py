@@ -11,18 +11,20 @@ from typing import TYPE_CHECKING
 from search_spaces.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .compare import compare
     from .exchange import exchange_rates, load_results
     from .fit import PowerLawFit, fit_power_law
     from .plots import plot_effective_samples, plot_scaling_curves
     from .probes import probe_summary
 
 _HOMES = {
+    "compare": ("compare",),
     "exchange": ("exchange_rates", "load_results"),
     "fit": ("PowerLawFit", "fit_power_law"),
     "plots": ("plot_effective_samples", "plot_scaling_curves"),
     "probes": ("probe_summary",),
 }
-__all__ = ["PowerLawFit", "exchange_rates", "fit_power_law", "load_results", "plot_effective_samples",
+__all__ = ["PowerLawFit", "compare", "exchange_rates", "fit_power_law", "load_results", "plot_effective_samples",
            "plot_scaling_curves", "probe_summary"]
 
 __getattr__ = lazy_exports(__name__, _HOMES)

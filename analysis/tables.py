@@ -118,6 +118,20 @@ def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Tabl
     return whole(table, "treatment", "note", *(["95% CI of v"] if has_ci else []))
 
 
+def compare_table(rows: pd.DataFrame, title: str) -> Table:
+    """`analyze --compare`: per size, v of both treatments, their difference with its interval, the test."""
+    table = Table("size x", "v first", "v second", "v first − second", "95% CI", "seeds", "p (sign flip)", "p (Holm)",
+                  "differs", title=title, caption="95% CI: whole seeds resampled, one draw for both treatments and "
+                  "the reference; p: signs of log(x+v_first) − log(x+v_second) flipped over seeds; Holm across sizes",
+                  caption_justify="left")
+    for d in rows.to_dict("records"):
+        ci = f"[{_samples(d['v_diff_ci_low'], 0, math.inf)}, {_samples(d['v_diff_ci_high'], 0, math.inf)}]"
+        table.add_row(str(d["data_size"]), *(_samples(d[k], 0, math.inf) for k in ("v_first", "v_second", "v_diff")),
+                      ci, str(d["n_seeds"]), f"{d['p_sign_flip']:.3g}", f"{d['p_holm']:.3g}",
+                      "yes" if d["differs"] else "no")
+    return whole(table, "95% CI")
+
+
 def _samples(v: Any, x: float, limit: float) -> str:
     """Extra samples v at size x: whole, inf, or "> bound" where x + v is past `limit` samples."""
     if _missing(v):

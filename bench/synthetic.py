@@ -25,12 +25,13 @@ def true_v(x: np.ndarray, ref=REF, aug=AUG) -> np.ndarray:
 
 def synthetic_sweeps(n_sweeps: int, *, seeds: int = 10, shared: float = 0.0, own: float = 0.0,
                      noise: float = 0.005, subset: str = "nested", rng_seed: int = 0, ref=REF, aug=AUG,
-                     sizes=SIZES) -> pd.DataFrame:
+                     sizes=SIZES, more: dict | None = None) -> pd.DataFrame:
+    """`more`: further treatments, name -> (a, b, c), with the same seed structure."""
     rng = np.random.default_rng(rng_seed)
     frames = []
     for sweep in range(n_sweeps):
         u = rng.normal(0.0, shared, seeds)  # per seed, shared by every treatment (and size, when nested)
-        for name, (a, b, c) in (("none", ref), ("crop", aug)):
+        for name, (a, b, c) in (("none", ref), ("crop", aug), *(more or {}).items()):
             w = rng.normal(0.0, own, seeds)  # per seed, this treatment's own
             for x in sizes:
                 if subset == "independent":  # another subset at each size: the seed's effect is redrawn

@@ -24,6 +24,7 @@ from .cli_common import (
     NoProgressOpt,
     RetryFailedOpt,
     StoreOpt,
+    SweepArg,
     app,
     err,
     open_store,
@@ -134,7 +135,7 @@ def submit(
 @app.command()
 @user_errors
 def resume(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     store: StoreOpt = DEFAULT_STORE,
     address: AddressOpt = None,
     retry_failed: RetryFailedOpt = False,

@@ -37,6 +37,7 @@ err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+SweepArg = Annotated[str, typer.Argument(help="Sweep name.")]
 StoreOpt = Annotated[str, typer.Option("--store", help="Results store root: a path or a pyarrow filesystem URI.")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to connect to (else RAY_ADDRESS, "
                                                 "else a private local Ray).")]

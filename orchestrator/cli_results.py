@@ -18,7 +18,19 @@ from results import connect, read_results
 from results import quarantine as quarantine_files
 from results import verify as verify_sweep
 
-from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, app, err, open_sweep, out, show, user_errors
+from .cli_common import (
+    DEFAULT_STORE,
+    BadInput,
+    JsonOpt,
+    StoreOpt,
+    SweepArg,
+    app,
+    err,
+    open_sweep,
+    out,
+    show,
+    user_errors,
+)
 
 DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
 
@@ -27,7 +39,7 @@ DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds 
 @app.command()
 @user_errors
 def query(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     sql: Annotated[str, typer.Argument(help='SQL over the view `results`, e.g. "SELECT count(*) FROM results".')],
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
@@ -49,7 +61,8 @@ def query(
 
 
 def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
-                  reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> None:
+                  reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                  pair: tuple[str, str] | None = None) -> None:
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
     from analysis.tables import probe_table, summary_table
 
@@ -66,6 +79,10 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
         raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
     if n_bootstrap < 0:
         raise BadInput(f"--bootstrap {n_bootstrap}: give 0 (no intervals) or a number of resamples")
+    if pair is not None:
+        compare_sweep(results, pair, reference=reference, n_bootstrap=n_bootstrap or DEFAULT_BOOTSTRAP, seed=seed,
+                      as_json=as_json)
+        return
     rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
     if as_json:
         sys.stdout.write(rates.to_json(orient="records") + "\n")
@@ -88,10 +105,29 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
     out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
 
 
+def compare_sweep(results, pair: tuple[str, str], *, reference: str, n_bootstrap: int, seed: int,
+                  as_json: bool) -> None:
+    from analysis.compare import compare
+    from analysis.tables import compare_table
+
+    try:
+        rows = compare(results, *pair, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
+    except ValueError as exc:
+        raise BadInput(f"--compare: {str(exc).removeprefix('compare: ')}") from None
+    if as_json:
+        sys.stdout.write(rows.to_json(orient="records") + "\n")
+        return
+    if rows.empty:
+        raise BadInput(f"--compare: no group has {pair[0]!r}, {pair[1]!r} and {reference!r} together")
+    for name in sorted(rows["eval_set"].unique(), key=lambda name: (name != "test", name)):
+        frame = rows[rows["eval_set"] == name]
+        show(compare_table(frame, title=f"{pair[0]} vs {pair[1]} on '{name}', each against {reference}"))
+
+
 @app.command()
 @user_errors
 def analyze(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     store: StoreOpt = DEFAULT_STORE,
     eval_set: Annotated[str | None, typer.Option("--eval-set", help="Only this eval set.")] = None,
     as_json: JsonOpt = False,
@@ -100,16 +136,19 @@ def analyze(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples of whole seeds for the 95% intervals "
                                            "(0: none).")] = DEFAULT_BOOTSTRAP,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the resampling: the same seed, the same intervals.")] = 0,
+    pair: Annotated[tuple[str, str] | None, typer.Option(
+        "--compare", help="Two treatments as the tables name them, e.g. --compare 'crop(2)' trivialaugment(1): "
+        "v_A − v_B per size with its interval and a sign-flip test over seeds (Holm-corrected).")] = None,
 ) -> None:
     """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.) with 95% intervals; draw the curves."""
     analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference,
-                  n_bootstrap=bootstrap, seed=seed)
+                  n_bootstrap=bootstrap, seed=seed, pair=pair)
 
 
 @app.command()
 @user_errors
 def status(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -136,7 +175,7 @@ def status(
 @app.command()
 @user_errors
 def verify(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     store: StoreOpt = DEFAULT_STORE,
     quarantine: Annotated[bool, typer.Option("--quarantine", help="Move bad files to <sweep>/quarantine/.")] = False,
     as_json: JsonOpt = False,
@@ -167,7 +206,7 @@ def verify(
 @app.command()
 @user_errors
 def compact(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -198,7 +237,7 @@ def compact(
 @app.command()
 @user_errors
 def evaluate(
-    sweep: Annotated[str, typer.Argument(help="Sweep name.")],
+    sweep: SweepArg,
     eval_sets: Annotated[list[str], typer.Option(
         "--eval-set", help="An eval set's name, or a YAML mapping as in a spec's eval_sets, e.g. "
         "'{label: c10c_s5, name: cifar10c, root: /data/CIFAR-10-C, options: {severity: 5}}'. Repeat for more.")],

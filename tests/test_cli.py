@@ -170,6 +170,12 @@ def test_run_then_dry_run_then_analyze_from_the_command_line(tmp_path):
     treated = [r for r in rows if not r["is_reference"] and r["fit_ok"]]
     assert treated and all("v_ci_low" in r and "v_ci_high" in r and r["ci_seeds"] == 2 for r in treated)  # default
     assert any(r["v_ci_low"] is not None and r["v_ci_low"] <= r["v_ci_high"] for r in treated)
+    compared = in_process("analyze", "cli", "--store", "store", "--eval-set", "test", "--compare", "crop(1)", "none",
+                          "--json", cwd=tmp_path)
+    pairs = json.loads(compared.stdout)
+    assert [(r["first"], r["second"], r["data_size"], r["n_seeds"]) for r in pairs] == [
+        ("crop(1)", "none", x, 2) for x in (40, 80, 160)]
+    assert all(r["v_second"] == 0 and r["p_holm"] >= r["p_sign_flip"] for r in pairs)
     bad = in_process("analyze", "cli", "--store", "store", "--eval-set", "nope", cwd=tmp_path)
     assert bad.returncode == 2 and "--eval-set 'nope'" in bad.stderr
 

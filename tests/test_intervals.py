@@ -113,3 +113,28 @@ def test_far_extrapolations_are_flagged_and_printed_as_a_bound():
     text = console.export_text()
     for x in crop.loc[crop["beyond_extrapolation_limit"], "data_size"]:
         assert f"│ {x} " in text and f"> {3200 - x}" in text  # the bound, not the curve's number
+
+
+# ----- comparisons -----------------------------------------------------------------------------------------
+
+def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
+    from analysis import compare
+    from bench.synthetic import AUG
+
+    better = (1.1, 0.04, 0.5)
+    frame = synthetic_sweeps(12, shared=0.1, own=0.05, more={"same": AUG, "better": better}, rng_seed=2)
+    same = compare(frame, "crop", "same", n_bootstrap=200)
+    assert len(same) == 12 * 6 and not same["differs"].any()  # Holm: no false "differs" in any of 12 sweeps
+    assert ((same["v_diff_ci_low"] <= 0) & (same["v_diff_ci_high"] >= 0)).mean() >= 0.9
+    found = compare(frame, "better", "crop", n_bootstrap=200)
+    truth = true_v(found["data_size"].to_numpy(float), aug=better) - true_v(found["data_size"].to_numpy(float))
+    assert found["differs"].mean() >= 0.9 and (found["v_diff"] > 0).all()
+    assert ((found["v_diff_ci_low"] <= truth) & (truth <= found["v_diff_ci_high"])).mean() >= 0.85
+    with pytest.raises(ValueError, match="no treatment 'flip' in the results .have: better, crop, none, same."):
+        compare(frame, "flip", "crop")
+
+
+def test_holm_adjusts_step_down():
+    from analysis.compare import holm
+
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])

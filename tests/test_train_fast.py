@@ -138,12 +138,20 @@ def test_train_cell_takes_a_replacement_augmentation(digits):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_train_cell_on_cuda_bf16_and_compiled(digits):
+def test_train_cell_on_cuda_bf16_and_compiled_and_its_kept_weights_evaluate_the_same(digits, tmp_path):
+    from trainables.trainable import CellContext, run_cell
+    from trainables.weights import evaluate_weights, load_weights
+
     cell = tiny_cell(digits, steps=6, eval_every=3)
     result = train_cell(cell, digits, ["test"], device="cuda")
     assert result.device.startswith("cuda") and all(0 <= e.accuracy <= 1 for e in result.evaluations)
     compiled = train_cell(cell, digits, ["test"], device="cuda", compile_model=True)
     assert len(compiled.evaluations) == len(result.evaluations)
+    # a GPU cell of a sweep with execution.keep_weights: its weights, evaluated again, give its logged numbers
+    report = run_cell(cell, CellContext(eval_sets=("test",), gpus_per_cell=1, weights_dir=str(tmp_path)))
+    final = next(r for r in report["cell_rows"] if r["final"])
+    again = evaluate_weights(cell, digits, load_weights(str(tmp_path), cell.cell_key), ["test"], device="cuda")[0]
+    assert again["accuracy"] == final["accuracy"] and again["loss"] == pytest.approx(final["loss"], rel=1e-3)
 
 
 # ----- the command line ------------------------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""Is treatment A worth more real data than treatment B? Their paired difference of v at each size.
+
+Both are measured against the same reference on the same seeds, so the comparison is paired twice over:
+- the interval of v_A − v_B comes from the seed resampling of `intervals.py`, one draw shared by A, B and the
+  reference, so what a seed does to all three cancels;
+- the test flips signs over seeds: each seed's own three curves give d_s(x) = log(x + v_A) − log(x + v_B)
+  (the log of the ratio of the two exchange ratios, so an unbounded v counts as large, not as NaN); under
+  "no difference" each d_s is as likely negative as positive, and the p-value is the share of the 2^n sign
+  patterns (10,000 random ones above 12 seeds) whose mean is at least as far from 0 as the observed one.
+  Holm's step-down correction across the sizes of one comparison bounds the chance of any false "differs".
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import fit_batch, inverse_power_law, power_law
+from analysis.intervals import expanded_tail, percentile_interval, seed_replicates
+from results import GROUP_COLUMNS, TREATMENT_COLUMNS
+from search_spaces.cells import LABEL_COLUMNS, treatment_label
+
+EXACT_SEEDS = 12  # up to this many seeds every sign pattern is tried; above, random ones
+_LOG_CAP = np.log(1e12)  # x + v beyond this (or unbounded) counts as this on the log scale
+
+
+def treatment_labels(results: pd.DataFrame) -> pd.Series:
+    """Each row's treatment as the tables print it: 'crop(2)', with the label columns that vary in brackets."""
+    columns = [c for c in TREATMENT_COLUMNS if c in results.columns]
+    varying = [c for c in LABEL_COLUMNS if c in columns and results[c].astype(str).nunique() > 1]
+    return results[columns].apply(lambda row: treatment_label(row.to_dict(), varying), axis=1)
+
+
+def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = "none", n_bootstrap: int = 1000,
+            seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """One row per (group, eval set, size) where both treatments and the reference have fits: v of each, the
+    difference v_first − v_second with its interval at `level`, the sign-flip p-value over seeds and its Holm
+    correction across the comparison's sizes, and `differs` (Holm p below 1 − level). `first`, `second` and
+    `reference` are treatment labels as the tables print them ('crop(2)', 'none')."""
+    rows = results
+    if "final" in rows.columns:
+        rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+    rows = rows[rows["accuracy"].notna()].assign(_label=treatment_labels(rows))
+    known = sorted(set(rows["_label"]))
+    for name in (first, second, reference):
+        if name not in known:
+            raise ValueError(f"compare: no treatment {name!r} in the results (have: {', '.join(known)})")
+    rows = rows[rows["_label"].isin([first, second, reference])]
+    group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
+    out = []
+    for _, group in rows.groupby([*group_cols, "eval_set"], dropna=False, sort=True):
+        if set(group["_label"]) == {first, second, reference}:
+            out.append(_compare_group(group, [first, second, reference], group_cols, n_bootstrap, seed, level))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str], n_bootstrap: int, seed: int,
+                   level: float) -> pd.DataFrame:
+    points = group.assign(_fit=group["_label"].map({name: i for i, name in enumerate(labels)}), _group=0)
+    points = points.sort_values(["_fit", "data_size"], kind="stable", ignore_index=True)
+    sizes = np.array(sorted(set(points.loc[points["_fit"] == 0, "data_size"]) & set(points.loc[points["_fit"] == 1,
+                                                                                              "data_size"])), float)
+    seeds = np.sort(points["seed"].unique())
+    # the point fits, and each seed's own fits (weight 1 on that seed's points): three curves per row
+    weight_rows = [np.ones(len(points))] + [(points["seed"] == s).to_numpy(float) for s in seeds]
+    fit_of = points["_fit"].to_numpy()
+    params = [_fit_three(points, fit_of, w) for w in weight_rows]
+    v = [_v_pair(p, sizes) for p in params]  # each (2, sizes): v of first and second
+    v_point, v_seeds = v[0], np.stack(v[1:])  # (2, k), (n, 2, k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.minimum(np.log(np.maximum(sizes + v_seeds, 1.0)), _LOG_CAP)
+    d = logs[:, 0, :] - logs[:, 1, :]  # (n seeds, sizes)
+    p = _sign_flip(d, seed)
+    replicates = seed_replicates(points, [0, 1, 2], n_bootstrap, seed)
+    tail = expanded_tail(replicates.clusters[0], level)
+    v_boot = _v_pair(tuple(np.stack([replicates.params[f][i] for f in range(3)]) for i in range(3)), sizes,
+                     boot=True)  # (2, B, k)
+    with np.errstate(invalid="ignore"):  # both unbounded in a replicate: no difference to speak of (NaN, left out)
+        diff_low, diff_high = percentile_interval(v_boot[0] - v_boot[1], tail)
+    first_row = group.iloc[0]
+    frame = pd.DataFrame({
+        **{c: first_row[c] for c in group_cols}, "eval_set": first_row["eval_set"], "first": labels[0],
+        "second": labels[1], "reference": labels[2], "data_size": sizes.astype(int), "n_seeds": len(seeds),
+        "v_first": v_point[0], "v_second": v_point[1], "v_diff": _difference(v_point[0], v_point[1]),
+        "v_diff_ci_low": diff_low, "v_diff_ci_high": diff_high,
+        "mean_log_ratio": np.nanmean(d, axis=0), "p_sign_flip": p, "p_holm": holm(p),
+    })
+    frame["differs"] = frame["p_holm"] < 1.0 - level
+    return frame
+
+
+def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return first - second  # NaN where both are unbounded
+
+
+def _fit_three(points: pd.DataFrame, fit_of: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(a, b, c), each of shape (3,): the first, second and reference curves on the weighted points."""
+    n = max(int(np.sum(fit_of == f)) for f in range(3))
+    x, e, w = np.ones((3, n)), np.zeros((3, n)), np.zeros((3, n))
+    for f in range(3):
+        mask = fit_of == f
+        k = int(mask.sum())
+        x[f, :k] = points.loc[mask, "data_size"].to_numpy(float)
+        e[f, :k] = 1.0 - points.loc[mask, "accuracy"].to_numpy(float)
+        w[f, :k] = weights[mask]
+    a, b, c, _, _ = fit_batch(x, e, w)
+    return a, b, c
+
+
+def _v_pair(params: tuple[np.ndarray, ...], sizes: np.ndarray, boot: bool = False) -> np.ndarray:
+    """v of the first and second curve against the third at `sizes`: (2, k), or (2, B, k) for replicates
+    (params of shape (3, B))."""
+    a, b, c = (np.asarray(p) for p in params)
+    if boot:
+        a, b, c = (p[:, :, None] for p in (a, b, c))  # (3, B, 1)
+    else:
+        a, b, c = (p[:, None] for p in (a, b, c))  # (3, 1)
+    e = power_law(sizes, a[:2], b[:2], c[:2])
+    return inverse_power_law(e, a[2:], b[2:], c[2:]) - sizes
+
+
+def _sign_flip(d: np.ndarray, seed: int) -> np.ndarray:
+    """Per column of (n, k) per-seed differences, the two-sided sign-flip p-value of their mean (NaN rows out)."""
+    n = d.shape[0]
+    if n <= EXACT_SEEDS:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(10_000, n))
+    finite = np.where(np.isnan(d), 0.0, d)
+    observed = np.abs(finite.mean(axis=0))
+    flipped = np.abs(signs @ finite / n)  # (patterns, k)
+    return np.mean(flipped >= observed[None, :] * (1 - 1e-12), axis=0)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (scipy has Benjamini-Hochberg's, not Holm's)."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p)
+    m = p.size
+    adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
