@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis.fit import fit_batch, inverse_power_law, power_law
 from analysis.intervals import FEW_SEEDS, expanded_tail, percentile_interval, seed_replicates
-from analysis.verdicts import EXTRAPOLATION_LIMIT, measured_bounds
+from analysis.verdicts import EXTRAPOLATION_LIMIT, fit_diagnostics, measured_bounds
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
@@ -54,7 +54,10 @@ def exchange_rates(
     the numbers stay), ref_size_max (the largest reference size), v_bound_low and v_bound_high (model-free
     bounds from the measured means, `verdicts.measured_bounds`), [v_ci_low, v_ci_high, ci_seeds,
     ci_resamples, ref_asymptote_low, ref_asymptote_high when n_bootstrap > 0], fit_ok, fit_reason (None
-    when ok), a, b, c, rmse (this treatment's fit, NaN when it failed), ref_a, ref_b, ref_c, is_reference.
+    when ok), a, b, c, rmse (this treatment's fit, NaN when it failed), fit_at_bound (the parameters at a
+    bound of the model, or None) and lack_of_fit_p (`verdicts.fit_diagnostics`), ref_a, ref_b, ref_c and the
+    reference's ref_fit_at_bound, ref_lack_of_fit_p and ref_monotone (its measured means never fall with
+    size), is_reference.
 
     Where the treatment's fitted error at x is at or below the reference's fitted asymptote b (v = +inf),
     the claim "worth more than any amount of real data" is `unbounded` only if its measured mean accuracy at
@@ -90,7 +93,8 @@ def exchange_rates(
                "extrapolation_factor", "beyond_extrapolation_limit", "ref_size_max", "v_bound_low", "v_bound_high",
                *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high"]
                  if n_bootstrap else []),
-               "fit_ok", "fit_reason", "a", "b", "c", "rmse", "ref_a", "ref_b", "ref_c", "is_reference"]
+               "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p",
+               "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone", "is_reference"]
     if points.empty:
         return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else []
                              for name in columns})
@@ -183,6 +187,14 @@ def exchange_rates(
     out["fit_ok"] = ok
     out["fit_reason"] = pd.Series([reason[f] for f in fit], dtype=object)
     out["a"], out["b"], out["c"], out["rmse"] = a[fit], b[fit], c[fit], rmse[fit]
+    at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, sse)
+    ref_index = np.maximum(ref, 0)
+    out["fit_at_bound"] = pd.Series([at_bound[f] for f in fit], dtype=object)
+    out["lack_of_fit_p"] = lack_of_fit[fit]
+    out["ref_fit_at_bound"] = pd.Series([at_bound[r] if h else None for r, h in zip(ref_index, has_ref, strict=True)],
+                                        dtype=object)
+    out["ref_lack_of_fit_p"] = np.where(has_ref, lack_of_fit[ref_index], np.nan)
+    out["ref_monotone"] = np.where(has_ref, monotone[ref_index], True)
     out["ref_a"], out["ref_b"], out["ref_c"] = ref_a, ref_b, ref_c
     out["is_reference"] = is_ref_fit[fit]
     return out[columns]

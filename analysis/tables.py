@@ -83,7 +83,8 @@ def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Tabl
     caption = ("acc: mean over seeds; unbounded: accurate beyond the reference's asymptote interval (worth more "
                "than any amount of real data); indeterminate: the fit says so, the data do not (v ≥ the measured "
                f"bound shown); > N: x + v past {extrapolation_limit:g} × the largest reference size; extrapolated: "
-               "x + v outside the reference's measured sizes")
+               "x + v outside the reference's measured sizes; misfits: the power law misses the size means beyond "
+               "seed scatter (lack-of-fit F test, p < 0.01)")
     if has_ci:
         caption += (f"; 95% CI of v: whole seeds resampled, paired across treatments ({'/'.join(map(str, seeds))} "
                     "seeds; expanded percentile)")
@@ -105,6 +106,7 @@ def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Tabl
             v = ratio = math.nan
         else:
             note = "extrapolated" if d.get("extrapolated") else ""
+        note = "; ".join(n for n in (note, *_diagnostics(d)) if n)
         if d.get("beyond_extrapolation_limit") and not _missing(ratio) and ratio != math.inf:
             ratio_text = f"> {limit / x:.3g}"
         else:
@@ -130,6 +132,20 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
                       ci, str(d["n_seeds"]), f"{d['p_sign_flip']:.3g}", f"{d['p_holm']:.3g}",
                       "yes" if d["differs"] else "no")
     return whole(table, "95% CI")
+
+
+def _diagnostics(d: Mapping[str, Any], misfit: float = 0.01) -> list[str]:
+    """A row's fit diagnostics worth a reader's attention (exchange.py's columns), in words."""
+    notes = []
+    for prefix, who in (("", "curve"), ("ref_", "reference curve")):
+        p = d.get(f"{prefix}lack_of_fit_p")
+        if not _missing(p) and p < misfit:
+            notes.append(f"{who} misfits (p={p:.1g})")
+        if d.get(f"{prefix}fit_at_bound"):
+            notes.append(f"{who}: {d[f'{prefix}fit_at_bound']}")
+    if d.get("ref_monotone") is False or d.get("ref_monotone") == 0:
+        notes.append("reference falls with size")
+    return notes
 
 
 def _samples(v: Any, x: float, limit: float) -> str:

@@ -138,3 +138,19 @@ def test_holm_adjusts_step_down():
     from analysis.compare import holm
 
     np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+
+
+def test_fit_diagnostics_flag_lack_of_fit_bounds_and_a_falling_reference():
+    frame = synthetic_sweeps(30, noise=0.01, rng_seed=1)  # true power laws: the lack-of-fit p is about uniform
+    fits = exchange_rates(frame).drop_duplicates(["width", "augmentation"])
+    assert (fits["lack_of_fit_p"] < 0.05).mean() <= 0.15 and fits["lack_of_fit_p"].median() > 0.2
+    assert fits["fit_at_bound"].isna().all() and fits["ref_monotone"].all()
+    dip = frame.copy()  # not a power law: the treatment's accuracy dips at one size
+    dip.loc[(dip["augmentation"] == "crop") & (dip["data_size"] == 400), "accuracy"] -= 0.05
+    crop = exchange_rates(dip).query("augmentation == 'crop'")
+    assert (crop["lack_of_fit_p"] < 1e-6).all() and (crop["ref_lack_of_fit_p"] > 1e-3).all()
+    falling = frame.copy()  # the reference gets worse with more data at its largest size
+    falling.loc[(falling["augmentation"] == "none") & (falling["data_size"] == 1600), "accuracy"] -= 0.2
+    assert not exchange_rates(falling).query("augmentation == 'crop'")["ref_monotone"].any()
+    saturated = synthetic_sweeps(3, noise=0.0001, ref=(2.0, 0.0, 0.45), rng_seed=1)  # the reference's b is 0
+    assert (exchange_rates(saturated).query("augmentation == 'crop'")["ref_fit_at_bound"] == "b = 0").all()
