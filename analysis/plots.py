@@ -93,8 +93,8 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
     """Effective extra samples v against data size (log x, symlog y) on one eval set, per treatment.
 
     Filled markers: x + v inside the reference's measured sizes; hollow: extrapolated. Unbounded points
-    (v = +inf) are drawn as triangles at the top edge. With bootstrap columns, vertical bars show the
-    interval. The reference is the 0 line. Returns the path written.
+    (v = +inf, `unbounded`) are drawn as triangles at the top edge, hollow where `indeterminate`. With
+    bootstrap columns, vertical bars show the interval. The reference is the 0 line. Returns the path written.
     """
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
@@ -108,7 +108,7 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
 
     fig, axes, title = _figure(list(groups), rates, group_cols,
                                f"{eval_set}: effective extra samples v(x) = f_ref⁻¹(f_aug(x)) − x")
-    any_unbounded = any_extrapolated = False
+    any_unbounded = any_extrapolated = any_indeterminate = False
     for ax, (group, _) in zip(axes, groups.items(), strict=False):
         rows = _split(others, group_cols, []).get(group, others.iloc[:0])
         finite = rows["effective_extra_samples"].to_numpy(dtype=float)
@@ -125,7 +125,9 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
                 continue
             shown = np.isfinite(v)
             extrapolated = t_rows["extrapolated"].to_numpy(dtype=bool)
-            unbounded = t_rows["unbounded"].to_numpy(dtype=bool) | np.isposinf(v)
+            unbounded = t_rows["unbounded"].to_numpy(dtype=bool)
+            indeterminate = (t_rows["indeterminate"].to_numpy(dtype=bool) if "indeterminate" in t_rows
+                             else np.isposinf(v) & ~unbounded)
             ax.plot(x[shown], v[shown], "-", color=color, lw=1.5, label=label)
             ax.plot(x[shown & ~extrapolated], v[shown & ~extrapolated], "o", color=color, ms=5)
             hollow = shown & extrapolated
@@ -133,6 +135,10 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
             if unbounded.any():
                 ax.plot(x[unbounded], np.full(unbounded.sum(), 0.97), "^", ms=8, color=color,
                         transform=top, clip_on=False)
+            if indeterminate.any():  # the fit alone says unbounded: hollow, and no number drawn
+                ax.plot(x[indeterminate], np.full(indeterminate.sum(), 0.97), "^", ms=8, mfc="white", mec=color,
+                        mew=1.3, transform=top, clip_on=False)
+            any_indeterminate |= bool(indeterminate.any())
             if has_ci:
                 low = t_rows["v_ci_low"].to_numpy(dtype=float)
                 high = t_rows["v_ci_high"].to_numpy(dtype=float)
@@ -161,9 +167,12 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
                              label="x + v outside the reference's measured sizes"))
     if any_unbounded:
         extras.append(Line2D([], [], ls="", marker="^", color="gray",
-                             label="unbounded: error below the reference's asymptote (v = +∞)"))
+                             label="unbounded: accurate past the reference's asymptote interval (v = +∞)"))
+    if any_indeterminate:
+        extras.append(Line2D([], [], ls="", marker="^", mfc="white", mec="gray",
+                             label="indeterminate: below the reference's asymptote by the fit, not by the data"))
     if has_ci:
-        extras.append(Line2D([], [], color="gray", alpha=0.5, label="95% bootstrap interval"))
+        extras.append(Line2D([], [], color="gray", alpha=0.5, label="95% interval, whole seeds resampled"))
     _legend(fig, axes, extras)
     fig.suptitle(title)
     return _save(fig, path)
