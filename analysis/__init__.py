@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 from search_spaces.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .compare import compare
+    from .comparisons import compare
     from .exchange import exchange_rates, load_results
     from .fit import PowerLawFit, fit_power_law
     from .plots import plot_effective_samples, plot_scaling_curves
     from .probes import probe_summary
 
 _HOMES = {
-    "compare": ("compare",),
+    "comparisons": ("compare",),
     "exchange": ("exchange_rates", "load_results"),
     "fit": ("PowerLawFit", "fit_power_law"),
     "plots": ("plot_effective_samples", "plot_scaling_curves"),

@@ -107,7 +107,7 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
 
 def compare_sweep(results, pair: tuple[str, str], *, reference: str, n_bootstrap: int, seed: int,
                   as_json: bool) -> None:
-    from analysis.compare import compare
+    from analysis.comparisons import compare
     from analysis.tables import compare_table
 
     try:

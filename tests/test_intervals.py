@@ -135,7 +135,7 @@ def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
 
 
 def test_holm_adjusts_step_down():
-    from analysis.compare import holm
+    from analysis.comparisons import holm
 
     np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
 

@@ -58,7 +58,9 @@ def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = 
 
 def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str], n_bootstrap: int, seed: int,
                    level: float) -> pd.DataFrame:
-    points = group.assign(_fit=group["_label"].map({name: i for i, name in enumerate(labels)}), _group=0)
+    # one fit per role (first, second, reference), also where a role's treatment is the reference
+    points = pd.concat([group[group["_label"] == name].assign(_fit=i) for i, name in enumerate(labels)],
+                       ignore_index=True).assign(_group=0)
     points = points.sort_values(["_fit", "data_size"], kind="stable", ignore_index=True)
     sizes = np.array(sorted(set(points.loc[points["_fit"] == 0, "data_size"]) & set(points.loc[points["_fit"] == 1,
                                                                                               "data_size"])), float)
@@ -67,7 +69,7 @@ def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str]
     weight_rows = [np.ones(len(points))] + [(points["seed"] == s).to_numpy(float) for s in seeds]
     fit_of = points["_fit"].to_numpy()
     params = [_fit_three(points, fit_of, w) for w in weight_rows]
-    v = [_v_pair(p, sizes) for p in params]  # each (2, sizes): v of first and second
+    v = [_same_as_reference(_v_pair(p, sizes), labels) for p in params]  # each (2, sizes): v of first and second
     v_point, v_seeds = v[0], np.stack(v[1:])  # (2, k), (n, 2, k)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.minimum(np.log(np.maximum(sizes + v_seeds, 1.0)), _LOG_CAP)
@@ -75,8 +77,8 @@ def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str]
     p = _sign_flip(d, seed)
     replicates = seed_replicates(points, [0, 1, 2], n_bootstrap, seed)
     tail = expanded_tail(replicates.clusters[0], level)
-    v_boot = _v_pair(tuple(np.stack([replicates.params[f][i] for f in range(3)]) for i in range(3)), sizes,
-                     boot=True)  # (2, B, k)
+    v_boot = _same_as_reference(_v_pair(tuple(np.stack([replicates.params[f][i] for f in range(3)])
+                                              for i in range(3)), sizes, boot=True), labels)  # (2, B, k)
     with np.errstate(invalid="ignore"):  # both unbounded in a replicate: no difference to speak of (NaN, left out)
         diff_low, diff_high = percentile_interval(v_boot[0] - v_boot[1], tail)
     first_row = group.iloc[0]
@@ -89,6 +91,14 @@ def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str]
     })
     frame["differs"] = frame["p_holm"] < 1.0 - level
     return frame
+
+
+def _same_as_reference(v: np.ndarray, labels: list[str]) -> np.ndarray:
+    """The reference compared with itself is worth exactly 0 extra samples (not f⁻¹(f(x)) − x in floats)."""
+    for i in (0, 1):
+        if labels[i] == labels[2]:
+            v[i] = 0.0
+    return v
 
 
 def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
