@@ -127,6 +127,21 @@ def test_test_and_corrupted_take_no_root_or_options_and_corrupted_keeps_uint8():
     assert (to_float(cx) - fx).abs().max() <= 1 / 255 + 1e-6  # the float suite, rounded
 
 
+def test_corrupted_picks_corruptions_and_its_default_is_the_five_it_always_held():
+    from trainables.datasets.builtin import CORRUPTIONS, DEFAULT_CORRUPTIONS
+
+    data = small_synthetic()
+    whole, labels = eval_set(data, "corrupted")
+    parts = [eval_set(data, "corrupted", options={"corruptions": [c]}) for c in DEFAULT_CORRUPTIONS]
+    assert torch.equal(whole, torch.cat([x for x, _ in parts])) and all(torch.equal(y, data.test_y) for _, y in parts)
+    for name in set(CORRUPTIONS) - set(DEFAULT_CORRUPTIONS):  # outside TrivialAugment's ops: dilate, elastic
+        x, y = EVAL_SETS.create("corrupted", data=data, corruptions=(name,))
+        again, _ = EVAL_SETS.create("corrupted", data=data, corruptions=(name,))
+        assert x.shape == data.test_x.shape and torch.equal(x, again) and not torch.equal(x, data.test_x)
+    with pytest.raises(ValueError, match="option corruptions must name each of some of noise, blur.*got .'fog'."):
+        eval_set(data, "corrupted", options={"corruptions": ["fog"]})
+
+
 # ----- CIFAR-10 and CIFAR-100 -----------------------------------------------------------------------
 
 def test_cifar10_reads_torchvision_format_as_uint8(tmp_path):

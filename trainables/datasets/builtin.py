@@ -115,34 +115,68 @@ def test_split(data: DataSet, root: str | None = None, **options: Any) -> tuple[
 CORRUPTED_CHUNK = 1024  # test images corrupted at a time: the float copies of a uint8 set stay small
 
 
-def _corruption_suite(x: Tensor, noise: Tensor) -> list[Tensor]:
+def _kernel(x: Tensor) -> int:
+    return 3 if x.shape[-1] <= 16 else 5
+
+
+def _dilate(x: Tensor) -> Tensor:
+    """Thicker strokes: a 3x3 grey-level dilation (each pixel the brightest of its neighbours)."""
+    return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+def _elastic(x: Tensor) -> Tensor:
+    """A smooth random warp (torchvision's elastic transform), its field fixed by a seed of its own."""
     side = x.shape[-1]
-    kernel = 3 if side <= 16 else 5
-    return [
-        (x + 0.15 * noise).clamp(0, 1),  # Gaussian noise
-        TF.gaussian_blur(x, kernel_size=[kernel, kernel], sigma=[1.0, 1.0]),  # blur
-        TF.adjust_contrast(x, 0.4) if x.shape[1] in (1, 3) else x,  # low contrast
-        TF.affine(x, angle=0.0, translate=[side // 8, side // 8], scale=1.0, shear=[0.0, 0.0]),  # shift
-        TF.affine(x, angle=20.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
-                  interpolation=TF.InterpolationMode.BILINEAR),  # rotation
-    ]
+    gen = torch.Generator().manual_seed(7)
+    field = torch.rand((1, 2, side, side), generator=gen) * 2 - 1
+    field = TF.gaussian_blur(field, kernel_size=[_kernel(x) * 2 + 1] * 2, sigma=[side / 8] * 2)
+    field = field / field.abs().amax().clamp_min(1e-12) * (2.0 / side)  # at most 1 pixel: strokes bend, stay whole
+    return TF.elastic(x, field.permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR)
 
 
-@EVAL_SETS.register("corrupted", doc="the test split under a fixed suite: noise, blur, contrast, shift, rotation")
+# name -> corruption of a float batch (noise: a standard normal batch of its shape). The first five are the
+# suite that `corrupted` has always held, in its order; `dilate` and `elastic` lie outside TrivialAugment's op
+# space (its ops are colour, contrast, sharpness, posterize/solarize, shifts, shears and rotations).
+CORRUPTIONS: dict[str, Any] = {
+    "noise": lambda x, noise: (x + 0.15 * noise).clamp(0, 1),
+    "blur": lambda x, noise: TF.gaussian_blur(x, kernel_size=[_kernel(x)] * 2, sigma=[1.0, 1.0]),
+    "contrast": lambda x, noise: TF.adjust_contrast(x, 0.4) if x.shape[1] in (1, 3) else x,
+    "shift": lambda x, noise: TF.affine(x, angle=0.0, translate=[x.shape[-1] // 8] * 2, scale=1.0,
+                                        shear=[0.0, 0.0]),
+    "rotation": lambda x, noise: TF.affine(x, angle=20.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
+                                           interpolation=TF.InterpolationMode.BILINEAR),
+    "dilate": lambda x, noise: _dilate(x),
+    "elastic": lambda x, noise: _elastic(x),
+}
+DEFAULT_CORRUPTIONS = ("noise", "blur", "contrast", "shift", "rotation")
+
+
+@EVAL_SETS.register("corrupted", doc="the test split under fixed corruptions: by default noise, blur, contrast, "
+                    "shift, rotation; option `corruptions` picks any of those and dilate, elastic")
 def corrupted(data: DataSet, root: str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
-    """In the spirit of CIFAR-10-C: every test image under each of five fixed, deterministic corruptions.
+    """In the spirit of CIFAR-10-C: every test image under each of some fixed, deterministic corruptions.
 
-    Same dtype as the test split: a uint8 set is corrupted in float a chunk at a time and stored back as uint8.
-    Chunk i draws its noise from seed i, so a test split of one chunk gets the noise it always had.
+    `corruptions`: a list of CORRUPTIONS names (default DEFAULT_CORRUPTIONS): one eval set per corruption is
+    `{name: corrupted, label: c_noise, options: {corruptions: [noise]}}`. Same dtype as the test split: a uint8
+    set is corrupted in float a chunk at a time and stored back as uint8. Chunk i draws its noise from seed i,
+    so a test split of one chunk gets the noise it always had, whichever corruptions are asked for.
     """
+    chosen = tuple(options.pop("corruptions", DEFAULT_CORRUPTIONS))
     _no_root_or_options("corrupted", root, options)
+    unknown = [c for c in chosen if c not in CORRUPTIONS]
+    if unknown or not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"eval set 'corrupted': option corruptions must name each of some of "
+                         f"{', '.join(CORRUPTIONS)} once (got {list(chosen)})")
     x, y = data.test_x, data.test_y
-    n, suite_size = len(x), 5
+    n, suite_size = len(x), len(chosen)
     out = torch.empty((suite_size * n, *x.shape[1:]), dtype=x.dtype)
     for i, start in enumerate(range(0, n, CORRUPTED_CHUNK)):
         chunk = to_float(x[start : start + CORRUPTED_CHUNK])
         noise = torch.randn(chunk.shape, generator=torch.Generator().manual_seed(i))
-        for k, image in enumerate(_corruption_suite(chunk, noise)):
+        for k, name in enumerate(chosen):
             rows = slice(k * n + start, k * n + start + len(chunk))
+            image = CORRUPTIONS[name](chunk, noise)
             out[rows] = image if x.is_floating_point() else to_uint8(image)
     return out, y.repeat(suite_size)
+
+
