@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from analysis.exchange import reference_mask
 from analysis.fit import fit_batch, inverse_power_law, power_law
 from analysis.intervals import expanded_tail, percentile_interval, seed_replicates
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
@@ -24,35 +25,54 @@ from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
 EXACT_SEEDS = 12  # up to this many seeds every sign pattern is tried; above, random ones
 _LOG_CAP = np.log(1e12)  # x + v beyond this (or unbounded) counts as this on the log scale
+_REFERENCE = "\x00reference"  # the reference's rows, whatever a treatment label might read
 
 
-def treatment_labels(results: pd.DataFrame) -> pd.Series:
-    """Each row's treatment as the tables print it: 'crop(2)', with the label columns that vary in brackets."""
+def treatment_labels(results: pd.DataFrame, shown: pd.Series | None = None) -> pd.Series:
+    """Each row's treatment as the tables print it: 'crop(2)', with the treatment's label columns that vary among
+    the `shown` rows (default: all) in brackets: 'crop(2) [fixed 4]'. Group columns (model, width, ...) are
+    left out: a comparison is made within each group, and its rows name the group."""
     columns = [c for c in TREATMENT_COLUMNS if c in results.columns]
-    varying = [c for c in LABEL_COLUMNS if c in columns and results[c].astype(str).nunique() > 1]
-    return results[columns].apply(lambda row: treatment_label(row.to_dict(), varying), axis=1)
+    among = results if shown is None else results[shown]
+    varying = [c for c in LABEL_COLUMNS if c in columns and among[c].astype(str).nunique() > 1]
+    return results[[c for c in results.columns if c in set(columns) | set(varying)]].apply(
+        lambda row: treatment_label(row.to_dict(), varying), axis=1)
 
 
 def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = "none", n_bootstrap: int = 1000,
             seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """One row per (group, eval set, size) where both treatments and the reference have fits: v of each, the
     difference v_first − v_second with its interval at `level`, the sign-flip p-value over seeds and its Holm
-    correction across the comparison's sizes, and `differs` (Holm p below 1 − level). `first`, `second` and
-    `reference` are treatment labels as the tables print them ('crop(2)', 'none')."""
+    correction across the comparison's sizes, and `differs` (Holm p below 1 − level).
+
+    `first` and `second` are treatments as `augworth analyze` tables print them, less any group columns
+    ('crop(2)', 'crop(2) [fixed 4]'); `reference` is chosen as `exchange_rates` chooses it (this augmentation,
+    trained plainly), and naming it as `first` or `second` compares against the reference itself (v = 0)."""
+    if n_bootstrap < 1:
+        raise ValueError(f"compare: n_bootstrap must be at least 1, got {n_bootstrap}")
     rows = results
     if "final" in rows.columns:
         rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    rows = rows[rows["accuracy"].notna()].assign(_label=treatment_labels(rows))
-    known = sorted(set(rows["_label"]))
-    for name in (first, second, reference):
-        if name not in known:
-            raise ValueError(f"compare: no treatment {name!r} in the results (have: {', '.join(known)})")
-    rows = rows[rows["_label"].isin([first, second, reference])]
+    rows = rows[rows["accuracy"].notna()]
+    is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
+    labels = treatment_labels(rows, ~is_reference).where(~is_reference, _REFERENCE)
+    rows = rows.assign(_label=labels)
+    known = sorted(set(labels) - {_REFERENCE})
+    roles = []
+    for name in (first, second):
+        if name not in known and name != reference:
+            raise ValueError(f"compare: no treatment {name!r} in the results (have: {', '.join(known)}; "
+                             f"reference: {reference})")
+        roles.append(name if name in known else _REFERENCE)
+    if not is_reference.any():
+        raise ValueError(f"compare: no reference {reference!r} (trained plainly) in the results")
+    rows = rows[rows["_label"].isin([*roles, _REFERENCE])]
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
     out = []
     for _, group in rows.groupby([*group_cols, "eval_set"], dropna=False, sort=True):
-        if set(group["_label"]) == {first, second, reference}:
-            out.append(_compare_group(group, [first, second, reference], group_cols, n_bootstrap, seed, level))
+        if set(group["_label"]) == {*roles, _REFERENCE}:
+            frame = _compare_group(group, [*roles, _REFERENCE], group_cols, n_bootstrap, seed, level)
+            out.append(frame.assign(first=first, second=second, reference=reference))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -138,7 +158,8 @@ def _sign_flip(d: np.ndarray, seed: int) -> np.ndarray:
     if n <= EXACT_SEEDS:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
     else:
-        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(10_000, n))
+        # random patterns, the observed one (all +1) among them: a p-value is never 0
+        signs = np.vstack([np.ones(n), np.random.default_rng(seed).choice((1.0, -1.0), size=(9_999, n))])
     finite = np.where(np.isnan(d), 0.0, d)
     observed = np.abs(finite.mean(axis=0))
     flipped = np.abs(signs @ finite / n)  # (patterns, k)

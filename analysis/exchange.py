@@ -118,7 +118,7 @@ def exchange_rates(
     rmse = np.sqrt(sse / weights.sum(axis=1))
 
     # each group's reference fit (-1: none or ambiguous) and the reason a fit's v is unknown
-    is_ref_fit = _equals(fits, reference)
+    is_ref_fit = reference_mask(fits, reference)
     ref_of_fit, reason = np.full(n_fits, -1), list(own_reason)
     group_of_fit = fits["_group"].to_numpy()
     refs_by_group = pd.Series(np.flatnonzero(is_ref_fit)).groupby(group_of_fit[is_ref_fit]).agg(list)
@@ -224,7 +224,7 @@ def _final_points(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 _NEUTRAL_TREATMENT = {"views": "random", "views_r": None, "views_first_clean": False, "invariance": "none"}
 
 
-def _equals(fits: pd.DataFrame, reference: str) -> np.ndarray:
+def reference_mask(fits: pd.DataFrame, reference: str) -> np.ndarray:
     """augmentation == reference, trained plainly, per fit; a missing augmentation being no match."""
     mask = fits["augmentation"].astype(object).eq(reference).to_numpy(dtype=bool, copy=True)
     for name, neutral in _NEUTRAL_TREATMENT.items():
@@ -248,11 +248,14 @@ def _bootstrap_v(
     low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     asymptote_low, asymptote_high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     clusters, distinct = np.zeros(x.size, dtype=int), np.zeros(x.size, dtype=int)
+    seeds_of_fit = points.groupby("_fit")["seed"].nunique()
     for f in known:
         rows = np.flatnonzero(fit == f)
         g = int(group_of_fit[f])
-        tail = expanded_tail(replicates.clusters[g], CI_LEVEL)
-        clusters[rows], distinct[rows] = replicates.clusters[g], replicates.distinct[g]
+        # the seeds this fit and its reference both rest on: fewer than the group's where cells are missing
+        n = min(replicates.clusters[g], int(seeds_of_fit[f]), int(seeds_of_fit[int(ref_of_fit[f])]))
+        tail = expanded_tail(n, CI_LEVEL)
+        clusters[rows], distinct[rows] = n, replicates.distinct[g]
         (a, b, c), (ra, rb, rc) = replicates.params[int(f)], replicates.params[int(ref_of_fit[f])]
         b_low, b_high = percentile_interval(rb[:, None], tail)  # the reference's asymptote: accuracy 1 − b
         asymptote_low[rows], asymptote_high[rows] = 1.0 - b_high[0], 1.0 - b_low[0]

@@ -21,13 +21,15 @@ def measured_bounds(points: pd.DataFrame, fit: np.ndarray, ref_of_fit: np.ndarra
     """Per output row, bounds on v from the measured means alone (no curve): the treatment at x is at least as
     accurate as the reference at its largest measured size whose mean accuracy it reaches (x + v ≥ that
     size; −x where it reaches none), and less accurate than at the smallest size whose mean it does not
-    reach (x + v < that size; +inf where it reaches all). Assumes only that more real data do not hurt."""
+    reach (x + v < that size; +inf where it reaches all). Assumes only that more real data do not hurt, so a
+    size counts as reached only if no smaller size's mean beats the treatment: the two bounds never cross."""
     means = points.groupby(["_fit", "data_size"], sort=True)["accuracy"].mean()
     low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     for i in np.flatnonzero(ref_of_fit[fit] >= 0):
         ref = means.loc[int(ref_of_fit[fit[i]])]
-        reached = ref.index[ref.to_numpy() <= accuracy[i]].to_numpy(dtype=float)
-        missed = ref.index[ref.to_numpy() > accuracy[i]].to_numpy(dtype=float)
+        best = np.maximum.accumulate(ref.to_numpy())  # more data do not hurt: what some size up to here reached
+        reached = ref.index[best <= accuracy[i]].to_numpy(dtype=float)
+        missed = ref.index[best > accuracy[i]].to_numpy(dtype=float)
         low[i] = (reached.max() if reached.size else 0.0) - x[i]
         high[i] = (missed.min() if missed.size else np.inf) - x[i]
     return low, high

@@ -144,11 +144,14 @@ def _evaluate_batch(store: Store, sweep: str, todo: dict[str, list[dict[str, Any
     added = 0
     for key, requests in todo.items():
         rows = old.filter(pc.equal(old["cell_key"], key))
-        template = next(r for r in rows.to_pylist() if r["final"])  # its training time, probes and provenance
+        template = next((r for r in rows.to_pylist() if r["final"]), None)  # training time, probes, provenance
+        if template is None:
+            bad[key] = "no final row to take the training time and provenance from"
+            continue
         cell = cells[key]
-        try:
+        try:  # a weights file that is missing, unreadable, another cell's or another model's: that cell's fault
             measured = evaluate_weights(cell, data, load_weights(folder, key), requests, device=device)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # torch.load, load_state_dict: its file's fault
+        except (OSError, ValueError, KeyError) as exc:  # run-time errors (CUDA, memory) stop the command instead
             bad[key] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
             continue
         kept = {name: template[name] for name in ("step", "final", "train_seconds", *PROBE_COLUMNS)}

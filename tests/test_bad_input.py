@@ -83,8 +83,8 @@ ARGS = {  # name: (arguments after the store is set up, what the one line must n
     "analyze: unknown eval set": (["analyze", "have", "--eval-set", "nope"], "--eval-set 'nope'"),
     "analyze: unknown reference": (["analyze", "have", "--reference", "flip"], "--reference 'flip'"),
     "analyze: unknown treatment to compare": (
-        ["analyze", "have", "--compare", "crop(2)", "flip", "--reference", "crop"],
-        "--compare: no treatment 'flip' in the results (have: crop(2))"),
+        ["analyze", "have", "--compare", "flip", "crop", "--reference", "crop"],
+        "--compare: no treatment 'flip' in the results"),
     "status: no such sweep": (["status", "ghost"], "no sweep 'ghost'"),
     "verify: absolute name": (["verify", "/etc"], "bad sweep name"),
     "compact: no such sweep": (["compact", "ghost"], "no sweep 'ghost'"),

@@ -59,13 +59,16 @@ def test_cells_with_missing_or_foreign_weights_are_named_and_keep_their_rows(swe
     good, foreign = plan.cells[:2], plan.cells[2]
     for cell in good:
         save_weights(folder, cell, build_model(cell, data, device_settings("cpu")))
-    # another cell's weights under this cell's name
+    # another cell's weights under this cell's name, and a file that is not a weights file at all
     shutil.copy(f"{folder}/{good[0].cell_key}.pt", f"{folder}/{foreign.cell_key}.pt")
+    broken = plan.cells[3]
+    Path(folder, f"{broken.cell_key}.pt").write_bytes(b"not torch")
     result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", "{name: test, label: again}",
                                       "--store", "store", "--device", "cpu"])
     assert result.exit_code == 3, (result.stdout, result.stderr, result.exception)
     assert "2 cells evaluated on again (2 rows added), 0 had them already, 10 could not be" in result.stdout
-    assert "9 cells have no kept weights" in result.stdout
+    assert "8 cells have no kept weights" in result.stdout
+    assert f"{broken.cell_key}: ValueError: " in result.stdout and "not a weights file" in result.stdout
     assert f"{foreign.cell_key}: ValueError: " in result.stdout and f"holds the weights of cell {good[0].cell_key}" \
         in result.stdout
     rows = read_results(store, "e")

@@ -130,7 +130,7 @@ def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
     truth = true_v(found["data_size"].to_numpy(float), aug=better) - true_v(found["data_size"].to_numpy(float))
     assert found["differs"].mean() >= 0.9 and (found["v_diff"] > 0).all()
     assert ((found["v_diff_ci_low"] <= truth) & (truth <= found["v_diff_ci_high"])).mean() >= 0.85
-    with pytest.raises(ValueError, match="no treatment 'flip' in the results .have: better, crop, none, same."):
+    with pytest.raises(ValueError, match="no treatment 'flip' in the results .have: better, crop, same; reference"):
         compare(frame, "flip", "crop")
 
 
@@ -154,3 +154,34 @@ def test_fit_diagnostics_flag_lack_of_fit_bounds_and_a_falling_reference():
     assert not exchange_rates(falling).query("augmentation == 'crop'")["ref_monotone"].any()
     saturated = synthetic_sweeps(3, noise=0.0001, ref=(2.0, 0.0, 0.45), rng_seed=1)  # the reference's b is 0
     assert (exchange_rates(saturated).query("augmentation == 'crop'")["ref_fit_at_bound"] == "b = 0").all()
+
+
+def test_review_cases_labels_with_views_sparse_seeds_many_seeds_and_bounds_that_never_cross():
+    import pandas as pd
+
+    from analysis import compare
+
+    # treatments told apart by their views: compared by the labels the tables print, against plain none
+    frame = synthetic_sweeps(2, shared=0.1, more={"fixed": (1.7, 0.04, 0.5)}, rng_seed=4)
+    frame["views"] = np.where(frame["augmentation"] == "fixed", "fixed", "random")
+    frame["views_r"] = np.where(frame["augmentation"] == "fixed", 4.0, np.nan)
+    frame["augmentation"] = frame["augmentation"].replace({"fixed": "crop"})
+    pairs = compare(frame, "crop [fixed 4]", "crop [random]", n_bootstrap=50)
+    assert len(pairs) == 12 and (pairs["reference"] == "none").all()
+    assert (compare(frame, "crop [random]", "none", n_bootstrap=50)["v_second"] == 0).all()
+    # above 12 seeds the sign patterns are drawn at random, the observed one among them: p is never 0
+    many = compare(synthetic_sweeps(1, seeds=16, shared=0.1, more={"better": (0.8, 0.04, 0.5)}), "better", "crop",
+                   n_bootstrap=50)
+    assert (many["p_sign_flip"] > 0).all() and (many["p_sign_flip"] < 0.01).all()
+    # a treatment whose cells exist for 3 of 10 seeds: its interval rests on 3 seeds, and says so
+    sparse = synthetic_sweeps(1)
+    sparse = sparse[(sparse["augmentation"] == "none") | (sparse["seed"] < 3)]
+    with pytest.warns(exchange.FewSeedsWarning, match="from 3 seeds"):
+        rates = exchange_rates(sparse, n_bootstrap=100, seed=0)
+    assert (rates.loc[rates["augmentation"] == "crop", "ci_seeds"] == 3).all()
+    # a reference whose mean falls at one size: the model-free bounds still bracket, never cross
+    falling = synthetic_sweeps(1, noise=0.0001)
+    falling.loc[(falling["augmentation"] == "none") & (falling["data_size"] == 200), "accuracy"] -= 0.2
+    crop = exchange_rates(falling).query("augmentation == 'crop'")
+    assert (crop["v_bound_low"] <= crop["v_bound_high"]).all()
+    assert isinstance(pairs, pd.DataFrame)

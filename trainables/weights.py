@@ -8,6 +8,7 @@ written atomically through the store's file layer and loaded with `torch.load(we
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,12 +45,17 @@ def kept_keys(folder: str) -> set[str]:
 
 
 def load_weights(folder: str, key: str) -> dict[str, torch.Tensor]:
-    """The state dict kept for cell `key`; FileNotFoundError if there is none, ValueError if the file holds
-    another cell's weights (copied or renamed by hand)."""
+    """The state dict kept for cell `key`; FileNotFoundError if there is none, ValueError if the file is not
+    a weights file or holds another cell's weights (copied or renamed by hand)."""
     root = Root(folder)
-    saved = torch.load(io.BytesIO(root.read_bytes(weights_path(root, key))), weights_only=True)
-    if saved.get("cell_key") != key:
-        raise ValueError(f"{weights_path(root, key)} holds the weights of cell {saved.get('cell_key')}, not {key}")
+    path = weights_path(root, key)
+    try:
+        saved = torch.load(io.BytesIO(root.read_bytes(path)), weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:  # truncated or not torch's: the file's fault
+        raise ValueError(f"{path}: not a weights file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(saved, dict) or saved.get("cell_key") != key:
+        held = saved.get("cell_key") if isinstance(saved, dict) else None
+        raise ValueError(f"{path} holds the weights of cell {held}, not {key}")
     return saved["model"]
 
 
@@ -60,7 +66,10 @@ def evaluate_weights(cell: Cell, data: DataSet, state: Mapping[str, torch.Tensor
     eval_set_fingerprint."""
     settings = device_settings(device)
     model = build_model(cell, data, settings)
-    model.load_state_dict(state)  # strict: a kept file from another model or width fails here, not silently
+    try:
+        model.load_state_dict(state)  # strict: a kept file from another model or width fails here, not silently
+    except RuntimeError as exc:
+        raise ValueError(f"the kept weights do not fit the cell's model ({str(exc).splitlines()[0]})") from None
     evals, fingerprints = load_eval_sets(data, eval_sets, settings)
     out = []
     for label, (x, y) in evals.items():
