@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from analysis.fit import fit_batch, inverse_power_law, power_law
+from analysis.fit import fit_batch, inverse_power_law, power_law, profile_asymptote
 from analysis.intervals import FEW_SEEDS, expanded_tail, percentile_interval, seed_replicates
 from analysis.verdicts import EXTRAPOLATION_LIMIT, fit_diagnostics, measured_bounds
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
@@ -25,6 +25,7 @@ from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
 CI_LEVEL = 0.95
 _RTOL = 1e-9  # x + v at the edge of the measured range counts as inside
+WEIGHTINGS = ("equal", "inverse_variance")
 
 
 class FewSeedsWarning(UserWarning):
@@ -38,7 +39,7 @@ def load_results(store_root: str, sweep: str) -> pd.DataFrame:
 
 def exchange_rates(
     results: pd.DataFrame, reference: str = "none", *, n_bootstrap: int = 0, seed: int = 0,
-    extrapolation_limit: float = EXTRAPOLATION_LIMIT,
+    extrapolation_limit: float = EXTRAPOLATION_LIMIT, weights: str = "equal",
 ) -> pd.DataFrame:
     """One row per (group, treatment, eval_set, data_size): measured and fitted accuracy, v, the ratio.
 
@@ -74,6 +75,12 @@ def exchange_rates(
     the expanded percentile interval of the refits (`intervals.py`); `seed` fixes the draws. Also ci_seeds
     (the seeds resampled; per size, the fewest, where independent) and ci_resamples (distinct resamples
     drawn); a FewSeedsWarning below FEW_SEEDS seeds.
+
+    Every fit also gets the profile-likelihood interval of its asymptote b (b_profile_low, b_profile_high; the
+    reference's as ref_b_profile_low/high; `fit.profile_asymptote`). `weights="inverse_variance"` weighs each
+    point by 1/(the variance over seeds of its treatment at its size), floored at a tenth of the fit's median
+    variance so that a size whose few seeds happen to agree does not take over the fit; the bootstrap keeps
+    those weights. Default "equal": every point counts once.
     """
     missing = [name for name in REQUIRED_COLUMNS if name not in results.columns]
     if missing:
@@ -83,6 +90,8 @@ def exchange_rates(
         )
     if n_bootstrap < 0:
         raise ValueError(f"exchange_rates: n_bootstrap must be >= 0, got {n_bootstrap}")
+    if weights not in WEIGHTINGS:
+        raise ValueError(f"exchange_rates: weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
     group_cols = [name for name in GROUP_COLUMNS if name in results.columns]
     treat_cols = [name for name in TREATMENT_COLUMNS if name in results.columns]
     keys = [*group_cols, *treat_cols, "eval_set"]
@@ -93,8 +102,9 @@ def exchange_rates(
                "extrapolation_factor", "beyond_extrapolation_limit", "ref_size_max", "v_bound_low", "v_bound_high",
                *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high"]
                  if n_bootstrap else []),
-               "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p",
-               "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone", "is_reference"]
+               "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p", "b_profile_low",
+               "b_profile_high", "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone",
+               "ref_b_profile_low", "ref_b_profile_high", "is_reference"]
     if points.empty:
         return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else []
                              for name in columns})
@@ -103,6 +113,7 @@ def exchange_rates(
     points["_fit"] = points.groupby(keys, dropna=False, sort=True).ngroup()
     points["_group"] = points.groupby([*group_cols, "eval_set"], dropna=False, sort=True).ngroup()
     points = points.sort_values(["_fit", "data_size"], kind="stable", ignore_index=True)
+    points["_w"] = _point_weights(points, weights)
     fits = points.drop_duplicates("_fit").set_index("_fit").sort_index()
     n_fits = len(fits)
 
@@ -110,12 +121,16 @@ def exchange_rates(
     fit_of_point = points["_fit"].to_numpy()
     slot = points.groupby("_fit").cumcount().to_numpy()
     n_max = int(slot.max()) + 1
-    sizes, errors, weights = np.ones((n_fits, n_max)), np.zeros((n_fits, n_max)), np.zeros((n_fits, n_max))
+    sizes, errors, point_w = np.ones((n_fits, n_max)), np.zeros((n_fits, n_max)), np.zeros((n_fits, n_max))
     sizes[fit_of_point, slot] = points["data_size"].to_numpy(dtype=float)
     errors[fit_of_point, slot] = 1.0 - points["accuracy"].to_numpy(dtype=float)
-    weights[fit_of_point, slot] = 1.0
-    a, b, c, sse, own_reason = fit_batch(sizes, errors, weights)
-    rmse = np.sqrt(sse / weights.sum(axis=1))
+    point_w[fit_of_point, slot] = points["_w"].to_numpy(dtype=float)
+    a, b, c, sse, own_reason = fit_batch(sizes, errors, point_w)
+    rmse = np.sqrt(sse / point_w.sum(axis=1))
+    b_profile = profile_asymptote(sizes, errors, point_w, sse, CI_LEVEL)
+    # the diagnostics compare unweighted residuals with the unweighted scatter of seeds
+    plain_sse = np.sum(np.where(point_w > 0, (errors - power_law(sizes, a[:, None], b[:, None], c[:, None])) ** 2,
+                                0.0), axis=1)
 
     # each group's reference fit (-1: none or ambiguous) and the reason a fit's v is unknown
     is_ref_fit = reference_mask(fits, reference)
@@ -187,7 +202,7 @@ def exchange_rates(
     out["fit_ok"] = ok
     out["fit_reason"] = pd.Series([reason[f] for f in fit], dtype=object)
     out["a"], out["b"], out["c"], out["rmse"] = a[fit], b[fit], c[fit], rmse[fit]
-    at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, sse)
+    at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, plain_sse)
     ref_index = np.maximum(ref, 0)
     out["fit_at_bound"] = pd.Series([at_bound[f] for f in fit], dtype=object)
     out["lack_of_fit_p"] = lack_of_fit[fit]
@@ -196,6 +211,9 @@ def exchange_rates(
     out["ref_lack_of_fit_p"] = np.where(has_ref, lack_of_fit[ref_index], np.nan)
     out["ref_monotone"] = np.where(has_ref, monotone[ref_index], True)
     out["ref_a"], out["ref_b"], out["ref_c"] = ref_a, ref_b, ref_c
+    out["b_profile_low"], out["b_profile_high"] = b_profile[0][fit], b_profile[1][fit]
+    out["ref_b_profile_low"] = np.where(has_ref, b_profile[0][ref_index], np.nan)
+    out["ref_b_profile_high"] = np.where(has_ref, b_profile[1][ref_index], np.nan)
     out["is_reference"] = is_ref_fit[fit]
     return out[columns]
 
@@ -216,6 +234,17 @@ def _final_points(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         first = points["accuracy"][bad_acc].iloc[0]
         raise ValueError(f"exchange_rates: accuracy must be a fraction in [0, 1], got {first}")
     return points
+
+
+def _point_weights(points: pd.DataFrame, weights: str) -> np.ndarray:
+    """Each point's weight in its fit: 1, or 1/(variance over seeds at its fit and size), floored."""
+    if weights == "equal":
+        return np.ones(len(points))
+    var = points.groupby(["_fit", "data_size"])["accuracy"].transform("var").fillna(0.0)
+    floor = var.groupby(points["_fit"]).transform("median") / 10.0
+    var = np.maximum(var.to_numpy(dtype=float), np.maximum(floor.to_numpy(dtype=float), 1e-12))
+    w = 1.0 / var
+    return w / pd.Series(w).groupby(points["_fit"].to_numpy()).transform("mean").to_numpy()  # mean weight 1
 
 
 # The reference is trained plainly: its other treatment columns at their neutral values (missing = neutral,

@@ -253,3 +253,44 @@ def _profile(
     a, b = np.where(interior, a0, a), np.where(interior, b0, b)
     resid = m - a * u - b
     return a, b, (w * resid * resid).sum(0)
+
+
+def profile_asymptote(
+    sizes: FloatArray, errors: FloatArray, weights: FloatArray, sse: FloatArray, level: float = 0.95,
+) -> tuple[FloatArray, FloatArray]:
+    """Per row of (F, n) arrays (as `fit_batch` takes them, `sse` its result), the profile interval of b.
+
+    For each b on a grid over [0, B_MAX] the squared error is minimised over a and c (a in closed form, c on a
+    fine log grid); the interval holds the b whose profile error stays within SSE_min·(1 + F₁,ₙ₋₃/(n − 3)), the
+    F-based profile-likelihood interval of Bates & Watts (n points, 3 parameters), rounded outwards to the grid
+    (steps of 0.0025). It shows how well the data
+    pin the asymptote: a curve far from saturation gives a wide one. Points are treated as independent (seeds
+    are correlated across sizes), so read it as a diagnostic. NaN where a row has 3 points or fewer, or no fit.
+    """
+    from scipy import stats
+
+    size_of, mean_of, weight_of, within = _per_size(np.asarray(sizes, float), np.asarray(errors, float),
+                                                    np.asarray(weights, float))
+    n_points = np.sum(np.asarray(weights) > 0, axis=1)
+    low, high = np.full(len(size_of), np.nan), np.full(len(size_of), np.nan)
+    b_grid = np.linspace(0.0, B_MAX, 401)
+    c_grid = np.geomspace(C_MIN, C_MAX, 200)
+    for i in np.flatnonzero((n_points > 3) & np.isfinite(sse)):
+        used = weight_of[i] > 0
+        if used.sum() < MIN_SIZES:
+            continue
+        w, m = weight_of[i, used], mean_of[i, used]
+        log_s = np.log(size_of[i, used] / size_of[i, used].max())
+        u = np.exp(-c_grid[:, None] * log_s[None, :])  # (C, k)
+        r = m[None, :] - b_grid[:, None]  # (B, k): what a·x^(−c) has to explain at each b
+        a = np.maximum((r * w) @ u.T / ((w * u * u).sum(1))[None, :], A_MIN)  # (B, C)
+        resid = r[:, None, :] - a[..., None] * u[None, :, :]
+        profile = (w * resid * resid).sum(-1).min(1) + within[i]  # (B,)
+        best = min(float(profile.min()), float(sse[i]))
+        df = n_points[i] - 3
+        inside = profile <= best * (1.0 + stats.f.ppf(level, 1, df) / df)
+        if not inside.any():  # the grid misses a sharp minimum: the interval is narrower than its spacing
+            inside[np.argmin(profile)] = True
+        first, last = np.flatnonzero(inside)[[0, -1]]
+        low[i], high[i] = b_grid[max(first - 1, 0)], b_grid[min(last + 1, b_grid.size - 1)]  # rounded outwards
+    return low, high

@@ -43,7 +43,7 @@ class SeedReplicates:
 
 def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, seed: int) -> SeedReplicates:
     """Refit `fits` (fit ids of `points`) on n_bootstrap seed resamples; `points` has _fit, _group, data_size,
-    seed, accuracy and optionally subset, sorted by (_fit, data_size)."""
+    seed, accuracy and optionally subset (and _w, each point's weight in its fit), sorted by (_fit, data_size)."""
     rng = np.random.default_rng(seed)
     weights: dict[int, np.ndarray] = {}  # fit -> (B, its points)
     clusters: dict[int, int] = {}
@@ -79,7 +79,7 @@ def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, see
             n = len(fit_points)
             sizes[rows, :n] = fit_points["data_size"].to_numpy(dtype=float)
             errors[rows, :n] = 1.0 - fit_points["accuracy"].to_numpy(dtype=float)
-            w[rows, :n] = weights[f]
+            w[rows, :n] = weights[f] * (fit_points["_w"].to_numpy(dtype=float) if "_w" in fit_points else 1.0)
         a, b, c, _, _ = fit_batch(sizes, errors, w)
         for i, f in enumerate(chunk):
             rows = slice(i * n_bootstrap, (i + 1) * n_bootstrap)

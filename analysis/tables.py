@@ -134,8 +134,9 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
     return whole(table, "95% CI")
 
 
-def _diagnostics(d: Mapping[str, Any], misfit: float = 0.01) -> list[str]:
-    """A row's fit diagnostics worth a reader's attention (exchange.py's columns), in words."""
+def _diagnostics(d: Mapping[str, Any], misfit: float = 0.01, wide_asymptote: float = 0.1) -> list[str]:
+    """A row's fit diagnostics worth a reader's attention (exchange.py's columns), in words. A reference
+    asymptote whose profile interval spans more than `wide_asymptote` is named where v leans on it."""
     notes = []
     for prefix, who in (("", "curve"), ("ref_", "reference curve")):
         p = d.get(f"{prefix}lack_of_fit_p")
@@ -145,6 +146,10 @@ def _diagnostics(d: Mapping[str, Any], misfit: float = 0.01) -> list[str]:
             notes.append(f"{who}: {d[f'{prefix}fit_at_bound']}")
     if d.get("ref_monotone") is False or d.get("ref_monotone") == 0:
         notes.append("reference falls with size")
+    low, high = d.get("ref_b_profile_low"), d.get("ref_b_profile_high")
+    leans_on_asymptote = d.get("unbounded") or d.get("indeterminate") or d.get("extrapolated")
+    if leans_on_asymptote and not _missing(low) and not _missing(high) and high - low > wide_asymptote:
+        notes.append(f"reference asymptote acc {1 - high:.2f}-{1 - low:.2f} (profile)")
     return notes
 
 

@@ -62,7 +62,7 @@ def query(
 
 def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
                   reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                  pair: tuple[str, str] | None = None) -> None:
+                  pair: tuple[str, str] | None = None, weights: str = "equal") -> None:
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
     from analysis.tables import probe_table, summary_table
 
@@ -83,7 +83,9 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
         compare_sweep(results, pair, reference=reference, n_bootstrap=n_bootstrap or DEFAULT_BOOTSTRAP, seed=seed,
                       as_json=as_json)
         return
-    rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
+    if weights not in ("equal", "inverse_variance"):
+        raise BadInput(f"--weights {weights!r}: give equal or inverse_variance")
+    rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed, weights=weights)
     if as_json:
         sys.stdout.write(rates.to_json(orient="records") + "\n")
         return
@@ -139,10 +141,12 @@ def analyze(
     pair: Annotated[tuple[str, str] | None, typer.Option(
         "--compare", help="Two treatments as the tables name them, e.g. --compare 'crop(2)' trivialaugment(1): "
         "v_A − v_B per size with its interval and a sign-flip test over seeds (Holm-corrected).")] = None,
+    weights: Annotated[str, typer.Option("--weights", help="equal: every point counts once; inverse_variance: "
+                                         "1/(variance over seeds) per size, floored.")] = "equal",
 ) -> None:
     """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.) with 95% intervals; draw the curves."""
     analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference,
-                  n_bootstrap=bootstrap, seed=seed, pair=pair)
+                  n_bootstrap=bootstrap, seed=seed, pair=pair, weights=weights)
 
 
 @app.command()

@@ -185,3 +185,34 @@ def test_review_cases_labels_with_views_sparse_seeds_many_seeds_and_bounds_that_
     crop = exchange_rates(falling).query("augmentation == 'crop'")
     assert (crop["v_bound_low"] <= crop["v_bound_high"]).all()
     assert isinstance(pairs, pd.DataFrame)
+
+
+def test_the_profile_interval_of_b_covers_the_true_asymptote_and_widens_where_the_data_do_not_pin_it():
+    fits = exchange_rates(synthetic_sweeps(80, noise=0.01, rng_seed=3)).drop_duplicates(["width", "augmentation"])
+    for name, true_b in (("none", 0.05), ("crop", 0.04)):
+        one = fits[fits["augmentation"] == name]
+        inside = (one["b_profile_low"] <= true_b) & (true_b <= one["b_profile_high"])
+        assert 0.88 <= inside.mean() <= 1.0, (name, inside.mean())
+        assert ((one["b_profile_low"] <= one["b"]) & (one["b"] <= one["b_profile_high"])).all()
+    # far from saturation (c small, sizes short of the plateau) the same noise leaves b loose
+    loose = exchange_rates(synthetic_sweeps(20, noise=0.01, ref=(0.8, 0.15, 0.3), rng_seed=3))
+    loose = loose.drop_duplicates("width")
+    width = lambda frame: (frame["ref_b_profile_high"] - frame["ref_b_profile_low"]).median()  # noqa: E731
+    assert width(loose) > 2 * width(fits[fits["augmentation"] == "none"])
+    assert exchange_rates(synthetic_sweeps(1, seeds=1, sizes=(50, 100, 200)))["b_profile_low"].isna().all()
+
+
+def test_inverse_variance_weights_let_precise_sizes_outweigh_a_noisy_one():
+    frame = synthetic_sweeps(60, noise=0.004, rng_seed=5)
+    noisy = frame["data_size"] == 50  # one size with ten times the noise, biased by a few seeds' luck
+    rng = np.random.default_rng(0)
+    frame.loc[noisy, "accuracy"] += rng.normal(0.0, 0.04, noisy.sum())
+    x = np.array([400.0])
+    errors = {}
+    for weights in ("equal", "inverse_variance"):
+        rates = exchange_rates(frame, weights=weights)
+        at = rates[(rates["augmentation"] == "crop") & (rates["data_size"] == 400)]
+        errors[weights] = np.median(np.abs(np.log((400 + at["effective_extra_samples"]) / (x + true_v(x)))))
+    assert errors["inverse_variance"] < 0.8 * errors["equal"], errors
+    with pytest.raises(ValueError, match="weights must be one of"):
+        exchange_rates(frame, weights="1/var")
