@@ -87,7 +87,7 @@ class Cell:
     views: str = "random"  # random (fresh each step) | fixed (views_r frozen views) | same_batch (views_r per batch)
     views_r: int | None = None
     views_first_clean: bool = False  # fixed views: the first of the r views is the un-augmented image
-    invariance: str = "none"  # none | average | orbit_select (a flip-invariant wrapper around the model)
+    invariance: str = "none"  # none | average | orbit_select | shift_average | center_of_mass (a wrapper)
     subset: str = "nested"  # nested subsets across sizes, or independent draws per size (the paper's)
     accumulate: int = 1  # micro-batches per step (BatchNorm sees batch_size / accumulate images at a time)
     normalize: bool = False  # the model sees (x - mean) / std per channel of the pool (the paper's inputs)

@@ -247,7 +247,7 @@ class Spec(_Strict):
     model: ModelSpec | Annotated[list[ModelSpec], Field(min_length=1)]  # one model, or a list to sweep
     augmentations: Annotated[list[AugmentationSpec], Field(min_length=1)]
     views: Annotated[list[ViewsSpec], Field(min_length=1)] = [ViewsSpec()]
-    invariance: Annotated[list[str], Field(min_length=1)] = ["none"]  # none | average | orbit_select
+    invariance: Annotated[list[str], Field(min_length=1)] = ["none"]  # trainables.invariance.INVARIANCES
     data_sizes: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
     data_fractions: Annotated[list[Fraction], Field(min_length=1)] | None = None
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)]

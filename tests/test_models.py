@@ -194,20 +194,51 @@ def test_average_is_the_mean_of_the_two_forwards_without_batchnorm():
 def test_wrappers_keep_parameters_state_dict_and_reject_unknown_names():
     inner = small_model()
     assert wrap_invariance("none", inner) is inner
-    for name in ("average", "orbit_select"):
+    for name in ("average", "orbit_select", "shift_average", "center_of_mass"):
         wrapped = wrap_invariance(name, inner)
         assert param_count(wrapped) == param_count(inner)
         assert list(wrapped.state_dict()) == [f"model.{k}" for k in inner.state_dict()]
-    assert set(INVARIANCES) == {"none", "average", "orbit_select"}
+    assert set(INVARIANCES) == {"none", "average", "orbit_select", "shift_average", "center_of_mass"}
     assert INVARIANCES.get("average").meta["forward_cost"] == 2.0
-    with pytest.raises(UnknownNameError, match="valid: average, none, orbit_select"):
+    assert INVARIANCES.get("shift_average").meta["forward_cost"] == 9.0
+    with pytest.raises(UnknownNameError, match="valid: average, center_of_mass, none, orbit_select, shift_average"):
         wrap_invariance("mirror", inner)
 
 
 def test_wrappers_trace_into_one_graph():
     x = hard_images()
-    for name in ("average", "orbit_select"):
+    for name in ("average", "orbit_select", "shift_average", "center_of_mass"):
         model = wrap_invariance(name, small_model()).eval()
         compiled = torch.compile(model, backend="eager", fullgraph=True)  # no graph breaks: no per-image Python
         with torch.no_grad():
             assert torch.equal(compiled(x), model(x))
+
+
+def glyphs(n: int = 12, size: int = 16) -> torch.Tensor:
+    """Random strokes inside the frame's middle (a 2-pixel margin of background): shifts keep them inside."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 3, size, size)
+    x[:, :, 3:size - 3, 3:size - 3] = torch.rand(n, 3, size - 6, size - 6, generator=g) ** 4
+    return x
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_center_of_mass_is_exactly_invariant_to_shifts_that_keep_the_content_inside(train):
+    model = wrap_invariance("center_of_mass", small_model()).train(train)
+    x = glyphs()
+    with torch.no_grad():
+        out = model(x)
+        for dy, dx in ((1, 0), (0, -2), (2, 1), (-2, -2)):
+            assert same_bits(out, model(torch.roll(x, (dy, dx), dims=(2, 3))))
+        assert not same_bits(out, wrap_invariance("none", model.model)(x))  # it does move the images
+
+
+def test_shift_average_averages_the_nine_one_pixel_shifts():
+    inner = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 16 * 16, 4))
+    model = wrap_invariance("shift_average", inner)  # no global pooling: the inner model is not shift invariant
+    x = glyphs(5)
+    with torch.no_grad():
+        expected = torch.stack([inner(torch.roll(x, (dy, dx), dims=(2, 3)))
+                                for dy in (-1, 0, 1) for dx in (-1, 0, 1)]).mean(0)  # inside: shift == roll
+        assert torch.allclose(model(x), expected, atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(inner(x), expected, atol=1e-4)

@@ -136,7 +136,7 @@ def test_flip_changes_nothing_for_a_model_its_invariance_registry_entry_makes_fl
     assert [e.loss for e in flipped.evaluations] == pytest.approx([e.loss for e in plain.evaluations], rel=1e-4)
 
 
-@pytest.mark.parametrize("invariance", ["average", "orbit_select"])
+@pytest.mark.parametrize("invariance", ["average", "orbit_select", "shift_average", "center_of_mass"])
 def test_invariant_cells_train_with_the_plain_models_parameters(digits, invariance):
     plain = train_cell(tiny_cell(digits, augmentation="none"), digits, ["test"])
     wrapped = train_cell(tiny_cell(digits, augmentation="none", invariance=invariance), digits, ["test"])

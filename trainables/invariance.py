@@ -1,4 +1,4 @@
-"""Built-in horizontal-flip invariance (the paper's section 4): wrappers around a model.
+"""Built-in invariance (the paper's section 4): wrappers around a model, for horizontal flips and for translations.
 
 A wrapper is registered in `INVARIANCES` as `wrap(model) -> nn.Module`; `wrap_invariance(name, model)` applies
 one by name. The wrappers add no parameters (`param_count` is the inner model's) and keep the inner model as
@@ -7,6 +7,13 @@ one by name. The wrappers add no parameters (`param_count` is the inner model's)
 - `none`: the model itself.
 - `orbit_select`: the network sees one canonical member of each image's orbit {x, flip x} (`orbit_canonical`).
 - `average`: logits (g(x) + g(flip x)) / 2, in training and in evaluation, from one forward of a 2B batch.
+- `shift_average`: logits averaged over the 9 shifts of the image by up to one pixel (zero fill, as crop(1)).
+- `center_of_mass`: each image rolled by whole pixels so that its centre of mass sits at the centre.
+
+The translation wrappers are the ones that make sense where flips do not (digits are not mirror symmetric);
+crop is their matching augmentation. `center_of_mass` is exactly invariant to whole-pixel shifts that keep the
+content inside the frame (the centre of mass moves with the content, and the roll is floor(·)-rounded, which
+commutes with integer shifts); `shift_average` only approximately (shifts with zero fill are not a group).
 
 Both non-trivial wrappers are flip invariant bit for bit, f(x) == f(flip x) in train and eval mode, not just up
 to rounding: what reaches the inner model is a function of the orbit alone, so x and flip x give the network
@@ -17,9 +24,11 @@ layout). Non-finite inputs are not covered by the exactness guarantee.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import Registry
@@ -103,6 +112,54 @@ class FlipAverage(nn.Module):
         return (logits[:n] + logits[n:]) / 2
 
 
+def center_of_mass_roll(x: Tensor) -> Tensor:
+    """Each image of (B, C, H, W) rolled by whole pixels so that its centre of mass lands on (H // 2, W // 2).
+
+    Mass is intensity above the image's minimum (the background), summed over channels. The roll is
+    floor(centre − mass centre + 1/2), and floor(t + k) = floor(t) + k for whole k: an image shifted by k pixels,
+    content still inside, is rolled to the same tensor. One gather per axis, no per-image Python.
+    """
+    b, _, h, w = x.shape
+    mass = (x - x.amin(dim=(1, 2, 3), keepdim=True)).float().sum(1)  # (B, H, W)
+    total = mass.sum((1, 2)).clamp_min(1e-12)
+    rows = torch.arange(h, device=x.device, dtype=torch.float32)
+    cols = torch.arange(w, device=x.device, dtype=torch.float32)
+    cy, cx = (mass.sum(2) * rows).sum(1) / total, (mass.sum(1) * cols).sum(1) / total
+    dy = torch.floor(h // 2 - cy + 0.5).long()
+    dx = torch.floor(w // 2 - cx + 0.5).long()
+    row_index = (torch.arange(h, device=x.device)[None, :] - dy[:, None]) % h  # out[i] = x[i − dy]
+    col_index = (torch.arange(w, device=x.device)[None, :] - dx[:, None]) % w
+    x = x.gather(2, row_index[:, None, :, None].expand_as(x))
+    return x.gather(3, col_index[:, None, None, :].expand_as(x))
+
+
+class CenterOfMass(nn.Module):
+    """The inner model applied to `center_of_mass_roll(x)`: one forward per image."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(center_of_mass_roll(x))
+
+
+class ShiftAverage(nn.Module):
+    """Logits averaged over the image shifted by −1, 0, 1 pixels on each axis (zero fill): one forward of 9B."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1))
+        shifts = itertools.product((-1, 0, 1), repeat=2)
+        views = [padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts]
+        logits = self.model(torch.cat(views))
+        return logits.view(len(views), x.shape[0], -1).mean(0)
+
+
 @INVARIANCES.register("none", doc="no built-in invariance: the model itself", forward_cost=1.0)
 def none(model: nn.Module) -> nn.Module:
     return model
@@ -118,6 +175,19 @@ def average(model: nn.Module) -> nn.Module:
                       "member of its flip orbit) before the model", forward_cost=1.0, makes_redundant=("flip",))
 def orbit_select(model: nn.Module) -> nn.Module:
     return OrbitSelect(model)
+
+
+@INVARIANCES.register("shift_average", doc="logits averaged over the 9 shifts of up to one pixel (zero fill, as "
+                      "crop(1)); translation invariant only approximately", forward_cost=9.0)
+def shift_average(model: nn.Module) -> nn.Module:
+    return ShiftAverage(model)
+
+
+@INVARIANCES.register("center_of_mass", doc="each image rolled so its centre of mass is at the centre: invariant "
+                      "to whole-pixel shifts that keep the content inside (orbit selection for translations)",
+                      forward_cost=1.0)
+def center_of_mass(model: nn.Module) -> nn.Module:
+    return CenterOfMass(model)
 
 
 def wrap_invariance(name: str, model: nn.Module) -> nn.Module:
