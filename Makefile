@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean chromium
 
 $(BIN)/augworth: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,14 @@ $(BIN)/augworth: pyproject.toml
 demo: $(BIN)/augworth
 	$(BIN)/augworth demo
 
-test: $(BIN)/augworth
+# The report's test renders it in headless Chromium: install Debian's when it is missing (CI runs as root).
+test: $(BIN)/augworth chromium
 	$(BIN)/python -m pytest -q tests
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq || true; DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(BIN)/augworth
 	$(BIN)/ruff check .

@@ -74,7 +74,8 @@ def exchange_rates(
     size where the group's `subset` is independent; a frame without `subset` is nested), and the interval is
     the expanded percentile interval of the refits (`intervals.py`); `seed` fixes the draws. Also ci_seeds
     (the seeds resampled; per size, the fewest, where independent) and ci_resamples (distinct resamples
-    drawn); a FewSeedsWarning below FEW_SEEDS seeds.
+    drawn), accuracy_fit_ci_low/high (the fitted accuracy's interval at the row's size, for the plots'
+    bands); a FewSeedsWarning below FEW_SEEDS seeds.
 
     Every fit also gets the profile-likelihood interval of its asymptote b (b_profile_low, b_profile_high; the
     reference's as ref_b_profile_low/high; `fit.profile_asymptote`). `weights="inverse_variance"` weighs each
@@ -100,8 +101,8 @@ def exchange_rates(
     columns = [*keys, "data_size", "n_seeds", "accuracy_mean", "accuracy_std", "accuracy_fit",
                "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded", "indeterminate",
                "extrapolation_factor", "beyond_extrapolation_limit", "ref_size_max", "v_bound_low", "v_bound_high",
-               *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high"]
-                 if n_bootstrap else []),
+               *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high",
+                  "accuracy_fit_ci_low", "accuracy_fit_ci_high"] if n_bootstrap else []),
                "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p", "b_profile_low",
                "b_profile_high", "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone",
                "ref_b_profile_low", "ref_b_profile_high", "is_reference"]
@@ -191,8 +192,9 @@ def exchange_rates(
     if n_bootstrap:
         ci = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
         out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]
-        out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:]
-        supported = out["accuracy_mean"].to_numpy(dtype=float) > ci[5]
+        out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:6]
+        out["accuracy_fit_ci_low"], out["accuracy_fit_ci_high"] = ci[6:]
+        supported = out["accuracy_mean"].to_numpy(dtype=float) > ci[5]  # ref_asymptote_high
         few = sorted(set(out.loc[fit_ok[fit] & (out["ci_seeds"] < FEW_SEEDS), "ci_seeds"]))
         if few:
             warnings.warn(f"exchange-rate intervals from {', '.join(map(str, few))} seeds: below {FEW_SEEDS} seeds "
@@ -269,13 +271,15 @@ def _bootstrap_v(
     n_bootstrap: int, seed: int,
 ) -> tuple[np.ndarray, ...]:
     """Per output row: the seed-clustered interval of v (`intervals.py`), the seeds it resampled, the distinct
-    resamples drawn, and the interval of the reference's asymptotic accuracy 1 − b from the same draws."""
+    resamples drawn, the interval of the reference's asymptotic accuracy 1 − b, and the interval of this fit's
+    accuracy at the row's size, all from the same draws."""
     known = np.flatnonzero(fit_ok)
     needed = sorted({int(f) for f in known} | {int(r) for r in ref_of_fit[known]})
     replicates = seed_replicates(points, needed, n_bootstrap, seed)
     group_of_fit = points.drop_duplicates("_fit").set_index("_fit")["_group"]
     low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     asymptote_low, asymptote_high = np.full(x.size, np.nan), np.full(x.size, np.nan)
+    fit_low, fit_high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     clusters, distinct = np.zeros(x.size, dtype=int), np.zeros(x.size, dtype=int)
     seeds_of_fit = points.groupby("_fit")["seed"].nunique()
     for f in known:
@@ -288,11 +292,12 @@ def _bootstrap_v(
         (a, b, c), (ra, rb, rc) = replicates.params[int(f)], replicates.params[int(ref_of_fit[f])]
         b_low, b_high = percentile_interval(rb[:, None], tail)  # the reference's asymptote: accuracy 1 − b
         asymptote_low[rows], asymptote_high[rows] = 1.0 - b_high[0], 1.0 - b_low[0]
+        xs = x[rows][None, :]
+        e_aug = power_law(xs, a[:, None], b[:, None], c[:, None])  # (B, sizes)
+        fit_low[rows], fit_high[rows] = percentile_interval(1.0 - e_aug, tail)
         if ref_of_fit[f] == f:
             low[rows] = high[rows] = 0.0
             continue
-        xs = x[rows][None, :]
-        e_aug = power_law(xs, a[:, None], b[:, None], c[:, None])  # (B, sizes)
         v = inverse_power_law(e_aug, ra[:, None], rb[:, None], rc[:, None]) - xs
         low[rows], high[rows] = percentile_interval(v, tail)
-    return low, high, clusters, distinct, asymptote_low, asymptote_high
+    return low, high, clusters, distinct, asymptote_low, asymptote_high, fit_low, fit_high

@@ -34,11 +34,14 @@ _ELEMENTS = 1 << 22  # points per batched refit, to bound memory
 @dataclass(frozen=True)
 class SeedReplicates:
     """Refits on resampled seeds: per fit id, (a, b, c) arrays of n_bootstrap replicates (NaN where a refit
-    failed); per group id, the clusters drawn from and the distinct resamples drawn."""
+    failed); per group id, the clusters drawn from, the distinct resamples drawn, and the draws themselves:
+    per block (None when the group's seeds are nested, else each data size), its seeds and their (B, seeds)
+    counts."""
 
     params: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
     clusters: dict[int, int]
     distinct: dict[int, int]
+    draws: dict[int, dict[object, tuple[np.ndarray, np.ndarray]]]
 
 
 def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, seed: int) -> SeedReplicates:
@@ -48,15 +51,17 @@ def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, see
     weights: dict[int, np.ndarray] = {}  # fit -> (B, its points)
     clusters: dict[int, int] = {}
     distinct: dict[int, int] = {}
+    all_draws: dict[int, dict[object, tuple[np.ndarray, np.ndarray]]] = {}
     wanted = points[points["_fit"].isin(fits)]
     for g, group in wanted.groupby("_group", sort=True):
         independent = "subset" in group.columns and bool((group["subset"].astype(object) == "independent").any())
         column = pd.Series(0, index=group.index)  # each point's column among the group's draws
         draws, offset = [], 0
         blocks = group.groupby(group["data_size"] if independent else np.zeros(len(group)), sort=True)
-        for _, block in blocks:  # one block of all sizes (nested), or one per size (independent)
+        for key, block in blocks:  # one block of all sizes (nested), or one per size (independent)
             seeds = np.sort(block["seed"].unique())
             draws.append(rng.multinomial(seeds.size, np.full(seeds.size, 1.0 / seeds.size), size=n_bootstrap))
+            all_draws.setdefault(int(g), {})[key if independent else None] = (seeds, draws[-1])
             column[block.index] = offset + np.searchsorted(seeds, block["seed"].to_numpy())
             offset += seeds.size
         counts = np.concatenate(draws, axis=1)  # (B, columns): one draw for every treatment of the group
@@ -84,7 +89,7 @@ def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, see
         for i, f in enumerate(chunk):
             rows = slice(i * n_bootstrap, (i + 1) * n_bootstrap)
             params[f] = (a[rows], b[rows], c[rows])
-    return SeedReplicates(params, clusters, distinct)
+    return SeedReplicates(params, clusters, distinct, all_draws)
 
 
 def expanded_tail(clusters: int, level: float) -> float:

@@ -37,9 +37,12 @@ def plot_scaling_curves(
     Points: the mean over seeds with ± one standard deviation, and each seed as a faint dot (from
     `results`, final rows only). Lines: each treatment's fitted power law from `rates` (the output of
     `exchange_rates`), solid over its measured sizes and dashed beyond them; the reference's line reaches
-    as far as Eq. 1 reads it (up to REFERENCE_EXTEND_MAX × its largest size). Returns the path written.
+    as far as Eq. 1 reads it (up to REFERENCE_EXTEND_MAX × its largest size). With bootstrap columns, each
+    fit's 95% band over its sizes, and the reference's asymptote 1 − b (dotted) with its interval (shaded).
+    Returns the path written.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     rates = _rows_of(rates, eval_set, "rates")
     seeds = results
@@ -77,6 +80,12 @@ def plot_scaling_curves(
                 xs = np.geomspace(x0, x1, 60)
                 accuracy = 1.0 - power_law(xs, first["a"], first["b"], first["c"])
                 ax.plot(xs, accuracy, ls=ls, label=name, **style)
+            if "accuracy_fit_ci_low" in t_rows:  # the fit's 95% band over the measured sizes
+                ax.fill_between(t_rows["data_size"], t_rows["accuracy_fit_ci_low"], t_rows["accuracy_fit_ci_high"],
+                                color=color, alpha=0.15, lw=0)
+            if bool(first["is_reference"]) and np.isfinite(first.get("ref_asymptote_low", np.nan)):
+                ax.axhline(1.0 - first["b"], color=color, ls=":", lw=1.0)  # where Eq. 1 says "unbounded"
+                ax.axhspan(first["ref_asymptote_low"], first["ref_asymptote_high"], color=color, alpha=0.07, lw=0)
         ax.set_xscale("log")
         ax.set_xlabel("training samples")
         ax.set_ylabel(f"accuracy ({eval_set})")
@@ -84,6 +93,8 @@ def plot_scaling_curves(
     _legend(fig, axes, [
         Line2D([], [], ls="", marker="o", color="gray", label="mean ± sd over seeds (faint: each seed)"),
         ("-", "fit, measured sizes"), ("--", "fit, extrapolated"),
+        *([Patch(color="gray", alpha=0.3, label="95% band of the fit (whole seeds resampled)"),
+           (":", "reference asymptote 1 − b (shaded: its 95% interval)")] if "accuracy_fit_ci_low" in rates else []),
     ])
     fig.suptitle(title)
     return _save(fig, path)

@@ -143,8 +143,21 @@ def analyze(
         "v_A − v_B per size with its interval and a sign-flip test over seeds (Holm-corrected).")] = None,
     weights: Annotated[str, typer.Option("--weights", help="equal: every point counts once; inverse_variance: "
                                          "1/(variance over seeds) per size, floored.")] = "equal",
+    question: Annotated[str | None, typer.Option(
+        "--question", help="ood | invariance | stochasticity: the paper's questions with paired intervals (table, "
+        "--json, --csv, PNG).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="With --question: also write its rows to this CSV "
+                                                  "(stochasticity's three parts stacked, a `part` column).")] = None,
 ) -> None:
     """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.) with 95% intervals; draw the curves."""
+    if question is not None:
+        from .cli_questions import question_sweep
+
+        question_sweep(sweep, store, question, reference=reference, n_bootstrap=bootstrap, seed=seed,
+                       as_json=as_json, csv_path=csv_path, out_dir=out_dir)
+        return
+    if csv_path is not None:
+        raise BadInput("--csv goes with --question (the exchange rates: --json)")
     analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference,
                   n_bootstrap=bootstrap, seed=seed, pair=pair, weights=weights)
 

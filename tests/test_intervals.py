@@ -135,7 +135,7 @@ def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
 
 
 def test_holm_adjusts_step_down():
-    from analysis.comparisons import holm
+    from analysis.paired import holm
 
     np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
 
@@ -216,3 +216,13 @@ def test_inverse_variance_weights_let_precise_sizes_outweigh_a_noisy_one():
     assert errors["inverse_variance"] < 0.8 * errors["equal"], errors
     with pytest.raises(ValueError, match="weights must be one of"):
         exchange_rates(frame, weights="1/var")
+
+
+def test_the_fitted_accuracys_band_holds_the_true_curve():
+    rates = exchange_rates(synthetic_sweeps(20, shared=0.1, own=0.05, rng_seed=4), n_bootstrap=200, seed=2)
+    a, b, c = (np.where(rates["augmentation"] == "crop", aug, ref) for aug, ref in zip((1.5, 0.04, 0.5),
+                                                                                      (2.0, 0.05, 0.45), strict=True))
+    truth = 1.0 - (a * rates["data_size"].to_numpy(float) ** -c + b)
+    held = (rates["accuracy_fit_ci_low"] <= truth) & (truth <= rates["accuracy_fit_ci_high"])
+    assert held.mean() >= 0.85, held.mean()
+    assert (rates["accuracy_fit_ci_low"] <= rates["accuracy_fit"]).all()

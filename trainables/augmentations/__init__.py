@@ -27,6 +27,7 @@ from .core import (
     Fill,
     augmentation_names,
     check_strength,
+    covers,
     create_augmentation,
     default_strength,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "TA_OPS",
     "augmentation_names",
     "check_strength",
+    "covers",
     "create_augmentation",
     "default_strength",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .auto_augment import RA_META, randaugment
-from .core import AUGMENTATIONS, SCALED_MAGNITUDES, Augment, Fill, identity
+from .core import AUGMENTATIONS, COVERS_AUTO, COVERS_SHIFT, SCALED_MAGNITUDES, Augment, Fill, identity
 from .simple import crop, cutout, flip
 from .trivialaugment import trivialaugment
 
@@ -40,6 +40,7 @@ def crop_flip_parts(fill: Fill) -> tuple[Augment, Augment]:
 
 @AUGMENTATIONS.register(
     "crop_flip",
+    covers=COVERS_SHIFT,
     default_strength=4.0,
     strength_range=(0.0, float("inf")),
     strength_integer=True,
@@ -52,6 +53,7 @@ def crop_flip(strength: float | None, fill: Fill) -> Augment:
 @AUGMENTATIONS.register(
     "trivialaugment_crop_flip",
     **SCALED_MAGNITUDES,
+    covers=COVERS_AUTO,
     doc="TrivialAugmentWide (`strength` in (0, 1] scales its magnitudes), then crop(4), then flip",
 )
 def trivialaugment_crop_flip(strength: float | None, fill: Fill) -> Augment:
@@ -60,6 +62,7 @@ def trivialaugment_crop_flip(strength: float | None, fill: Fill) -> Augment:
 
 @AUGMENTATIONS.register(
     "cutout_crop_flip",
+    covers=COVERS_SHIFT,
     default_strength=lambda image_size: image_size // 2,
     strength_range=(0.0, float("inf")),
     strength_integer=True,
@@ -72,6 +75,7 @@ def cutout_crop_flip(strength: float | None, fill: Fill) -> Augment:
 @AUGMENTATIONS.register(
     "randaugment_crop_flip",
     **RA_META,
+    covers=COVERS_AUTO,
     doc="RandAugment(num_ops=2, magnitude=`strength` in 0..30, 31 bins), then crop(4), then flip",
 )
 def randaugment_crop_flip(strength: float | None, fill: Fill) -> Augment:

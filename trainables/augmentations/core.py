@@ -26,9 +26,22 @@ PolicyFactory = Callable[[float | None, Fill], Augment]
 #   strength_range:   (lo, hi) inclusive, or None for a policy that takes no strength
 #   strength_open_low: True where lo itself is not allowed (trivialaugment: (0, 1])
 #   strength_integer: True where the strength must be a whole number (pixels, magnitude bins, severity)
+#   covers:           the corruptions (eval-set names: `corrupted`'s and CIFAR-10-C's) its op space includes:
+#                     `analyze --question ood` calls a shift held out for the policy only where it covers none
 #   doc:              one line for `augworth presets` and error messages
 AUGMENTATIONS: Registry[PolicyFactory] = Registry(
-    "augmentation", meta=("default_strength", "strength_range", "strength_integer", "strength_open_low"))
+    "augmentation", meta=("default_strength", "strength_range", "strength_integer", "strength_open_low", "covers"))
+# Op spaces, by the corruptions they include. Shifts and rotations are geometry; TrivialAugment, RandAugment and
+# AutoAugment also change brightness, colour and contrast, and their sharpness op with a factor below 1 smooths
+# (so blur counts as covered). AugMix leaves brightness, colour, contrast and sharpness out on purpose.
+COVERS_SHIFT = ("shift",)
+COVERS_GEOMETRY = ("shift", "rotation")
+COVERS_AUTO = ("shift", "rotation", "brightness", "contrast", "blur", "defocus_blur")
+
+
+def covers(name: str) -> tuple[str, ...]:
+    """The corruptions policy `name`'s op space includes (its registry entry's `covers`; none by default)."""
+    return tuple(AUGMENTATIONS.get(name).meta.get("covers", ()))
 # The metadata of a policy whose strength in (0, 1] scales torchvision's magnitudes (1: torchvision's own).
 SCALED_MAGNITUDES: dict[str, object] = dict(default_strength=1.0, strength_range=(0.0, 1.0), strength_open_low=True)
 

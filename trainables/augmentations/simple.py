@@ -46,6 +46,7 @@ def flip(strength: float | None, fill: Fill) -> Augment:
 
 @AUGMENTATIONS.register(
     "crop",
+    covers=("shift",),
     default_strength=4.0,
     strength_range=(0.0, math.inf),
     strength_integer=True,
@@ -110,6 +111,7 @@ def shift_padded(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) 
 
 @AUGMENTATIONS.register(
     "rotate",
+    covers=("rotation",),
     default_strength=15.0,
     strength_range=(0.0, 180.0),
     doc="rotation by an angle uniform in [-strength, strength] degrees, bilinear, 0 outside",

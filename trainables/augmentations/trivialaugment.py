@@ -8,7 +8,16 @@ from collections.abc import Callable
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from .core import AUGMENTATIONS, SCALED_MAGNITUDES, Augment, Fill, inverse_affine_matrices, per_sample, warp
+from .core import (
+    AUGMENTATIONS,
+    COVERS_AUTO,
+    SCALED_MAGNITUDES,
+    Augment,
+    Fill,
+    inverse_affine_matrices,
+    per_sample,
+    warp,
+)
 
 # -----------------------------------------------------------------------------
 # TrivialAugmentWide (Müller & Hutter 2021), batched
@@ -243,6 +252,7 @@ def apply_kernel_op(
 @AUGMENTATIONS.register(
     "trivialaugment",
     **SCALED_MAGNITUDES,
+    covers=COVERS_AUTO,
     doc="TrivialAugmentWide, one op per image; strength in (0, 1] scales its magnitudes (1 = torchvision's)",
 )
 def trivialaugment(strength: float | None, fill: Fill) -> Augment:

@@ -151,7 +151,8 @@ CORRUPTIONS: dict[str, Any] = {
 DEFAULT_CORRUPTIONS = ("noise", "blur", "contrast", "shift", "rotation")
 
 
-@EVAL_SETS.register("corrupted", doc="the test split under fixed corruptions: by default noise, blur, contrast, "
+@EVAL_SETS.register("corrupted", corruptions=DEFAULT_CORRUPTIONS,
+                    doc="the test split under fixed corruptions: by default noise, blur, contrast, "
                     "shift, rotation; option `corruptions` picks any of those and dilate, elastic")
 def corrupted(data: DataSet, root: str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
     """In the spirit of CIFAR-10-C: every test image under each of some fixed, deterministic corruptions.

@@ -143,7 +143,8 @@ CIFAR10C_EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")  # re
 CIFAR10C_LAYOUT = "the released CIFAR-10-C: <root>/<corruption>.npy (5 severities x N, 32, 32, 3) and labels.npy"
 
 
-@EVAL_SETS.register("cifar10c", doc="CIFAR-10-C at one severity (1..5, default 3); option corruptions: a list")
+@EVAL_SETS.register("cifar10c", corruptions=CIFAR10C_CORRUPTIONS,
+                    doc="CIFAR-10-C at one severity (1..5, default 3); option corruptions: a list")
 def cifar10c(data: DataSet, root: str | None = None, *, severity: int = 3,
              corruptions: Sequence[str] | str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
     """Every listed corruption of CIFAR-10's test set at one severity, one after another.

@@ -57,7 +57,9 @@ class DataSet:
 
 # image_size: the side of its images where no option sets it (the GPU-hour estimate scales with it)
 DATASETS: Registry[Callable[..., DataSet]] = Registry("data set", meta=("image_size",))
-EVAL_SETS: Registry[Callable[..., tuple[Tensor, Tensor]]] = Registry("eval set")
+# corruptions: the corruptions an eval set holds without options (none: the test split, or a natural shift);
+# an option `corruptions` picks some. `analyze --question ood` compares them with the policies' `covers`.
+EVAL_SETS: Registry[Callable[..., tuple[Tensor, Tensor]]] = Registry("eval set", meta=("corruptions",))
 
 Options = tuple[tuple[str, Any], ...]  # a component's options as sorted (name, value) pairs: hashable, cacheable
 STATS_CHUNK = 8192  # images per step when reducing or converting a uint8 set: never a float copy of all of it

@@ -1,0 +1,167 @@
+"""Two of the paper's questions as statements with intervals, from any sweep that has the treatments.
+
+- `ood`: is an augmentation worth more (or less) real data on a shifted test set than in distribution? v on
+  each eval set side by side, and v_OOD − v_ID paired over seeds: the same cells are seen on both sets, so one
+  draw of seeds serves the treatment and the reference on both. Each row says whether the shift is held out
+  from the augmentation's op space (none of the eval set's corruptions is one the policy can produce),
+  covered, partly covered, or undeclared (a natural shift, or an eval set that names no corruptions): a gain
+  on a covered shift is the augmentation seeing the test distribution, not robustness.
+- `invariance` (section 4): v(augmentation) − v(built-in invariance), the invariance being the reference
+  policy inside an invariant wrapper, per size with intervals, and its trend with size: the slope of
+  log(x + v_aug) − log(x + v_inv) per doubling of x, with its interval from the same seed resampling.
+
+`stochasticity.py` answers the third. Imports `results` and `search_spaces` only: which corruptions an eval
+set holds and which ones a policy covers come from the registries, passed in by the command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analysis.comparisons import treatment_labels
+from analysis.exchange import reference_mask
+from analysis.paired import difference, interval, paired_v
+from results import GROUP_COLUMNS
+
+LEVEL = 0.95
+
+
+def final_rows(results: pd.DataFrame) -> pd.DataFrame:
+    rows = results
+    if "final" in rows.columns:
+        rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+    return rows[rows["accuracy"].notna()].reset_index(drop=True)
+
+
+def shift_kind(covered: Iterable[str], corruptions: Iterable[str] | None) -> tuple[str, str]:
+    """('held-out' | 'covered' | 'partly covered' | 'undeclared', the covered corruptions joined by ', ')."""
+    corruptions = list(corruptions or ())
+    if not corruptions:
+        return "undeclared", ""
+    hit = [c for c in corruptions if c in set(covered)]
+    kind = "held-out" if not hit else "covered" if len(hit) == len(corruptions) else "partly covered"
+    return kind, ", ".join(hit)
+
+
+def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str = "test",
+        covers: Mapping[str, Iterable[str]] | None = None, corruptions: Mapping[str, Iterable[str]] | None = None,
+        n_bootstrap: int = 1000, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+    """One row per (group, treatment, shifted eval set, size): v in distribution and on the shifted set, each
+    with its interval, v_diff = v_ood − v_id with its interval, the sign-flip test and Holm across sizes.
+
+    `covers`: policy -> the corruptions its op space includes; `corruptions`: eval-set label -> the
+    corruptions it holds (`shift_kind` names the row's shift from them; missing ones are 'undeclared')."""
+    rows = final_rows(results)
+    sets = set(rows["eval_set"])
+    if in_distribution not in sets:
+        raise ValueError(f"ood: no eval set {in_distribution!r} in the results (have: {', '.join(sorted(sets))})")
+    is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
+    if not is_reference.any():
+        raise ValueError(f"ood: no reference {reference!r} (trained plainly) in the results")
+    rows = rows.assign(_label=treatment_labels(rows, ~is_reference).where(~is_reference, None))
+    group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
+    out = []
+    for _, group in rows.groupby(group_cols, dropna=False, sort=True) if group_cols else [(None, rows)]:
+        ref = group[is_reference[group.index]]
+        for label, treated in group[~is_reference[group.index]].groupby("_label", sort=True):
+            for shifted in sorted(set(treated["eval_set"]) & set(ref["eval_set"]) - {in_distribution}):
+                curves = [treated[treated["eval_set"] == name] for name in (in_distribution, shifted)]
+                curves += [ref[ref["eval_set"] == name] for name in (in_distribution, shifted)]
+                if any(c.empty for c in curves):
+                    continue
+                aug = str(treated["augmentation"].iloc[0])
+                kind, hit = shift_kind((covers or {}).get(aug, ()), (corruptions or {}).get(shifted))
+                frame = _two_sets(curves, n_bootstrap, seed, level).assign(
+                    treatment=label, augmentation=aug, eval_set=shifted, in_distribution=in_distribution,
+                    shift=kind, covered=hit)
+                out.append(frame.assign(**{c: group[c].iloc[0] for c in group_cols}))
+    columns = [*group_cols, "treatment", "augmentation", "eval_set", "in_distribution", "shift", "covered",
+               "data_size", "n_seeds", "v_id", "v_id_ci_low", "v_id_ci_high", "v_ood", "v_ood_ci_low",
+               "v_ood_ci_high", "v_diff", "v_diff_ci_low", "v_diff_ci_high", "mean_log_ratio", "p_sign_flip",
+               "p_holm", "differs"]
+    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+
+
+def _two_sets(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: float) -> pd.DataFrame:
+    """Curves: treatment in distribution, treatment shifted, reference in distribution, reference shifted."""
+    points = pd.concat([c.assign(_fit=i) for i, c in enumerate(curves)], ignore_index=True)
+    sizes = np.array(sorted(set(curves[0]["data_size"]) & set(curves[1]["data_size"])), float)
+    paired = paired_v(points, 4, [(0, 2), (1, 3)], sizes, n_bootstrap, seed)
+    (id_low, id_high), (ood_low, ood_high) = (interval(paired, paired.replicates[i], level) for i in (0, 1))
+    return pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
+                         "v_id": paired.point[0], "v_id_ci_low": id_low, "v_id_ci_high": id_high,
+                         "v_ood": paired.point[1], "v_ood_ci_low": ood_low, "v_ood_ci_high": ood_high,
+                         **difference(paired, 1, 0, level, seed)})
+
+
+def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: int = 1000, seed: int = 0,
+               level: float = LEVEL) -> pd.DataFrame:
+    """One row per (group, eval set, augmentation, invariant model, size): v of the augmented plain model and
+    of the invariant model without augmentation (both against the plain reference), v_diff = v_aug − v_inv
+    with its interval and test, and the comparison's trend with size (`trend_per_doubling` with its interval;
+    the same on every size's row)."""
+    rows = final_rows(results)
+    if "invariance" not in rows.columns:
+        raise ValueError("invariance: the results have no invariance column (no invariant model was trained)")
+    plain_views = ~rows["views"].astype(object).isin(["fixed", "same_batch"]) if "views" in rows else True
+    inv = rows["invariance"].astype(object).fillna("none")
+    is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
+    invariant = (rows["augmentation"] == reference) & (inv != "none") & plain_views
+    augmented = (rows["augmentation"] != reference) & (inv == "none") & plain_views
+    if not invariant.any():
+        raise ValueError(f"invariance: no invariant model ({reference!r} inside an invariance other than none)")
+    if not is_reference.any():
+        raise ValueError(f"invariance: no reference {reference!r} (trained plainly) in the results")
+    labels = treatment_labels(rows, augmented).where(augmented, reference + " [invariance=" + inv + "]")
+    rows = rows.assign(_label=labels)
+    group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
+    out = []
+    for _, group in rows.groupby([*group_cols, "eval_set"], dropna=False, sort=True):
+        ref = group[is_reference[group.index]]
+        for aug_label, aug in group[augmented[group.index]].groupby("_label", sort=True):
+            for inv_label, model in group[invariant[group.index]].groupby("_label", sort=True):
+                if ref.empty:
+                    continue
+                frame = _against_invariance([aug, model, ref], n_bootstrap, seed, level)
+                out.append(frame.assign(augmentation=aug_label, invariance=str(model["invariance"].iloc[0]),
+                                        invariant_model=inv_label, eval_set=group["eval_set"].iloc[0],
+                                        **{c: group[c].iloc[0] for c in group_cols}))
+    columns = [*group_cols, "eval_set", "augmentation", "invariance", "invariant_model", "data_size", "n_seeds",
+               "v_aug", "v_aug_ci_low", "v_aug_ci_high", "v_inv", "v_inv_ci_low", "v_inv_ci_high", "v_diff",
+               "v_diff_ci_low", "v_diff_ci_high", "p_sign_flip", "p_holm", "differs", "trend_per_doubling",
+               "trend_ci_low", "trend_ci_high"]
+    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+
+
+def _against_invariance(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: float) -> pd.DataFrame:
+    points = pd.concat([c.assign(_fit=i) for i, c in enumerate(curves)], ignore_index=True)
+    sizes = np.array(sorted(set(curves[0]["data_size"]) & set(curves[1]["data_size"])), float)
+    paired = paired_v(points, 3, [(0, 2), (1, 2)], sizes, n_bootstrap, seed)
+    (aug_low, aug_high), (inv_low, inv_high) = (interval(paired, paired.replicates[i], level) for i in (0, 1))
+    slope, low, high = trend(paired, level)
+    return pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
+                         "v_aug": paired.point[0], "v_aug_ci_low": aug_low, "v_aug_ci_high": aug_high,
+                         "v_inv": paired.point[1], "v_inv_ci_low": inv_low, "v_inv_ci_high": inv_high,
+                         **difference(paired, 0, 1, level, seed), "trend_per_doubling": slope,
+                         "trend_ci_low": low, "trend_ci_high": high})
+
+
+def trend(paired, level: float) -> tuple[float, float, float]:
+    """How the log ratio of the two exchange ratios, log(x + v_0) − log(x + v_1), changes per doubling of x:
+    its least-squares slope against log2 x on the point fits, and the interval of the same slope over the seed
+    resamples (one draw for all curves). Unbounded v's count as x + v = 1e12."""
+    t = np.log2(paired.sizes)
+    if paired.sizes.size < 2:
+        return (float("nan"),) * 3
+    t = t - t.mean()
+
+    def slope(v: np.ndarray) -> np.ndarray:  # v: (2, ..., k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.minimum(np.log(np.maximum(paired.sizes + v, 1.0)), np.log(1e12))
+        return ((logs[0] - logs[1]) * t).sum(-1) / np.sum(t * t)
+
+    low, high = interval(paired, slope(paired.replicates[:2])[:, None], level)
+    return float(slope(paired.point[:2])), float(low[0]), float(high[0])

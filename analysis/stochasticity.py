@@ -1,0 +1,181 @@
+"""The paper's third question (section 5): is an augmentation's worth in its randomness, and do gradient noise
+and flatness explain it?
+
+- The repetition curve: v of each view mode of an augmentation (random views; fixed views, each sample
+  augmented r times once and frozen; k views of each image in the same batch) against the plain reference,
+  with intervals; per fixed-view treatment the worth of each extra frozen view, (v_r − v_r0)/(r − r0) against
+  the smallest r; and v_random − v_mode with its paired interval and sign-flip test (`paired.py`).
+- Probe differences: gradient noise and flatness (and the Hessian's top eigenvalue where measured) of each view
+  mode minus random views, seed by seed (the same seed: same subset, same initial weights), at each cell's
+  last probed step: the mean difference, its t interval over seeds and the sign-flip p.
+- Correlations: across the treatments of a group at one size, Pearson's r between a probe's mean and
+  log((x + v)/x), its interval from whole seeds resampled (one draw for the refits and the probe means).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.comparisons import treatment_labels
+from analysis.exchange import reference_mask
+from analysis.paired import PairedV, difference, interval, paired_v, sign_flip
+from analysis.questions import LEVEL, final_rows
+from results import GROUP_COLUMNS, PROBE_COLUMNS
+
+_RANDOM = ("random", None)
+
+
+def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: int = 1000, seed: int = 0,
+                  level: float = LEVEL) -> dict[str, pd.DataFrame]:
+    """{'repetitions', 'probe_differences', 'correlations'}: three frames (empty where the sweep lacks what
+    they need). `results`: every row of the sweep (probes may sit on rows before the final one)."""
+    rows = final_rows(results)
+    if "views" not in rows.columns or not rows["views"].astype(object).isin(["fixed", "same_batch"]).any():
+        raise ValueError("stochasticity: the results have no fixed or same-batch views (views: fixed | same_batch)")
+    is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
+    if not is_reference.any():
+        raise ValueError(f"stochasticity: no reference {reference!r} (trained plainly) in the results")
+    inv = rows["invariance"].astype(object).fillna("none") if "invariance" in rows else pd.Series("none", rows.index)
+    rows = rows.assign(_label=treatment_labels(rows, ~is_reference).where(~is_reference, None))
+    probes = _last_probes(results, rows)
+    group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
+    repetitions, differences, correlations = [], [], []
+    for _, group in rows.groupby([*group_cols, "eval_set"], dropna=False, sort=True):
+        treated = group[~is_reference[group.index] & (inv[group.index] == "none")]
+        ref = group[is_reference[group.index]]
+        if ref.empty or treated.empty:
+            continue
+        names = sorted(treated["_label"].unique())
+        curves = [ref] + [treated[treated["_label"] == name] for name in names]
+        sizes = np.array(sorted(set(treated["data_size"])), float)
+        points = pd.concat([c.assign(_fit=i) for i, c in enumerate(curves)], ignore_index=True)
+        paired = paired_v(points, len(curves), [(i, 0) for i in range(len(curves))], sizes, n_bootstrap, seed)
+        info = {c: group[c].iloc[0] for c in [*group_cols, "eval_set"]}
+        kinds = {name: treated.loc[treated["_label"] == name, ["augmentation", "views", "views_r"]].iloc[0]
+                 for name in names}
+        repetitions.append(_repetitions(paired, names, kinds, level, seed).assign(**info))
+        correlations.append(_correlations(paired, names, probes, sizes, level).assign(**info))
+    for _, group in probes.groupby(group_cols, dropna=False, sort=True) if not probes.empty else []:
+        differences.append(_probe_differences(group, level, seed).assign(
+            **{c: group[c].iloc[0] for c in group_cols}))
+    return {"repetitions": _concat(repetitions), "probe_differences": _concat(differences),
+            "correlations": _concat(correlations)}
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _mode(kind: pd.Series) -> tuple[str, float]:
+    views = kind["views"] if isinstance(kind["views"], str) else "random"
+    r = kind["views_r"]
+    return views, (float(r) if views != "random" and pd.notna(r) else float("nan"))
+
+
+def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, seed: int) -> pd.DataFrame:
+    """Per treatment and size: v and its interval, the ratio, the worth per extra frozen view, v_random − v."""
+    out = []
+    for i, name in enumerate(names, start=1):
+        aug = kinds[name]["augmentation"]
+        mode, r = _mode(kinds[name])
+        low, high = interval(paired, paired.replicates[i], level)
+        frame = pd.DataFrame({"treatment": name, "augmentation": aug, "views": mode, "r": r,
+                              "data_size": paired.sizes.astype(int), "n_seeds": len(paired.seeds),
+                              "v": paired.point[i], "v_ci_low": low, "v_ci_high": high,
+                              "exchange_ratio": (paired.sizes + paired.point[i]) / paired.sizes})
+        same = [j for j, other in enumerate(names, start=1) if kinds[other]["augmentation"] == aug]
+        random = [j for j in same if _mode(kinds[names[j - 1]])[0] == "random"]
+        if random and mode != "random":
+            d = difference(paired, random[0], i, level, seed)
+            frame = frame.assign(v_random_minus=d["v_diff"], v_random_minus_ci_low=d["v_diff_ci_low"],
+                                 v_random_minus_ci_high=d["v_diff_ci_high"], p_holm=d["p_holm"],
+                                 differs=d["differs"])
+        fixed = {_mode(kinds[names[j - 1]])[1]: j for j in same if _mode(kinds[names[j - 1]])[0] == "fixed"}
+        if mode == "fixed" and len(fixed) > 1 and r > min(fixed):
+            base, r0 = fixed[min(fixed)], min(fixed)
+            with np.errstate(invalid="ignore"):
+                per_view = (paired.replicates[i] - paired.replicates[base]) / (r - r0)
+                frame["v_per_extra_view"] = (paired.point[i] - paired.point[base]) / (r - r0)
+            frame["v_per_extra_view_ci_low"], frame["v_per_extra_view_ci_high"] = interval(paired, per_view, level)
+        out.append(frame)
+    return pd.concat(out, ignore_index=True)
+
+
+def _last_probes(results: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: its probes at the last step that has any, with the cell's label, size and seed."""
+    probes = [c for c in PROBE_COLUMNS if c in results.columns and results[c].notna().any()]
+    if not probes or "cell_key" not in results.columns:
+        return pd.DataFrame()
+    probed = results[results[probes].notna().any(axis=1)].sort_values("step").drop_duplicates("cell_key", keep="last")
+    labels = rows.drop_duplicates("cell_key").set_index("cell_key")
+    keep = probed["cell_key"].isin(labels.index)
+    probed = probed[keep].assign(_label=probed.loc[keep, "cell_key"].map(labels["_label"]))
+    return probed.assign(_views=probed["views"].astype(object).fillna("random") if "views" in probed else "random")
+
+
+def _probe_differences(group: pd.DataFrame, level: float, seed: int) -> pd.DataFrame:
+    """Per augmentation, view mode, size and probe: the paired mean difference mode − random over seeds."""
+    probes = [c for c in PROBE_COLUMNS if c in group.columns and group[c].notna().any()]
+    out = []
+    treated = group[group["_label"].notna()]
+    for (aug, size), block in treated.groupby(["augmentation", "data_size"], sort=True):
+        random = block[block["_views"] == "random"]
+        for name, mode in block[block["_views"] != "random"].groupby("_label", sort=True):
+            for probe in probes:
+                a = mode.set_index("seed")[probe].dropna()
+                b = random.set_index("seed")[probe].dropna()
+                d = (a - b.reindex(a.index)).dropna().to_numpy(float)
+                if d.size < 2:
+                    continue
+                half = stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+                out.append({"augmentation": aug, "treatment": name, "data_size": int(size), "probe": probe,
+                            "n_seeds": int(d.size), "mean_mode": float(a.mean()), "mean_random": float(b.mean()),
+                            "diff": float(d.mean()), "diff_ci_low": float(d.mean() - half),
+                            "diff_ci_high": float(d.mean() + half),
+                            "p_sign_flip": float(sign_flip(d[:, None], seed)[0])})
+    return pd.DataFrame(out)
+
+
+def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes: np.ndarray,
+                  level: float) -> pd.DataFrame:
+    """Per size and probe: Pearson's r over treatments between the probe's mean and log((x + v)/x)."""
+    if probes.empty or len(names) < 3:
+        return pd.DataFrame()
+    out = []
+    columns = [c for c in PROBE_COLUMNS if c in probes.columns and probes[c].notna().any()]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.minimum(np.log((sizes + paired.point[1:]) / sizes), np.log(1e12))  # (T, k)
+        log_ratio_boot = np.minimum(np.log((sizes + paired.replicates[1:]) / sizes), np.log(1e12))  # (T, B, k)
+    for j, size in enumerate(sizes):
+        seeds, counts = paired.draws.get(None) or paired.draws.get(size) or (None, None)
+        if seeds is None:
+            continue
+        for probe in columns:
+            table = probes[probes["data_size"] == size].pivot_table(index="_label", columns="seed", values=probe)
+            table = table.reindex(index=names, columns=seeds)
+            if table.notna().sum(axis=1).min() == 0:
+                continue
+            values = table.to_numpy(float)  # (T, seeds)
+            w = counts[None, :, :] * np.isfinite(values)[:, None, :]  # (T, B, seeds)
+            boot_means = np.nansum(w * np.nan_to_num(values)[:, None, :], axis=2) / w.sum(2)  # (T, B)
+            r = _pearson(np.nanmean(values, axis=1)[:, None], log_ratio[:, j][:, None])[0]
+            r_boot = _pearson(boot_means, log_ratio_boot[:, :, j])
+            low, high = interval(paired, r_boot[:, None], level)
+            out.append({"data_size": int(size), "probe": probe, "n_treatments": len(names), "r": float(r),
+                        "r_ci_low": float(low[0]), "r_ci_high": float(high[0])})
+    return pd.DataFrame(out)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per column of (T, B) arrays, Pearson's r over the T rows (NaN where either is constant or not finite)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = ok.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xm = np.where(ok, x, 0).sum(0) / n
+        ym = np.where(ok, y, 0).sum(0) / n
+        dx, dy = np.where(ok, x - xm, 0), np.where(ok, y - ym, 0)
+        r = (dx * dy).sum(0) / np.sqrt((dx * dx).sum(0) * (dy * dy).sum(0))
+    return np.where(n >= 3, r, np.nan)

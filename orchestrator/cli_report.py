@@ -1,0 +1,91 @@
+"""`augworth report SWEEP [--out FILE.html]`: the sweep's analysis as one self-contained HTML file
+(`analysis/report.py` writes it; this gathers what it shows). Starts no Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from results import read_results
+
+from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, app, open_sweep, out, user_errors
+from .cli_questions import QUESTIONS, answer, draw
+from .cli_results import DEFAULT_BOOTSTRAP
+
+
+@app.command()
+@user_errors
+def report(
+    sweep: SweepArg,
+    store: StoreOpt = DEFAULT_STORE,
+    out_path: Annotated[Path | None, typer.Option("--out", help="The HTML file (default: <store>/<sweep>/report.html, "
+                                                  "or ./<sweep>-report.html for a remote store).")] = None,
+    reference: Annotated[str, typer.Option("--reference", help="The reference treatment.")] = "none",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples of whole seeds for the 95% intervals."
+                                           )] = DEFAULT_BOOTSTRAP,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the resampling.")] = 0,
+) -> None:
+    """Write one self-contained HTML file: spec, status, exchange rates with intervals and diagnostics, the
+    paper's three questions where the sweep has them, every figure inlined, and the commands behind them."""
+    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+    from analysis.comparisons import treatment_labels
+    from analysis.report import Section, rate_tables, render
+
+    from .status import sweep_status
+
+    if bootstrap < 1:
+        raise BadInput(f"--bootstrap {bootstrap}: the report's intervals need resamples (try 1000)")
+    opened = open_sweep(store, sweep)
+    results = read_results(opened, sweep, final_only=True)
+    if results.empty:
+        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
+    if reference not in set(results["augmentation"]):
+        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
+    if out_path is None:
+        out_path = Path(opened.sweep_dir(sweep)) / "report.html" if opened.local else Path(f"{sweep}-report.html")
+    status = dataclasses.asdict(sweep_status(opened, sweep))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rates = exchange_rates(results, reference=reference, n_bootstrap=bootstrap, seed=seed)
+    sections = []
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = []
+        for name in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
+            for plot, what in ((plot_scaling_curves, "scaling"), (plot_effective_samples, "effective_samples")):
+                path = (plot(results, rates, Path(tmp) / f"{what}_{name}.png", eval_set=name) if what == "scaling"
+                        else plot(rates, Path(tmp) / f"{what}_{name}.png", eval_set=name))
+                figures.append((f"{what.replace('_', ' ')} on '{name}'", path.read_bytes()))
+        notes = " ".join(str(w.message) for w in caught)
+        sections.append(Section("Exchange rates", text=notes, figures=figures,
+                                tables=rate_tables(rates, treatment_labels(rates, ~rates["is_reference"]))))
+        commands = [f"augworth status {sweep} --store {store}",
+                    f"augworth analyze {sweep} --store {store} --reference {reference} --bootstrap {bootstrap} "
+                    f"--seed {seed} --json"]
+        for question in QUESTIONS:
+            try:
+                frames = answer(store, sweep, question, reference=reference, n_bootstrap=bootstrap, seed=seed)
+            except BadInput as exc:
+                sections.append(Section(f"Question: {question}", text=f"not answered for this sweep: {exc}"))
+                continue
+            if all(f.empty for f in frames.values()):
+                continue
+            pictures = [(f"question {question}", p.read_bytes()) for p in draw(frames, question, Path(tmp))]
+            sections.append(Section(f"Question: {question}", figures=pictures,
+                                    tables=[(name, f) for name, f in frames.items() if not f.empty]))
+            commands.append(f"augworth analyze {sweep} --store {store} --question {question} "
+                            f"--bootstrap {bootstrap} --seed {seed} --csv {question}.csv")
+    commands.append(f"augworth report {sweep} --store {store} --reference {reference} --bootstrap {bootstrap} "
+                    f"--seed {seed} --out {out_path}")
+    text = render(f"augworth report: {sweep}", sections, spec_text=opened.read_spec(sweep), status=status,
+                  commands=commands)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, out_path)  # a reader never sees half a report
+    out.print(f"report: {out_path} ({len(text) / 1e6:.1f} MB)", highlight=False)
