@@ -127,11 +127,11 @@ def exchange_rates(
     errors[fit_of_point, slot] = 1.0 - points["accuracy"].to_numpy(dtype=float)
     point_w[fit_of_point, slot] = points["_w"].to_numpy(dtype=float)
     a, b, c, sse, own_reason = fit_batch(sizes, errors, point_w)
-    rmse = np.sqrt(sse / point_w.sum(axis=1))
     b_profile = profile_asymptote(sizes, errors, point_w, sse, CI_LEVEL)
-    # the diagnostics compare unweighted residuals with the unweighted scatter of seeds
+    # rmse and the diagnostics use unweighted residuals (the error scale), whatever the fit's weights
     plain_sse = np.sum(np.where(point_w > 0, (errors - power_law(sizes, a[:, None], b[:, None], c[:, None])) ** 2,
                                 0.0), axis=1)
+    rmse = np.sqrt(plain_sse / np.maximum((point_w > 0).sum(axis=1), 1))
 
     # each group's reference fit (-1: none or ambiguous) and the reason a fit's v is unknown
     is_ref_fit = reference_mask(fits, reference)

@@ -9,7 +9,9 @@ all paired over seeds:
   the ratio of the two exchange ratios, so an unbounded v counts as large, not as NaN); under "no difference"
   each d_s is as likely negative as positive, and p is the share of the 2^n sign patterns (10,000 random ones
   above 12 seeds, the observed one among them) whose mean is at least as far from 0 as the observed one;
-- Holm's step-down correction across the sizes of one comparison.
+- Holm's step-down correction across the sizes of one comparison. With n seeds and k sizes the smallest
+  Holm p is k·2/2^n (6 sizes: 8 seeds before any p can fall below 0.05), so where that is not below 1 − level
+  `differs` is None, "too few seeds to test", never a silent "no"; `ci_excludes_0` says what the interval says.
 """
 
 from __future__ import annotations
@@ -47,14 +49,18 @@ def paired_v(points: pd.DataFrame, n_fits: int, pairs: list[tuple[int, int]], si
     curves are the same fit is worth exactly 0 (not f⁻¹(f(x)) − x in floats)."""
     points = points.assign(_group=0).sort_values(["_fit", "data_size"], kind="stable", ignore_index=True)
     seeds = np.sort(points["seed"].unique())
+    # the seeds every curve has: what the interval and the test rest on (a seed some curve lacks pairs nothing)
+    common = set.intersection(*(set(points.loc[points["_fit"] == f, "seed"]) for f in range(n_fits)))
     fit_of = points["_fit"].to_numpy()
     weight_rows = [np.ones(len(points))] + [(points["seed"] == s).to_numpy(float) for s in seeds]
     fitted = [_fit_all(points, fit_of, n_fits, w) for w in weight_rows]  # each (a, b, c) of shape (n_fits,)
     v = np.stack([_v_of_pairs(tuple(p[:, None] for p in params), pairs, sizes) for params in fitted])
     replicates = seed_replicates(points, list(range(n_fits)), n_bootstrap, seed)
     boot = tuple(np.stack([replicates.params[f][i] for f in range(n_fits)])[:, :, None] for i in range(3))
-    return PairedV(sizes=sizes, seeds=seeds, point=v[0], per_seed=v[1:], replicates=_v_of_pairs(boot, pairs, sizes),
-                   clusters=replicates.clusters[0], draws=replicates.draws[0])
+    shared = np.isin(seeds, sorted(common))
+    return PairedV(sizes=sizes, seeds=seeds[shared], point=v[0], per_seed=v[1:][shared],
+                   replicates=_v_of_pairs(boot, pairs, sizes), clusters=min(replicates.clusters[0], len(common)),
+                   draws=replicates.draws[0])
 
 
 def interval(paired: PairedV, values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +79,21 @@ def difference(paired: PairedV, first: int, second: int, level: float, seed: int
     d = logs[:, first, :] - logs[:, second, :]  # (n seeds, sizes)
     p = sign_flip(d, seed)
     adjusted = holm(p)
-    return {"v_diff": v_diff, "v_diff_ci_low": low, "v_diff_ci_high": high,
-            "mean_log_ratio": np.nanmean(d, axis=0), "p_sign_flip": p, "p_holm": adjusted,
-            "differs": adjusted < 1.0 - level}
+    testable = smallest_holm_p(d.shape[0], p.size) < 1.0 - level
+    with np.errstate(invalid="ignore"):
+        excludes_0 = (low > 0) | (high < 0)
+    return {"v_diff": v_diff, "v_diff_ci_low": low, "v_diff_ci_high": high, "ci_excludes_0": excludes_0,
+            "mean_log_ratio": np.nanmean(d, axis=0) if d.shape[0] else np.full(p.size, np.nan), "p_sign_flip": p,
+            "p_holm": adjusted,
+            "differs": pd.array([bool(a < 1.0 - level) if testable else None for a in adjusted], dtype="boolean")}
+
+
+def smallest_holm_p(n_seeds: int, n_sizes: int) -> float:
+    """The smallest Holm-adjusted p a sign-flip test over n seeds can reach across n sizes."""
+    if n_seeds < 1:
+        return 1.0
+    smallest = 2.0 / 2**n_seeds if n_seeds <= EXACT_SEEDS else 1.0 / 10_000
+    return min(1.0, n_sizes * smallest)
 
 
 def _fit_all(points: pd.DataFrame, fit_of: np.ndarray, n_fits: int, weights: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -29,6 +29,15 @@ from results import GROUP_COLUMNS
 LEVEL = 0.95
 
 
+class QuestionError(ValueError):
+    """The results lack what a question compares (no such eval set, no reference, no invariant model ...)."""
+
+
+def unbounded_flags(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`<column>_unbounded` for each v column: +inf from the fit (JSON writes inf as null, like a failed fit)."""
+    return frame.assign(**{f"{c}_unbounded": np.isposinf(frame[c].to_numpy(float)) for c in columns})
+
+
 def final_rows(results: pd.DataFrame) -> pd.DataFrame:
     rows = results
     if "final" in rows.columns:
@@ -57,10 +66,10 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
     rows = final_rows(results)
     sets = set(rows["eval_set"])
     if in_distribution not in sets:
-        raise ValueError(f"ood: no eval set {in_distribution!r} in the results (have: {', '.join(sorted(sets))})")
+        raise QuestionError(f"ood: no eval set {in_distribution!r} in the results (have: {', '.join(sorted(sets))})")
     is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
     if not is_reference.any():
-        raise ValueError(f"ood: no reference {reference!r} (trained plainly) in the results")
+        raise QuestionError(f"ood: no reference {reference!r} (trained plainly) in the results")
     rows = rows.assign(_label=treatment_labels(rows, ~is_reference).where(~is_reference, None))
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
     out = []
@@ -79,9 +88,9 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
                     shift=kind, covered=hit)
                 out.append(frame.assign(**{c: group[c].iloc[0] for c in group_cols}))
     columns = [*group_cols, "treatment", "augmentation", "eval_set", "in_distribution", "shift", "covered",
-               "data_size", "n_seeds", "v_id", "v_id_ci_low", "v_id_ci_high", "v_ood", "v_ood_ci_low",
-               "v_ood_ci_high", "v_diff", "v_diff_ci_low", "v_diff_ci_high", "mean_log_ratio", "p_sign_flip",
-               "p_holm", "differs"]
+               "data_size", "n_seeds", "ref_size_max", "v_id", "v_id_ci_low", "v_id_ci_high", "v_id_unbounded",
+               "v_ood", "v_ood_ci_low", "v_ood_ci_high", "v_ood_unbounded", "v_diff", "v_diff_ci_low",
+               "v_diff_ci_high", "ci_excludes_0", "mean_log_ratio", "p_sign_flip", "p_holm", "differs"]
     return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
 
 
@@ -91,10 +100,12 @@ def _two_sets(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: fl
     sizes = np.array(sorted(set(curves[0]["data_size"]) & set(curves[1]["data_size"])), float)
     paired = paired_v(points, 4, [(0, 2), (1, 3)], sizes, n_bootstrap, seed)
     (id_low, id_high), (ood_low, ood_high) = (interval(paired, paired.replicates[i], level) for i in (0, 1))
-    return pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
-                         "v_id": paired.point[0], "v_id_ci_low": id_low, "v_id_ci_high": id_high,
-                         "v_ood": paired.point[1], "v_ood_ci_low": ood_low, "v_ood_ci_high": ood_high,
-                         **difference(paired, 1, 0, level, seed)})
+    frame = pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
+                          "ref_size_max": float(curves[2]["data_size"].max()),
+                          "v_id": paired.point[0], "v_id_ci_low": id_low, "v_id_ci_high": id_high,
+                          "v_ood": paired.point[1], "v_ood_ci_low": ood_low, "v_ood_ci_high": ood_high,
+                          **difference(paired, 1, 0, level, seed)})
+    return unbounded_flags(frame, ["v_id", "v_ood"])
 
 
 def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: int = 1000, seed: int = 0,
@@ -105,16 +116,16 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
     the same on every size's row)."""
     rows = final_rows(results)
     if "invariance" not in rows.columns:
-        raise ValueError("invariance: the results have no invariance column (no invariant model was trained)")
+        raise QuestionError("invariance: the results have no invariance column (no invariant model was trained)")
     plain_views = ~rows["views"].astype(object).isin(["fixed", "same_batch"]) if "views" in rows else True
     inv = rows["invariance"].astype(object).fillna("none")
     is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
     invariant = (rows["augmentation"] == reference) & (inv != "none") & plain_views
     augmented = (rows["augmentation"] != reference) & (inv == "none") & plain_views
     if not invariant.any():
-        raise ValueError(f"invariance: no invariant model ({reference!r} inside an invariance other than none)")
+        raise QuestionError(f"invariance: no invariant model ({reference!r} inside an invariance other than none)")
     if not is_reference.any():
-        raise ValueError(f"invariance: no reference {reference!r} (trained plainly) in the results")
+        raise QuestionError(f"invariance: no reference {reference!r} (trained plainly) in the results")
     labels = treatment_labels(rows, augmented).where(augmented, reference + " [invariance=" + inv + "]")
     rows = rows.assign(_label=labels)
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
@@ -130,9 +141,10 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
                                         invariant_model=inv_label, eval_set=group["eval_set"].iloc[0],
                                         **{c: group[c].iloc[0] for c in group_cols}))
     columns = [*group_cols, "eval_set", "augmentation", "invariance", "invariant_model", "data_size", "n_seeds",
-               "v_aug", "v_aug_ci_low", "v_aug_ci_high", "v_inv", "v_inv_ci_low", "v_inv_ci_high", "v_diff",
-               "v_diff_ci_low", "v_diff_ci_high", "p_sign_flip", "p_holm", "differs", "trend_per_doubling",
-               "trend_ci_low", "trend_ci_high"]
+               "ref_size_max", "v_aug", "v_aug_ci_low", "v_aug_ci_high", "v_aug_unbounded", "v_inv", "v_inv_ci_low",
+               "v_inv_ci_high", "v_inv_unbounded", "v_diff", "v_diff_ci_low", "v_diff_ci_high", "ci_excludes_0",
+               "p_sign_flip", "p_holm", "differs", "trend_per_doubling", "trend_ci_low", "trend_ci_high",
+               "trend_sizes"]
     return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
 
 
@@ -141,27 +153,34 @@ def _against_invariance(curves: list[pd.DataFrame], n_bootstrap: int, seed: int,
     sizes = np.array(sorted(set(curves[0]["data_size"]) & set(curves[1]["data_size"])), float)
     paired = paired_v(points, 3, [(0, 2), (1, 2)], sizes, n_bootstrap, seed)
     (aug_low, aug_high), (inv_low, inv_high) = (interval(paired, paired.replicates[i], level) for i in (0, 1))
-    slope, low, high = trend(paired, level)
-    return pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
-                         "v_aug": paired.point[0], "v_aug_ci_low": aug_low, "v_aug_ci_high": aug_high,
-                         "v_inv": paired.point[1], "v_inv_ci_low": inv_low, "v_inv_ci_high": inv_high,
-                         **difference(paired, 0, 1, level, seed), "trend_per_doubling": slope,
-                         "trend_ci_low": low, "trend_ci_high": high})
+    slope, low, high, used = trend(paired, level)
+    frame = pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
+                          "ref_size_max": float(curves[2]["data_size"].max()),
+                          "v_aug": paired.point[0], "v_aug_ci_low": aug_low, "v_aug_ci_high": aug_high,
+                          "v_inv": paired.point[1], "v_inv_ci_low": inv_low, "v_inv_ci_high": inv_high,
+                          **difference(paired, 0, 1, level, seed), "trend_per_doubling": slope,
+                          "trend_ci_low": low, "trend_ci_high": high, "trend_sizes": used})
+    return unbounded_flags(frame, ["v_aug", "v_inv"])
 
 
-def trend(paired, level: float) -> tuple[float, float, float]:
+def trend(paired, level: float) -> tuple[float, float, float, int]:
     """How the log ratio of the two exchange ratios, log(x + v_0) − log(x + v_1), changes per doubling of x:
-    its least-squares slope against log2 x on the point fits, and the interval of the same slope over the seed
-    resamples (one draw for all curves). Unbounded v's count as x + v = 1e12."""
-    t = np.log2(paired.sizes)
-    if paired.sizes.size < 2:
-        return (float("nan"),) * 3
+    its least-squares slope against log2 x on the point fits, with the interval of the same slope over the seed
+    resamples (one draw for all curves), and the number of sizes it uses. Only sizes where both point v's are
+    finite count (an unbounded v has no log to take); a replicate unbounded at one of them is left out. NaN
+    with fewer than 3 such sizes."""
+    finite = np.isfinite(paired.point[0]) & np.isfinite(paired.point[1]) & (paired.sizes + paired.point[:2] > 0).all(0)
+    if finite.sum() < 3:
+        return float("nan"), float("nan"), float("nan"), int(finite.sum())
+    t = np.log2(paired.sizes[finite])
     t = t - t.mean()
 
-    def slope(v: np.ndarray) -> np.ndarray:  # v: (2, ..., k)
+    def slope(v: np.ndarray) -> np.ndarray:  # v: (2, ..., k) at the finite sizes
         with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.minimum(np.log(np.maximum(paired.sizes + v, 1.0)), np.log(1e12))
-        return ((logs[0] - logs[1]) * t).sum(-1) / np.sum(t * t)
+            logs = np.log(paired.sizes[finite] + v)  # NaN or inf where a replicate is unbounded or x + v <= 0
+        d = logs[0] - logs[1]
+        return np.where(np.isfinite(d).all(-1), (np.where(np.isfinite(d), d, 0.0) * t).sum(-1) / np.sum(t * t),
+                        np.nan)
 
-    low, high = interval(paired, slope(paired.replicates[:2])[:, None], level)
-    return float(slope(paired.point[:2])), float(low[0]), float(high[0])
+    low, high = interval(paired, slope(paired.replicates[:2, :, finite])[:, None], level)
+    return float(slope(paired.point[:2, finite])), float(low[0]), float(high[0]), int(finite.sum())

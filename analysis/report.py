@@ -94,15 +94,19 @@ def _number(v: float) -> str:
     return f"{v:.4g}"
 
 
-def rate_tables(rates: pd.DataFrame, labels: pd.Series) -> list[tuple[str, pd.DataFrame]]:
-    """Per eval set, the exchange-rate rows of the treatments (reference rows left out) and the fits."""
+def rate_tables(rates: pd.DataFrame, labels: pd.Series, group_columns: Sequence[str] = ()
+                ) -> list[tuple[str, pd.DataFrame]]:
+    """Per eval set, the exchange-rate rows of the treatments (reference rows left out) and the fits, with the
+    group columns that vary (width, model ...) so that rows of different groups can be told apart."""
     out = []
     rates = rates.assign(treatment=labels)
+    groups = [c for c in group_columns if c in rates.columns and rates[c].astype(str).nunique() > 1]
     for eval_set in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
         mine = rates[(rates["eval_set"] == eval_set) & ~rates["is_reference"]]
-        columns = ["treatment", *[c for c in RATE_COLUMNS if c in mine.columns]]
+        columns = [*groups, "treatment", *[c for c in RATE_COLUMNS if c in mine.columns]]
         out.append((f"exchange rates on '{eval_set}' (95% CI of v: whole seeds resampled)", mine[columns]))
-        fits = rates[rates["eval_set"] == eval_set].drop_duplicates("treatment")
-        columns = ["treatment", *[c for c in DIAGNOSTIC_COLUMNS if c in fits.columns]]
-        out.append((f"fits on '{eval_set}': e(x) = a·x^(−c) + b, with diagnostics", fits[columns]))
+        fits = rates[rates["eval_set"] == eval_set].drop_duplicates([*groups, "treatment"])
+        columns = [*groups, "treatment", *[c for c in DIAGNOSTIC_COLUMNS if c in fits.columns]]
+        out.append((f"fits on '{eval_set}': e(x) = a·x^(−c) + b, with diagnostics (b's profile interval treats "
+                    "points as independent: a diagnostic)", fits[columns]))
     return out

@@ -9,7 +9,9 @@ and flatness explain it?
   mode minus random views, seed by seed (the same seed: same subset, same initial weights), at each cell's
   last probed step: the mean difference, its t interval over seeds and the sign-flip p.
 - Correlations: across the treatments of a group at one size, Pearson's r between a probe's mean and
-  log((x + v)/x), its interval from whole seeds resampled (one draw for the refits and the probe means).
+  log((x + v)/x), its interval from whole seeds resampled (one draw for the refits and the probe means). The
+  treatments themselves are not resampled: with 3-5 of them the interval says how sure r is for these
+  treatments, not for treatments in general.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from scipy import stats
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
 from analysis.paired import PairedV, difference, interval, paired_v, sign_flip
-from analysis.questions import LEVEL, final_rows
+from analysis.questions import LEVEL, QuestionError, final_rows, unbounded_flags
 from results import GROUP_COLUMNS, PROBE_COLUMNS
 
-_RANDOM = ("random", None)
+# what makes two view modes "of the same augmentation": every treatment column but the views' own
+_KIND = ["augmentation", "strength", "views", "views_r"]
+_BASE = ["augmentation", "strength"]
 
 
 def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: int = 1000, seed: int = 0,
@@ -33,10 +37,10 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
     they need). `results`: every row of the sweep (probes may sit on rows before the final one)."""
     rows = final_rows(results)
     if "views" not in rows.columns or not rows["views"].astype(object).isin(["fixed", "same_batch"]).any():
-        raise ValueError("stochasticity: the results have no fixed or same-batch views (views: fixed | same_batch)")
+        raise QuestionError("stochasticity: the results have no fixed or same-batch views (views: fixed | same_batch)")
     is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
     if not is_reference.any():
-        raise ValueError(f"stochasticity: no reference {reference!r} (trained plainly) in the results")
+        raise QuestionError(f"stochasticity: no reference {reference!r} (trained plainly) in the results")
     inv = rows["invariance"].astype(object).fillna("none") if "invariance" in rows else pd.Series("none", rows.index)
     rows = rows.assign(_label=treatment_labels(rows, ~is_reference).where(~is_reference, None))
     probes = _last_probes(results, rows)
@@ -53,11 +57,13 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
         points = pd.concat([c.assign(_fit=i) for i, c in enumerate(curves)], ignore_index=True)
         paired = paired_v(points, len(curves), [(i, 0) for i in range(len(curves))], sizes, n_bootstrap, seed)
         info = {c: group[c].iloc[0] for c in [*group_cols, "eval_set"]}
-        kinds = {name: treated.loc[treated["_label"] == name, ["augmentation", "views", "views_r"]].iloc[0]
-                 for name in names}
+        kind_cols = [c for c in _KIND if c in treated.columns]
+        kinds = {name: treated.loc[treated["_label"] == name, kind_cols].iloc[0] for name in names}
         repetitions.append(_repetitions(paired, names, kinds, level, seed).assign(**info))
-        correlations.append(_correlations(paired, names, probes, sizes, level).assign(**info))
-    for _, group in probes.groupby(group_cols, dropna=False, sort=True) if not probes.empty else []:
+        mine = probes[probes["cell_key"].isin(set(group["cell_key"]))] if not probes.empty else probes
+        correlations.append(_correlations(paired, names, mine, sizes, level).assign(**info))
+    plain = probes[probes["_label"].notna() & probes["_plain"]] if not probes.empty else probes
+    for _, group in plain.groupby(group_cols, dropna=False, sort=True) if not plain.empty else []:
         differences.append(_probe_differences(group, level, seed).assign(
             **{c: group[c].iloc[0] for c in group_cols}))
     return {"repetitions": _concat(repetitions), "probe_differences": _concat(differences),
@@ -67,6 +73,10 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _base(kind: pd.Series) -> tuple:
+    return tuple(None if pd.isna(kind.get(c)) else kind.get(c) for c in _BASE)
 
 
 def _mode(kind: pd.Series) -> tuple[str, float]:
@@ -86,7 +96,7 @@ def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, s
                               "data_size": paired.sizes.astype(int), "n_seeds": len(paired.seeds),
                               "v": paired.point[i], "v_ci_low": low, "v_ci_high": high,
                               "exchange_ratio": (paired.sizes + paired.point[i]) / paired.sizes})
-        same = [j for j, other in enumerate(names, start=1) if kinds[other]["augmentation"] == aug]
+        same = [j for j, other in enumerate(names, start=1) if _base(kinds[other]) == _base(kinds[name])]
         random = [j for j in same if _mode(kinds[names[j - 1]])[0] == "random"]
         if random and mode != "random":
             d = difference(paired, random[0], i, level, seed)
@@ -100,7 +110,7 @@ def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, s
                 per_view = (paired.replicates[i] - paired.replicates[base]) / (r - r0)
                 frame["v_per_extra_view"] = (paired.point[i] - paired.point[base]) / (r - r0)
             frame["v_per_extra_view_ci_low"], frame["v_per_extra_view_ci_high"] = interval(paired, per_view, level)
-        out.append(frame)
+        out.append(unbounded_flags(frame.assign(ref_size_max=float(paired.sizes.max())), ["v"]))
     return pd.concat(out, ignore_index=True)
 
 
@@ -113,7 +123,9 @@ def _last_probes(results: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     labels = rows.drop_duplicates("cell_key").set_index("cell_key")
     keep = probed["cell_key"].isin(labels.index)
     probed = probed[keep].assign(_label=probed.loc[keep, "cell_key"].map(labels["_label"]))
-    return probed.assign(_views=probed["views"].astype(object).fillna("random") if "views" in probed else "random")
+    inv = probed["invariance"].astype(object).fillna("none") if "invariance" in probed else "none"
+    return probed.assign(_views=probed["views"].astype(object).fillna("random") if "views" in probed else "random",
+                         _plain=pd.Series(inv, index=probed.index).eq("none"))
 
 
 def _probe_differences(group: pd.DataFrame, level: float, seed: int) -> pd.DataFrame:
@@ -121,20 +133,23 @@ def _probe_differences(group: pd.DataFrame, level: float, seed: int) -> pd.DataF
     probes = [c for c in PROBE_COLUMNS if c in group.columns and group[c].notna().any()]
     out = []
     treated = group[group["_label"].notna()]
-    for (aug, size), block in treated.groupby(["augmentation", "data_size"], sort=True):
+    base = [c for c in _BASE if c in treated.columns]
+    for key, block in treated.groupby([*base, "data_size"], dropna=False, sort=True):
         random = block[block["_views"] == "random"]
+        if random["seed"].duplicated().any():  # more than one random-view treatment here: no single partner
+            continue
         for name, mode in block[block["_views"] != "random"].groupby("_label", sort=True):
             for probe in probes:
-                a = mode.set_index("seed")[probe].dropna()
-                b = random.set_index("seed")[probe].dropna()
-                d = (a - b.reindex(a.index)).dropna().to_numpy(float)
+                paired = pd.concat([mode.set_index("seed")[probe], random.set_index("seed")[probe]], axis=1,
+                                   keys=["mode", "random"], join="inner").dropna()
+                d = (paired["mode"] - paired["random"]).to_numpy(float)
                 if d.size < 2:
                     continue
                 half = stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
-                out.append({"augmentation": aug, "treatment": name, "data_size": int(size), "probe": probe,
-                            "n_seeds": int(d.size), "mean_mode": float(a.mean()), "mean_random": float(b.mean()),
-                            "diff": float(d.mean()), "diff_ci_low": float(d.mean() - half),
-                            "diff_ci_high": float(d.mean() + half),
+                out.append({"augmentation": key[0], "treatment": name, "data_size": int(key[-1]), "probe": probe,
+                            "n_seeds": int(d.size), "mean_mode": float(paired["mode"].mean()),
+                            "mean_random": float(paired["random"].mean()), "diff": float(d.mean()),
+                            "diff_ci_low": float(d.mean() - half), "diff_ci_high": float(d.mean() + half),
                             "p_sign_flip": float(sign_flip(d[:, None], seed)[0])})
     return pd.DataFrame(out)
 
@@ -154,8 +169,10 @@ def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes
         if seeds is None:
             continue
         for probe in columns:
-            table = probes[probes["data_size"] == size].pivot_table(index="_label", columns="seed", values=probe)
-            table = table.reindex(index=names, columns=seeds)
+            at = probes[probes["data_size"] == size]
+            if at.duplicated(["_label", "seed"]).any():
+                raise ValueError("stochasticity: two cells of one treatment, size and seed in one group")
+            table = at.pivot(index="_label", columns="seed", values=probe).reindex(index=names, columns=seeds)
             if table.notna().sum(axis=1).min() == 0:
                 continue
             values = table.to_numpy(float)  # (T, seeds)

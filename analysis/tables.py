@@ -130,7 +130,7 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
         ci = f"[{_samples(d['v_diff_ci_low'], 0, math.inf)}, {_samples(d['v_diff_ci_high'], 0, math.inf)}]"
         table.add_row(str(d["data_size"]), *(_samples(d[k], 0, math.inf) for k in ("v_first", "v_second", "v_diff")),
                       ci, str(d["n_seeds"]), f"{d['p_sign_flip']:.3g}", f"{d['p_holm']:.3g}",
-                      "yes" if d["differs"] else "no")
+                      "too few seeds" if _missing(d["differs"]) else "yes" if d["differs"] else "no")
     return whole(table, "95% CI")
 
 

@@ -10,35 +10,46 @@ from rich.markup import escape
 from rich.table import Table
 
 from .tables import _missing, _samples, cell_text, whole
+from .verdicts import EXTRAPOLATION_LIMIT
 
 _CI = "95% CI: whole seeds resampled, one draw for every curve compared (expanded percentile)"
-_TEST = "p: signs of each seed's log ratio flipped; Holm across sizes"
+_TEST = ("p: signs of each seed's log ratio flipped; Holm across sizes; differs: too few seeds where no p could "
+         "reach 0.05")
+_V = (f"> N: x + v past {EXTRAPOLATION_LIMIT:g} × the reference's largest size (the curve, not the data, would "
+      "speak); inf: the fit puts the treatment past the reference's asymptote (`augworth analyze` says whether the "
+      "data support it)")
 
 
 def _v(d: dict[str, Any], key: str) -> str:
-    return _samples(d[key], 0, math.inf)
+    """A number of samples v at size x: "> N" past the extrapolation limit, as the exchange-rate tables do."""
+    return _samples(d[key], d["data_size"], EXTRAPOLATION_LIMIT * d.get("ref_size_max", math.inf))
 
 
-def _ci(d: dict[str, Any], key: str) -> str:
+def _ci(d: dict[str, Any], key: str, samples: bool = True) -> str:
     low, high = d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high")
     if _missing(low) and _missing(high):
         return ""
-    return f"[{_samples(low, 0, math.inf)}, {_samples(high, 0, math.inf)}]"
+    x, limit = (d["data_size"], EXTRAPOLATION_LIMIT * d.get("ref_size_max", math.inf)) if samples else (0, math.inf)
+    return f"[{_samples(low, x, limit)}, {_samples(high, x, limit)}]"
+
+
+def _raw(d: dict[str, Any], key: str) -> str:
+    return _samples(d[key], 0, math.inf)
 
 
 def _yes(value: Any) -> str:
-    return "" if _missing(value) else ("yes" if value else "no")
+    return "too few seeds" if _missing(value) else ("yes" if value else "no")
 
 
 def ood_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "shifted set", "shift", "size x", "v in dist.", "95% CI", "v shifted", "95% CI",
                   "shifted − in dist.", "95% CI", "p (Holm)", "differs", title=title, caption_justify="left",
                   caption=f"shift: held-out = none of the set's corruptions is in the policy's op space; covered "
-                  f"(or partly) = the policy can produce them; undeclared = a natural shift. {_CI}; {_TEST}")
+                  f"(or partly) = the policy can produce them; undeclared = a natural shift. {_V}. {_CI}; {_TEST}")
     for d in rows.to_dict("records"):
         shift = d["shift"] + (f" ({d['covered']})" if d["covered"] else "")
         table.add_row(escape(d["treatment"]), d["eval_set"], shift, str(d["data_size"]), _v(d, "v_id"),
-                      _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _v(d, "v_diff"), _ci(d, "v_diff"),
+                      _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _raw(d, "v_diff"), _ci(d, "v_diff", False),
                       cell_text(d["p_holm"]), _yes(d["differs"]))
     return whole(table, "treatment", "shifted set", "95% CI")
 
@@ -46,29 +57,30 @@ def ood_table(rows: pd.DataFrame, title: str) -> Table:
 def invariance_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("augmentation", "invariant model", "size x", "v aug", "95% CI", "v invariance", "95% CI",
                   "aug − invariance", "95% CI", "p (Holm)", "trend / doubling", "95% CI", title=title,
-                  caption_justify="left", caption=f"both v against the plain model without augmentation. {_CI}; "
+                  caption_justify="left", caption=f"both v against the plain model without augmentation. {_V}. {_CI}; "
                   f"{_TEST}. trend: per doubling of x, the change of log(x+v_aug) − log(x+v_inv) (slope over "
                   "the sizes; its CI from the same resampling)")
     for d in rows.to_dict("records"):
         trend = "" if _missing(d["trend_per_doubling"]) else f"{d['trend_per_doubling']:+.3f}"
         trend_ci = "" if _missing(d["trend_ci_low"]) else f"[{d['trend_ci_low']:+.3f}, {d['trend_ci_high']:+.3f}]"
         table.add_row(escape(d["augmentation"]), escape(d["invariant_model"]), str(d["data_size"]), _v(d, "v_aug"),
-                      _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _v(d, "v_diff"), _ci(d, "v_diff"),
+                      _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _raw(d, "v_diff"), _ci(d, "v_diff", False),
                       cell_text(d["p_holm"]), trend, trend_ci)
     return whole(table, "augmentation", "invariant model", "95% CI")
 
 
 def repetition_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "size x", "v", "95% CI", "(x+v)/x", "v per extra view", "95% CI",
-                  "random − this", "95% CI", "p (Holm)", title=title, caption_justify="left",
+                  "random − this", "95% CI", "p (Holm)", "differs", title=title, caption_justify="left",
                   caption=f"v against the plain model without augmentation; per extra view: (v_r − v_r0)/(r − r0) "
-                  f"against the fewest fixed views. {_CI}; {_TEST}")
+                  f"against the fewest fixed views. {_V}. {_CI}; {_TEST}")
     for d in rows.to_dict("records"):
-        per_view = "" if _missing(d.get("v_per_extra_view")) else _v(d, "v_per_extra_view")
-        minus = "" if _missing(d.get("v_random_minus")) else _v(d, "v_random_minus")
+        per_view = "" if _missing(d.get("v_per_extra_view")) else _raw(d, "v_per_extra_view")
+        minus = "" if _missing(d.get("v_random_minus")) else _raw(d, "v_random_minus")
         table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"),
-                      cell_text(d["exchange_ratio"]), per_view, _ci(d, "v_per_extra_view"), minus,
-                      _ci(d, "v_random_minus"), cell_text(d.get("p_holm")))
+                      cell_text(d["exchange_ratio"]), per_view, _ci(d, "v_per_extra_view", False), minus,
+                      _ci(d, "v_random_minus", False), cell_text(d.get("p_holm")),
+                      "" if _missing(d.get("v_random_minus")) else _yes(d.get("differs")))
     return whole(table, "treatment", "95% CI")
 
 
@@ -86,7 +98,7 @@ def probe_difference_table(rows: pd.DataFrame, title: str) -> Table:
 def correlation_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("eval set", "size x", "probe", "treatments", "r", "95% CI", title=title, caption_justify="left",
                   caption="Pearson's r over a group's treatments between the probe's mean and log((x+v)/x); "
-                  "95% CI: whole seeds resampled for both")
+                  "95% CI: whole seeds resampled for both (the treatments are these, not a sample of treatments)")
     for d in rows.to_dict("records"):
         ci = "" if _missing(d["r_ci_low"]) else f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]"
         table.add_row(d["eval_set"], str(d["data_size"]), d["probe"], str(d["n_treatments"]),

@@ -44,3 +44,36 @@ def synthetic_sweeps(n_sweeps: int, *, seeds: int = 10, shared: float = 0.0, own
                     "width": sweep, "subset": subset, "augmentation": name, "data_size": x,
                     "seed": np.arange(seeds), "eval_set": "test", "accuracy": np.clip(1.0 - err, 0.0, 1.0)}))
     return pd.concat(frames, ignore_index=True)
+
+
+# ----- frames for the paper's questions (analysis/questions.py, analysis/stochasticity.py) -------------------
+
+SHIFTED_REF, SHIFTED_AUG = (2.0, 0.10, 0.40), (1.0, 0.08, 0.45)  # the truth on the shifted set
+
+
+def two_sets(n: int, aug_shifted=SHIFTED_AUG, ref_shifted=SHIFTED_REF, rng_seed: int = 1) -> pd.DataFrame:
+    """The same cells seen on two eval sets: one seed structure (the same draws), two truths."""
+    test = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed).assign(eval_set="test")
+    shifted = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, ref=ref_shifted, aug=aug_shifted)
+    return pd.concat([test, shifted.assign(eval_set="c_noise")], ignore_index=True)
+
+
+def invariance_frame(n: int, inv_truth, rng_seed: int = 2) -> pd.DataFrame:
+    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, more={"inv": inv_truth})
+    frame = frame.assign(eval_set="test", invariance="none")
+    model = frame["augmentation"] == "inv"
+    frame.loc[model, "augmentation"], frame.loc[model, "invariance"] = "none", "center_of_mass"
+    return frame
+
+
+def views_frame(n: int = 6) -> pd.DataFrame:
+    truths = {"f1": (1.9, 0.05, 0.45), "f4": (1.7, 0.05, 0.45)}  # fixed views worth less than random (a 1.5)
+    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=3, more=truths).assign(eval_set="test", views="random",
+                                                                                     views_r=np.nan)
+    for name, r in (("f1", 1), ("f4", 4)):
+        rows = frame["augmentation"] == name
+        frame.loc[rows, ["augmentation", "views", "views_r"]] = ["crop", "fixed", r]
+    rng = np.random.default_rng(0)
+    frame["grad_noise"] = np.where(frame["views"] == "fixed", 1.0, 1.5) + rng.normal(0.0, 0.1, len(frame))
+    frame["flatness"] = 2.0 * (1.0 - frame["accuracy"]) + rng.normal(0.0, 0.005, len(frame))
+    return frame.assign(cell_key=[f"cell{i}" for i in range(len(frame))], step=300, final=True)

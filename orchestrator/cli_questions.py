@@ -52,7 +52,7 @@ def policy_covers(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
 def answer(store_root: str, sweep: str, question: str, *, reference: str, n_bootstrap: int, seed: int,
            in_distribution: str = "test") -> dict[str, pd.DataFrame]:
     """The question's frames, by name (one for ood and invariance, three for stochasticity)."""
-    from analysis.questions import invariance, ood
+    from analysis.questions import QuestionError, invariance, ood
     from analysis.stochasticity import stochasticity
     from search_spaces import parse_spec
 
@@ -70,7 +70,7 @@ def answer(store_root: str, sweep: str, question: str, *, reference: str, n_boot
         if question == "invariance":
             return {"invariance": invariance(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)}
         return stochasticity(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
-    except ValueError as exc:
+    except QuestionError as exc:  # what the sweep lacks; any other error is a bug and shows as one
         raise BadInput(f"--question {question}: {str(exc).split(': ', 1)[-1]}") from None
 
 
@@ -112,27 +112,37 @@ def draw(frames: dict[str, pd.DataFrame], question: str, out_dir: Path) -> list[
     return [plot_repetitions(frames["repetitions"], out_dir / "question_stochasticity.png")]
 
 
+def by_group(rows: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
+    """(title prefix, rows) per value of `key` and per group where group columns vary (width, model ...)."""
+    from results import GROUP_COLUMNS
+
+    varying = [c for c in GROUP_COLUMNS if c in rows.columns and rows[c].astype(str).nunique() > 1]
+    out = []
+    for values, part in rows.groupby([*varying, key], dropna=False, sort=False) if varying else rows.groupby(
+            key, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        where = ", ".join(f"{c}={v}" for c, v in zip(varying, values, strict=False))
+        out.append((escape(str(values[-1])) + (f" ({escape(where)})" if where else ""), part))
+    return out
+
+
 def tables(frames: dict[str, pd.DataFrame], question: str) -> list:
     from analysis import tables_questions as t
 
     made = []
     if question == "ood":
-        rows = frames["ood"]
-        for name in dict.fromkeys(rows["treatment"]):
-            made.append(t.ood_table(rows[rows["treatment"] == name],
-                                    f"{escape(name)}: worth in distribution and under shift"))
+        for name, part in by_group(frames["ood"], "treatment"):
+            made.append(t.ood_table(part, f"{name}: worth in distribution and under shift"))
     elif question == "invariance":
-        rows = frames["invariance"]
-        for name in dict.fromkeys(rows["eval_set"]):
-            made.append(t.invariance_table(rows[rows["eval_set"] == name],
-                                           f"augmentation vs invariance on '{escape(name)}'"))
+        for name, part in by_group(frames["invariance"], "eval_set"):
+            made.append(t.invariance_table(part, f"augmentation vs invariance on {name}"))
     else:
         reps = frames["repetitions"]
-        for name in dict.fromkeys(reps["eval_set"]) if not reps.empty else []:
-            made.append(t.repetition_table(reps[reps["eval_set"] == name], f"views on '{escape(name)}': random, fixed, "
-                                           "same batch"))
-        if not frames["probe_differences"].empty:
-            made.append(t.probe_difference_table(frames["probe_differences"], "probes: each view mode − random views"))
-        if not frames["correlations"].empty:
-            made.append(t.correlation_table(frames["correlations"], "do the probes track the worth?"))
+        for name, part in by_group(reps, "eval_set") if not reps.empty else []:
+            made.append(t.repetition_table(part, f"views on {name}: random, fixed, same batch"))
+        for name, part in by_group(frames["probe_differences"], "probe") if not frames["probe_differences"].empty \
+                else []:
+            made.append(t.probe_difference_table(part, f"probes: each view mode − random views, {name}"))
+        for name, part in by_group(frames["correlations"], "probe") if not frames["correlations"].empty else []:
+            made.append(t.correlation_table(part, f"do the probes track the worth? {name}"))
     return made

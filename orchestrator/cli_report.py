@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import tempfile
 import warnings
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from results import read_results
+from results import GROUP_COLUMNS, read_results
 
 from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, app, open_sweep, out, user_errors
 from .cli_questions import QUESTIONS, answer, draw
@@ -63,10 +64,12 @@ def report(
                 figures.append((f"{what.replace('_', ' ')} on '{name}'", path.read_bytes()))
         notes = " ".join(str(w.message) for w in caught)
         sections.append(Section("Exchange rates", text=notes, figures=figures,
-                                tables=rate_tables(rates, treatment_labels(rates, ~rates["is_reference"]))))
-        commands = [f"augworth status {sweep} --store {store}",
-                    f"augworth analyze {sweep} --store {store} --reference {reference} --bootstrap {bootstrap} "
-                    f"--seed {seed} --json"]
+                                tables=rate_tables(rates, treatment_labels(rates, ~rates["is_reference"]),
+                                                   GROUP_COLUMNS)))
+        common = (f"{shlex.quote(sweep)} --store {shlex.quote(store)} --reference {shlex.quote(reference)} "
+                  f"--bootstrap {bootstrap} --seed {seed}")
+        commands = [f"augworth status {shlex.quote(sweep)} --store {shlex.quote(store)}",
+                    f"augworth analyze {common} --json"]
         for question in QUESTIONS:
             try:
                 frames = answer(store, sweep, question, reference=reference, n_bootstrap=bootstrap, seed=seed)
@@ -78,10 +81,8 @@ def report(
             pictures = [(f"question {question}", p.read_bytes()) for p in draw(frames, question, Path(tmp))]
             sections.append(Section(f"Question: {question}", figures=pictures,
                                     tables=[(name, f) for name, f in frames.items() if not f.empty]))
-            commands.append(f"augworth analyze {sweep} --store {store} --question {question} "
-                            f"--bootstrap {bootstrap} --seed {seed} --csv {question}.csv")
-    commands.append(f"augworth report {sweep} --store {store} --reference {reference} --bootstrap {bootstrap} "
-                    f"--seed {seed} --out {out_path}")
+            commands.append(f"augworth analyze {common} --question {question} --csv {question}.csv")
+    commands.append(f"augworth report {common} --out {shlex.quote(str(out_path))}")
     text = render(f"augworth report: {sweep}", sections, spec_text=opened.read_spec(sweep), status=status,
                   commands=commands)
     out_path.parent.mkdir(parents=True, exist_ok=True)

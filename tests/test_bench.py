@@ -20,3 +20,11 @@ def test_the_interval_benchmark_runs_at_smoke_size(capsys):
     rows = main(["--smoke"])
     assert [r["scenario"] for r in rows] == list(SCENARIOS) and "coverage" in capsys.readouterr().out
     assert all(0 <= r["coverage"] <= 1 and r["width"] >= r["plain_width"] for r in rows)
+
+
+def test_the_questions_benchmark_runs_at_smoke_size(capsys):
+    from bench.questions import main
+
+    rows = main(["--smoke"])
+    assert len(rows) == 8 and all(0.0 <= r["coverage"] <= 1.0 for r in rows)
+    assert "coverage" in capsys.readouterr().out

@@ -17,17 +17,17 @@ from test_cli import in_process
 
 from analysis.questions import invariance, ood, shift_kind
 from analysis.stochasticity import stochasticity
-from bench.synthetic import REF, synthetic_sweeps, true_v
+from bench.synthetic import (
+    REF,
+    SHIFTED_AUG,
+    SHIFTED_REF,
+    invariance_frame,
+    synthetic_sweeps,
+    true_v,
+    two_sets,
+    views_frame,
+)
 from results import Store
-
-SHIFTED_REF, SHIFTED_AUG = (2.0, 0.10, 0.40), (1.0, 0.08, 0.45)  # the truth on the shifted set
-
-
-def two_sets(n: int, aug_shifted=SHIFTED_AUG, ref_shifted=SHIFTED_REF, rng_seed: int = 1) -> pd.DataFrame:
-    """The same cells seen on two eval sets: one seed structure (the same draws), two truths."""
-    test = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed).assign(eval_set="test")
-    shifted = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, ref=ref_shifted, aug=aug_shifted)
-    return pd.concat([test, shifted.assign(eval_set="c_noise")], ignore_index=True)
 
 
 def test_shift_kinds_follow_the_op_space():
@@ -50,14 +50,6 @@ def test_ood_intervals_hold_the_true_difference_and_find_a_real_one():
     assert same["differs"].mean() <= 0.1 and set(same["shift"]) == {"undeclared"}
 
 
-def invariance_frame(n: int, inv_truth, rng_seed: int = 2) -> pd.DataFrame:
-    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, more={"inv": inv_truth})
-    frame = frame.assign(eval_set="test", invariance="none")
-    model = frame["augmentation"] == "inv"
-    frame.loc[model, "augmentation"], frame.loc[model, "invariance"] = "none", "center_of_mass"
-    return frame
-
-
 def test_invariance_against_augmentation_holds_the_truth_and_its_trend():
     inv_truth = (1.2, 0.04, 0.5)  # the invariant model is worth more than crop at every size
     rows = invariance(invariance_frame(10, inv_truth), n_bootstrap=200)
@@ -75,19 +67,6 @@ def test_invariance_against_augmentation_holds_the_truth_and_its_trend():
     steeper = invariance(invariance_frame(10, (3.0, 0.05, 0.7)), n_bootstrap=50).drop_duplicates("width")
     assert (steeper["trend_ci_high"] < 0).mean() >= 0.8
     assert ((steeper["trend_ci_low"] <= -0.195) & (steeper["trend_ci_high"] >= -0.195)).mean() >= 0.8
-
-
-def views_frame(n: int = 6) -> pd.DataFrame:
-    truths = {"f1": (1.9, 0.05, 0.45), "f4": (1.7, 0.05, 0.45)}  # fixed views worth less than random (a 1.5)
-    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=3, more=truths).assign(eval_set="test", views="random",
-                                                                                     views_r=np.nan)
-    for name, r in (("f1", 1), ("f4", 4)):
-        rows = frame["augmentation"] == name
-        frame.loc[rows, ["augmentation", "views", "views_r"]] = ["crop", "fixed", r]
-    rng = np.random.default_rng(0)
-    frame["grad_noise"] = np.where(frame["views"] == "fixed", 1.0, 1.5) + rng.normal(0.0, 0.1, len(frame))
-    frame["flatness"] = 2.0 * (1.0 - frame["accuracy"]) + rng.normal(0.0, 0.005, len(frame))
-    return frame.assign(cell_key=[f"cell{i}" for i in range(len(frame))], step=300, final=True)
 
 
 def test_stochasticity_repetitions_probe_differences_and_correlations():
@@ -171,7 +150,7 @@ def test_analyze_question_prints_tables_writes_json_csv_and_a_picture(findings, 
     views = in_process("analyze", sweep, "--store", store, "--question", "stochasticity", "--bootstrap", "50",
                        "--out", str(tmp_path / "figs"), cwd=tmp_path)
     assert views.returncode == 0, views.stderr
-    assert "views on 'test'" in views.stdout and "probes: each view mode" in views.stdout
+    assert "views on test" in views.stdout and "probes: each view mode" in views.stdout
     bad = in_process("analyze", sweep, "--store", store, "--question", "ethics", cwd=tmp_path)
     assert bad.returncode == 2 and "--question 'ethics'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
