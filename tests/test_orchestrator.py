@@ -206,7 +206,8 @@ def test_the_demo_keeps_the_cell_keys_it_had_before_the_paper_protocol_fields(tm
     from search_spaces import preset_path
 
     # the demo as it was then (3 seeds; eval sets are not part of a key)
-    text = preset_path("digits_demo").read_text().replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1, 2]")
+    text = preset_path("digits_demo").read_text().replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1, 2]").replace(
+        "batch_size: 64}", "batch_size: 64, eval_every: 100}")
     plan = plan_sweep(text, "demo", Store(tmp_path))
     keys = sorted(c.cell_key for c in plan.cells)
     assert len(keys) == 90
