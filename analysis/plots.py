@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import power_law
+from analysis.verdicts import EXTRAPOLATION_LIMIT
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
@@ -104,7 +105,8 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
     """Effective extra samples v against data size (log x, symlog y) on one eval set, per treatment.
 
     Filled markers: x + v inside the reference's measured sizes; hollow: extrapolated. Unbounded points
-    (v = +inf, `unbounded`) are drawn as triangles at the top edge, hollow where `indeterminate`. With
+    (v = +inf, `unbounded`) are drawn as triangles at the top edge, hollow where `indeterminate`; a v whose
+    x + v is past EXTRAPOLATION_LIMIT × the largest reference size is censored: a hollow caret at that bound. With
     bootstrap columns, vertical bars show the interval. The reference is the 0 line. Returns the path written.
     """
     from matplotlib.lines import Line2D
@@ -119,10 +121,12 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
 
     fig, axes, title = _figure(list(groups), rates, group_cols,
                                f"{eval_set}: effective extra samples v(x) = f_ref⁻¹(f_aug(x)) − x")
-    any_unbounded = any_extrapolated = any_indeterminate = False
+    any_unbounded = any_extrapolated = any_indeterminate = any_censored = False
     for ax, (group, _) in zip(axes, groups.items(), strict=False):
         rows = _split(others, group_cols, []).get(group, others.iloc[:0])
         finite = rows["effective_extra_samples"].to_numpy(dtype=float)
+        if "beyond_extrapolation_limit" in rows:  # censored values set no axis limit
+            finite = finite[~rows["beyond_extrapolation_limit"].to_numpy(dtype=bool)]
         finite = finite[np.isfinite(finite)]
         linthresh = max(1.0, float(rates["data_size"].min()))
         top = blended_transform_factory(ax.transData, ax.transAxes)
@@ -134,7 +138,15 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
             if not t_rows["fit_ok"].any():
                 ax.plot([], [], "x", color="gray", label=f"{label} (no v: {t_rows['fit_reason'].iloc[0]})")
                 continue
-            shown = np.isfinite(v)
+            # censored: x + v past the extrapolation limit; drawn at that bound, hollow, not at the curve's number
+            censored = (t_rows["beyond_extrapolation_limit"].to_numpy(dtype=bool)
+                        if "beyond_extrapolation_limit" in t_rows else np.zeros(len(v), dtype=bool)) & np.isfinite(v)
+            shown = np.isfinite(v) & ~censored
+            if censored.any():
+                bound = EXTRAPOLATION_LIMIT * t_rows["ref_size_max"].to_numpy(dtype=float) - x
+                ax.plot(x[censored], bound[censored], marker=6, ls="", ms=9, mfc="white", mec=color, mew=1.3)
+                finite = np.concatenate([finite, bound[censored]])
+                any_censored = True
             extrapolated = t_rows["extrapolated"].to_numpy(dtype=bool)
             unbounded = t_rows["unbounded"].to_numpy(dtype=bool)
             indeterminate = (t_rows["indeterminate"].to_numpy(dtype=bool) if "indeterminate" in t_rows
@@ -179,6 +191,10 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
     if any_unbounded:
         extras.append(Line2D([], [], ls="", marker="^", color="gray",
                              label="unbounded: accurate past the reference's asymptote interval (v = +∞)"))
+    if any_censored:
+        extras.append(Line2D([], [], ls="", marker=6, mfc="white", mec="gray",
+                             label=f"censored: x + v past {EXTRAPOLATION_LIMIT:g} × the largest reference size "
+                             "(drawn at that bound)"))
     if any_indeterminate:
         extras.append(Line2D([], [], ls="", marker="^", mfc="white", mec="gray",
                              label="indeterminate: below the reference's asymptote by the fit, not by the data"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -415,3 +416,21 @@ def test_probe_summary_takes_one_value_per_cell_and_step_and_summarises_over_see
     assert summary.loc[0, "flatness_std"] == 0.0
     assert "hessian_top_eig_mean" not in summary  # never probed
     assert probe_summary(pd.DataFrame(rows).assign(grad_noise=None, flatness=None)).empty
+
+
+def test_the_plots_mark_censored_points_and_draw_bands_and_the_asymptote(tmp_path, monkeypatch):
+    import analysis.plots as plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault(Path(path).name, fig) and Path(path))
+    frame, rates = plot_inputs()
+    rates = rates.copy()
+    treated = ~rates["is_reference"] & np.isfinite(rates["effective_extra_samples"])
+    rates.loc[treated[treated].index[:2], "beyond_extrapolation_limit"] = True  # two censored points
+    plots.plot_effective_samples(rates, tmp_path / "v.png", eval_set="test")
+    plots.plot_scaling_curves(frame, rates, tmp_path / "c.png", eval_set="test")
+    labels = {name: [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+              for name, fig in drawn.items()}
+    assert any(label.startswith("censored") for label in labels["v.png"])
+    assert any("95% band of the fit" in label for label in labels["c.png"])
+    assert any("reference asymptote" in label for label in labels["c.png"])
