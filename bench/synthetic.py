@@ -51,10 +51,13 @@ def synthetic_sweeps(n_sweeps: int, *, seeds: int = 10, shared: float = 0.0, own
 SHIFTED_REF, SHIFTED_AUG = (2.0, 0.10, 0.40), (1.0, 0.08, 0.45)  # the truth on the shifted set
 
 
-def two_sets(n: int, aug_shifted=SHIFTED_AUG, ref_shifted=SHIFTED_REF, rng_seed: int = 1) -> pd.DataFrame:
-    """The same cells seen on two eval sets: one seed structure (the same draws), two truths."""
+def two_sets(n: int, aug_shifted=SHIFTED_AUG, ref_shifted=SHIFTED_REF, rng_seed: int = 1,
+             shifted_rng_seed: int | None = None) -> pd.DataFrame:
+    """The same cells seen on two eval sets: one seed structure (the same draws, unless `shifted_rng_seed`
+    draws the shifted set's seed effects and noise afresh), two truths."""
     test = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed).assign(eval_set="test")
-    shifted = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, ref=ref_shifted, aug=aug_shifted)
+    shifted = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed if shifted_rng_seed is None
+                               else shifted_rng_seed, ref=ref_shifted, aug=aug_shifted)
     return pd.concat([test, shifted.assign(eval_set="c_noise")], ignore_index=True)
 
 
