@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.exchange import reference_mask
-from analysis.paired import difference, paired_v
+from analysis.paired import difference, final_rows, paired_v
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
@@ -40,10 +40,7 @@ def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = 
     trained plainly), and naming it as `first` or `second` compares against the reference itself (v = 0)."""
     if n_bootstrap < 1:
         raise ValueError(f"compare: n_bootstrap must be at least 1, got {n_bootstrap}")
-    rows = results
-    if "final" in rows.columns:
-        rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    rows = rows[rows["accuracy"].notna()]
+    rows = final_rows(results)
     is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
     labels = treatment_labels(rows, ~is_reference).where(~is_reference, _REFERENCE)
     rows = rows.assign(_label=labels)

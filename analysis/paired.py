@@ -43,6 +43,15 @@ class PairedV:
     draws: dict[object, tuple[np.ndarray, np.ndarray]]  # the seed draws (`SeedReplicates.draws` of the one group)
 
 
+def final_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are fit points: the final evaluation of each cell (where a `final` column exists), with an
+    accuracy; indexed 0..n−1."""
+    rows = results
+    if "final" in rows.columns:
+        rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+    return rows[rows["accuracy"].notna()].reset_index(drop=True)
+
+
 def paired_v(points: pd.DataFrame, n_fits: int, pairs: list[tuple[int, int]], sizes: np.ndarray,
              n_bootstrap: int, seed: int) -> PairedV:
     """`points`: rows with _fit in 0..n_fits−1, data_size, seed, accuracy (final rows only). A pair whose two

@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
-from analysis.paired import difference, interval, paired_v
+from analysis.paired import difference, final_rows, interval, paired_v
 from results import GROUP_COLUMNS
 
 LEVEL = 0.95
@@ -36,13 +36,6 @@ class QuestionError(ValueError):
 def unbounded_flags(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """`<column>_unbounded` for each v column: +inf from the fit (JSON writes inf as null, like a failed fit)."""
     return frame.assign(**{f"{c}_unbounded": np.isposinf(frame[c].to_numpy(float)) for c in columns})
-
-
-def final_rows(results: pd.DataFrame) -> pd.DataFrame:
-    rows = results
-    if "final" in rows.columns:
-        rows = rows[rows["final"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    return rows[rows["accuracy"].notna()].reset_index(drop=True)
 
 
 def shift_kind(covered: Iterable[str], corruptions: Iterable[str] | None) -> tuple[str, str]:

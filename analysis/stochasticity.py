@@ -22,8 +22,8 @@ from scipy import stats
 
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
-from analysis.paired import PairedV, difference, interval, paired_v, sign_flip
-from analysis.questions import LEVEL, QuestionError, final_rows, unbounded_flags
+from analysis.paired import PairedV, difference, final_rows, interval, paired_v, sign_flip
+from analysis.questions import LEVEL, QuestionError, unbounded_flags
 from results import GROUP_COLUMNS, PROBE_COLUMNS
 
 # what makes two view modes "of the same augmentation": every treatment column but the views' own
