@@ -54,12 +54,21 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
         out.print(f"sweep {sweep}: {len(plan.cells)} cells, {len(plan.done)} done, {len(plan.failed)} failed, "
                   f"{len(plan.pending)} to run; estimated {seconds:,.0f} CPU-seconds "
                   f"(~{seconds / 3600:.2f} CPU-hours) for those", highlight=False)
+        if plan.studies and plan.spec.search is not None:
+            trials, seeds = plan.spec.search.trials, len(plan.spec.seeds)
+            out.print(f"search: {len(plan.studies)} studies x {trials} trials x {seeds} seeds (at most "
+                      f"{len(plan.studies) * trials * seeds} cells; pruned trials train fewer steps)", highlight=False)
         return 0
     from .runner import run_plan
 
     summary = run_plan(plan, store, address=address, show_progress=progress, log_cells=not progress)
     out.print(f"sweep {sweep}: {summary.done} cells done now, {summary.skipped} were already done, "
               f"{summary.failed} failed now ({summary.failed_total} failure records in the sweep)", highlight=False)
+    if summary.search is not None:
+        out.print(f"search: {summary.search['complete']} trials complete, {summary.search['pruned']} pruned, "
+                  f"{summary.search['failed']} failed now"
+                  + (f"; {summary.search_open} studies short of their trials: `augworth resume {sweep}`"
+                     if summary.search_open else ""), highlight=False)
     if summary.unfinished:
         out.print(f"{summary.unfinished} cells did not finish (interrupted, or their trials were lost): "
                   f"`augworth resume {sweep}` runs them", highlight=False)

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from results import Store
-from search_spaces import Cell, Spec, SpecError, expand_cells, parse_spec, spec_error
+from search_spaces import Cell, Spec, SpecError, Study, expand_cells, expand_studies, parse_spec, spec_error
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Plan:
     pending: list[Cell]
     frozen: str  # "new": no sweep yet; "same": the frozen spec matches; "extend": a superset replaces it
     notes: list[str] = field(default_factory=list)
+    studies: list[Study] = field(default_factory=list)  # the search block's (search.py); none without one
 
     @property
     def keys(self) -> set[str]:
@@ -69,6 +70,25 @@ def check_names(spec: Spec, text: str | None, source: str) -> None:
                 check_strength(aug.policy, strength)
             except ValueError as exc:
                 raise spec_error(str(exc), text=text, source=source, loc=("augmentations", i, "strength")) from None
+    check_searched_strength(spec, text, source)
+
+
+def check_searched_strength(spec: Spec, text: str | None, source: str) -> None:
+    """A searched strength must be one the searched policies take, at both ends of its range."""
+    from trainables.augmentations import check_strength
+
+    bounds = spec.search.params.get("strength") if spec.search is not None else None
+    if bounds is None:
+        return
+    from search_spaces import searched_policies
+
+    for policy in searched_policies(spec):
+        for end in ("low", "high"):
+            try:
+                check_strength(policy, float(getattr(bounds, end)))
+            except ValueError as exc:
+                raise spec_error(f"searched {exc}", text=text, source=source,
+                                 loc=("search", "params", "strength", end)) from None
 
 
 def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datasets.DataSet
@@ -93,12 +113,13 @@ def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datas
     return data
 
 
-def expand(spec: Spec, text: str | None, source: str) -> list[Cell]:
+def expand(spec: Spec, text: str | None, source: str, *, studies: bool = False) -> list[Cell] | list[Study]:
+    """The grid's cells, or (`studies`) the search block's studies."""
     from trainables.augmentations import default_strength
     from trainables.models import default_width
 
     data = load_data(spec, text, source)
-    return expand_cells(
+    return (expand_studies if studies else expand_cells)(
         spec, pool_size=data.pool_size, num_classes=data.num_classes, dataset_fingerprint=data.fingerprint,
         default_strength=lambda policy: default_strength(policy, data.image_size), default_width=default_width,
         source=source, text=text,
@@ -129,6 +150,7 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
             if missing:
                 raise SpecError(f"--extend needs a superset of the existing grid; {len(missing)} of its cells "
                                 f"are not in the new one", source=source)
+            check_search_extension(old, spec, source)
             frozen = "extend"
     if store.has_sweep(spec.name):
         check_eval_sets(spec, old, store, text, source, extend=frozen == "extend")
@@ -136,7 +158,8 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
     failed = set(store.failures(spec.name)) & keys - done
     skip = done if retry_failed else done | failed
     pending = [c for c in cells if c.cell_key not in skip]
-    return Plan(spec, text, source, cells, done, failed, pending, frozen, notes=redundant_treatments(cells))
+    return Plan(spec, text, source, cells, done, failed, pending, frozen, notes=redundant_treatments(cells),
+                studies=expand(spec, text, source, studies=True))
 
 
 def redundant_treatments(cells: list[Cell]) -> list[str]:
@@ -149,6 +172,17 @@ def redundant_treatments(cells: list[Cell]) -> list[str]:
             f"leave them out with `exclude: [{{augmentation: {aug}, invariance: {inv}}}]`"
             for (aug, inv), n in sorted(counts.items())
             if aug in INVARIANCES.get(inv).meta.get("makes_redundant", ()) and ("none", inv) in counts]
+
+
+def check_search_extension(old: Spec, new: Spec, source: str) -> None:
+    """--extend keeps a search's studies what they were: the same block, with as many trials or more."""
+    before = old.search.grid_fields() if old.search is not None else None
+    after = new.search.grid_fields() if new.search is not None else None
+    if before is None:
+        return
+    if after is None or {k: v for k, v in before.items() if k != "trials"} != {
+            k: v for k, v in after.items() if k != "trials"} or after["trials"] < before["trials"]:
+        raise SpecError("--extend keeps the search block of the existing sweep (only trials may grow)", source=source)
 
 
 def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: str, *, extend: bool) -> None:

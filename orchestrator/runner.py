@@ -43,10 +43,12 @@ class RunSummary:
     failed: int
     failed_total: int  # failure records in the sweep at the end, this run's and earlier ones
     unfinished: int = 0  # cells of this run neither done nor failed: interrupted (Ctrl-C) or lost trials
+    search: dict[str, int] | None = None  # search trials settled by this run: complete, pruned, failed
+    search_open: int = 0  # studies that did not reach their trials (interrupted, or too many failed trials)
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.failed_total or self.unfinished else 0
+        return 3 if self.failed_total or self.unfinished or self.search_open else 0
 
 
 def code_revision() -> str | None:
@@ -202,6 +204,9 @@ def _store_writer_class():
                 self.progress.failed += 1
                 self._cell_done(trial)
                 self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
+            elif "cell_pruned" in result:  # the study records it; nothing goes to results/
+                self._cell_done(trial)
+                self.progress.log(f"cell {key} pruned at step {result['cell_pruned']}")
             elif result.get("cell_skipped"):
                 self.progress.log(f"cell {key} skipped: written before its trial was restarted")
             elif "cell_checkpoint" in result:
@@ -271,13 +276,24 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     done_now = store.done_keys(sweep)  # a driver that held the lock before us may have finished more
     plan.pending = [c for c in plan.pending if c.cell_key not in done_now]
     skipped = len(plan.cells) - len(plan.pending)
-    progress = SweepProgress(len(plan.cells), already_done=skipped, enabled=show_progress, log_events=log_cells)
+    search = None
+    if plan.studies:
+        from .search import start_search
+
+        search = start_search(spec, plan.studies, store)
+    seeds = len(spec.seeds)
+    searched_total = len(plan.studies) * spec.search.trials * seeds if spec.search is not None else 0
+    searched_done = sum(s.finished for s in search.studies.values()) * seeds if search is not None else 0
+    progress = SweepProgress(len(plan.cells) + searched_total, already_done=skipped + searched_done,
+                             enabled=show_progress, log_events=log_cells)
     progress.done = 0
-    if not plan.pending:
-        return RunSummary(sweep, len(plan.cells), skipped, 0, 0, len(store.failures(sweep)))
+    if not plan.pending and (search is None or (search.wanted() is None and not search.rerun)):
+        return RunSummary(sweep, len(plan.cells), skipped, 0, 0, len(store.failures(sweep)),
+                          search=search.settled if search is not None else None)
 
     connect(address)
-    progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done")
+    progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"
+                 + (f"; {len(plan.studies)} studies to search" if search is not None else ""))
     ex = spec.execution
     slots = int(ray.cluster_resources().get("CPU", 1) // ex.cpus_per_cell)
     chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
@@ -297,7 +313,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
         with progress:
             # Bounded rounds: Tune's experiment state grows with its trial count (Ray issue #64231), so a
             # huge sweep runs as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each.
-            for start in range(0, len(chunks), MAX_TRIALS_PER_FIT):
+            for start in range(0, len(chunks), MAX_TRIALS_PER_FIT):  # no chunks: a search only
                 round_chunks = chunks[start : start + MAX_TRIALS_PER_FIT]
                 trainable = tune.with_resources(
                     tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished,
@@ -315,10 +331,18 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                         failure_config=tune.FailureConfig(max_failures=2),
                     ),
                 ).fit()
+            if search is not None:
+                from .search import run_studies
+
+                run_studies(search, context, store, progress, writer=StoreWriter(
+                    store, sweep, progress, context.checkpoint_dir if ex.checkpoint_every else None, finished),
+                    finished=finished, tune_dir=tune_dir)
     finally:
         shutil.rmtree(tune_dir, ignore_errors=True)
         store.write_running(sweep, {})
     failures = store.failures(sweep)
     done = store.done_keys(sweep)
     unfinished = sum(c.cell_key not in done and c.cell_key not in failures for c in plan.pending)
-    return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(failures), unfinished)
+    return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(failures), unfinished,
+                      search=search.settled if search is not None else None,
+                      search_open=search.open_studies() if search is not None else 0)

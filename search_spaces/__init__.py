@@ -25,7 +25,8 @@ if TYPE_CHECKING:
         cell_key,
         treatment_label,
     )
-    from .grid import expand_cells, grid_points, grid_size, resolve_sizes
+    from .grid import expand_cells, expand_studies, grid_points, grid_size, resolve_sizes
+    from .search import SEARCHABLE, SearchSpec, Study, searched_policies
     from .spec import (
         Spec,
         SpecError,
@@ -41,15 +42,17 @@ if TYPE_CHECKING:
 _HOMES = {
     "cells": ("CELL_FIELDS", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "PROBE_NAMES",
               "TREATMENT_COLUMNS", "Cell", "ProbeSettings", "canonical_json", "cell_key", "treatment_label"),
-    "grid": ("expand_cells", "grid_points", "grid_size", "resolve_sizes"),
+    "grid": ("expand_cells", "expand_studies", "grid_points", "grid_size", "resolve_sizes"),
+    "search": ("SEARCHABLE", "SearchSpec", "Study", "searched_policies"),
     "spec": ("Spec", "SpecError", "apply_smoke", "load_spec", "parse_spec", "preset_names", "preset_path",
              "read_spec_text", "spec_error"),
 }
 __all__ = [
-    "apply_smoke", "canonical_json", "Cell", "CELL_FIELDS", "cell_key", "expand_cells", "grid_points",
+    "apply_smoke", "canonical_json", "Cell", "CELL_FIELDS", "cell_key", "expand_cells", "expand_studies", "grid_points",
     "grid_size", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "load_spec", "parse_spec", "preset_names",
     "preset_path", "PROBE_COLUMNS", "PROBE_NAMES", "ProbeSettings", "read_spec_text", "resolve_sizes", "Spec",
-    "spec_error", "SpecError", "TREATMENT_COLUMNS", "treatment_label",
+    "spec_error", "SpecError", "TREATMENT_COLUMNS", "treatment_label", "SEARCHABLE", "SearchSpec", "Study",
+    "searched_policies",
 ]
 
 __getattr__ = lazy_exports(__name__, _HOMES)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .cells import Cell
+from .search import Study, group_studies, searched_policies
 from .spec import Spec, SpecError, spec_error
 
 
@@ -34,12 +35,17 @@ def grid_points(
     default_width: Callable[[str], int] | None,
     source: str = "spec",
     text: str | None = None,
+    searched: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """The grid's points as the Cell fields that vary, in a stable order (models, views, invariance, size, seed,
     treatment). `none` gets no fixed views: frozen views of un-augmented images are the images, the reference.
-    Points that an entry of the spec's `exclude` matches are left out."""
+    Points that an entry of the spec's `exclude` matches are left out. The policies of the spec's `search` block
+    have no grid points; `searched=True` gives theirs instead (the points of their studies, one per seed)."""
     treatments: list[tuple[str, float | None]] = []
+    search = set(searched_policies(spec))
     for aug in spec.augmentations:
+        if (aug.policy in search) != searched:
+            continue
         for strength in aug.strengths():
             treatments.append((aug.policy, default_strength(aug.policy) if strength is None else strength))
     models: list[tuple[str, int]] = []
@@ -90,18 +96,45 @@ def expand_cells(
     `default_width(model)` resolves a model given without a width (the model registry's default).
     """
     sizes = resolve_sizes(spec, pool_size=pool_size, num_classes=num_classes, source=source, text=text)
-    b, o = spec.budget, spec.optimizer
     cells: dict[str, Cell] = {}
     for point in grid_points(spec, sizes, default_strength=default_strength, default_width=default_width,
                              source=source, text=text):
-        cell = Cell(
-            dataset=spec.dataset.name, dataset_fingerprint=dataset_fingerprint, **point,
-            steps=b.steps, batch_size=b.batch_size, eval_every=b.eval_every or b.steps,
-            lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-            weight_decay=o.weight_decay, warmup_steps=o.resolved_warmup(b.steps),
-            subset=spec.dataset.subsets, accumulate=b.accumulate, normalize=spec.dataset.normalize,
-        )
+        cell = cell_of(spec, dataset_fingerprint, point)
         cells.setdefault(cell.cell_key, cell)
-    if not cells:
+    if not cells and spec.search is None:
         raise SpecError("the grid is empty", source=source)
     return list(cells.values())
+
+
+def cell_of(spec: Spec, dataset_fingerprint: str, point: dict[str, Any]) -> Cell:
+    """The cell at a grid point: the point's fields, the budget's and the optimiser's (a point may override
+    the optimiser's: a search's learning rate)."""
+    b, o = spec.budget, spec.optimizer
+    fields = dict(
+        dataset=spec.dataset.name, dataset_fingerprint=dataset_fingerprint,
+        steps=b.steps, batch_size=b.batch_size, eval_every=b.eval_every or b.steps,
+        lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+        weight_decay=o.weight_decay, warmup_steps=o.resolved_warmup(b.steps),
+        subset=spec.dataset.subsets, accumulate=b.accumulate, normalize=spec.dataset.normalize,
+    )
+    return Cell(**(fields | dict(point)))
+
+
+def expand_studies(
+    spec: Spec,
+    *,
+    pool_size: int,
+    num_classes: int,
+    dataset_fingerprint: str,
+    default_strength: Callable[[str], float | None],
+    default_width: Callable[[str], int] | None = None,
+    source: str = "spec",
+    text: str | None = None,
+) -> list[Study]:
+    """The studies of the spec's search block (none without one), in the grid's order."""
+    if spec.search is None:
+        return []
+    sizes = resolve_sizes(spec, pool_size=pool_size, num_classes=num_classes, source=source, text=text)
+    points = grid_points(spec, sizes, default_strength=default_strength, default_width=default_width,
+                         source=source, text=text, searched=True)
+    return group_studies(spec, points, lambda point: cell_of(spec, dataset_fingerprint, dict(point)))

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .cells import PROBE_NAMES, ProbeSettings
+from .search import SearchSpec, check_search
+from .strict import _LocatedError, _Strict
 from .yaml_strict import YamlError, dump_yaml, load_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -37,19 +39,6 @@ class SpecError(ValueError):
         if line is not None:
             where += f":{line}"
         super().__init__(f"{where}: {path + ': ' if path else ''}{message}")
-
-
-class _Strict(BaseModel):
-    # allow_inf_nan=False: `lr: .inf` is an error here, not a crash when the cell key is computed
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-class _LocatedError(ValueError):
-    """A check across fields that knows which key path is at fault (pydantic puts it at the top)."""
-
-    def __init__(self, message: str, loc: tuple[Any, ...]) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 # A scalar or a list of scalars: what a registered component's options may hold.
@@ -256,6 +245,7 @@ class Spec(_Strict):
     eval_sets: Annotated[list[str | EvalSetSpec], Field(min_length=1)] = ["test"]
     probes: Probes | None = None
     exclude: list[Exclusion] = []  # grid points left out, e.g. {augmentation: flip, invariance: average}
+    search: SearchSpec | None = None  # adaptive mode: Optuna searches these policies' parameters (search.py)
     execution: Execution = Execution()
     # overrides merged into this spec by `--smoke`: a scaled-down run of the same grid's structure
     smoke: dict[str, Any] | None = None
@@ -295,6 +285,7 @@ class Spec(_Strict):
                 f"warmup_steps ({self.optimizer.warmup_steps}) exceeds budget.steps ({self.budget.steps})",
                 ("optimizer", "warmup_steps"),
             )
+        check_search(self)
         return self
 
     def to_yaml(self) -> str:
@@ -303,7 +294,8 @@ class Spec(_Strict):
 
     def grid_fields(self) -> dict[str, Any]:
         """Everything but `execution`, `description` and `smoke`: what must match for two specs to be one sweep."""
-        return self.model_dump(mode="json", exclude={"execution", "description", "smoke"})
+        fields = self.model_dump(mode="json", exclude={"execution", "description", "smoke", "search"})
+        return fields | ({"search": self.search.grid_fields()} if self.search is not None else {})
 
 
 # ----- loading --------------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ AUGMENT_CALL_BYTES_CPU = 24 * 2**20
 EVAL_BATCH = 1024
 
 
+class Pruned(Exception):
+    """A search's pruner stopped the cell's trial at an intermediate evaluation (never a failure)."""
+
+
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf: the cell fails with this reason, not a diverged model's rows."""
 
@@ -257,6 +261,7 @@ def train_cell(
     checkpoint: Checkpointer | None = None,
     probes: ProbeSettings | None = None,
     deterministic: bool = False,
+    on_eval: Callable[[int, list[Evaluation]], Any] | None = None,
 ) -> CellResult:
     """Train `cell` on `data` and evaluate on `eval_sets` at every eval step.
 
@@ -266,7 +271,8 @@ def train_cell(
     `checkpoint.every` steps (at the end of an augmentation call, so the random streams resume exactly), and
     continue from the latest checkpoint if there is one: the result equals an uninterrupted run's.
     `eval_sets`: names, or the spec's mappings (label, name, root, options). `probes`: the spec's `probes`
-    block (gradient noise, flatness, Hessian at chosen steps, on un-augmented training images).
+    block (gradient noise, flatness, Hessian at chosen steps, on un-augmented training images). `on_eval` is told
+    each evaluation step's evaluations as they are made (a search's pruner; it may raise `Pruned`).
     """
     settings = device_settings(device, deterministic=deterministic)
     device = settings.device
@@ -347,6 +353,8 @@ def train_cell(
                 evaluations.append(Evaluation(step, step == cell.steps, name, acc, eval_loss, len(ey),
                                               train_seconds, **measured, eval_set_fingerprint=fingerprints[name]))
             eval_seconds += time.perf_counter() - t_eval
+            if on_eval is not None:
+                on_eval(step, [e for e in evaluations if e.step == step])
         # at the end of an augmentation call the generators' states are those of a fresh call: resumable
         if (checkpoint is not None and (step - start_step) % per_call == 0 and step - last_saved >= checkpoint.every
                 and step < cell.steps):

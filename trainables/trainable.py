@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 from .checkpoint import Checkpointer
 from .datasets import load_dataset
-from .train import CellResult, NonFiniteLoss, train_cell
+from .train import CellResult, Evaluation, NonFiniteLoss, Pruned, train_cell
 from .weights import save_weights
 
 
@@ -95,11 +95,12 @@ def _deadline(timeout_s: float | None) -> Callable[[int], None] | None:
     return check
 
 
-def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]], Any] | None = None
-             ) -> dict[str, Any]:
+def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]], Any] | None = None,
+             on_eval: Callable[[int, list[Evaluation]], Any] | None = None) -> dict[str, Any]:
     """Train one cell with retries; returns the report for the driver (rows or a failure record).
 
     `report` (Tune's, in a trial) is told of checkpoints saved and loaded, for the driver's log and status.
+    `on_eval` (a search's pruning gate) is told each evaluation step; the `Pruned` it may raise passes through.
     """
     data = load_dataset(cell.dataset, context.dataset_root, options=dict(context.dataset_options),
                         download=context.dataset_download)
@@ -127,7 +128,12 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
     for attempt in range(1, context.retries + 2):
         try:  # a retry, or a cell restarted after its worker or driver died, continues from its checkpoint
             result = train_cell(cell, data, context.eval_sets, device=device, on_step=_deadline(context.timeout_s),
-                                checkpoint=checkpoint, probes=context.probes, deterministic=context.deterministic)
+                                checkpoint=checkpoint, probes=context.probes, deterministic=context.deterministic,
+                                on_eval=on_eval)
+        except Pruned:
+            if checkpoint is not None:
+                checkpoint.clear()
+            raise
         except Exception as exc:  # any failure of one cell is recorded; the sweep goes on
             errors.append(f"attempt {attempt}: {exc.__class__.__name__}: {exc}")
             last_traceback = traceback.format_exc()

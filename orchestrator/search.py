@@ -1,0 +1,359 @@
+"""Adaptive search: Optuna chooses each study's next parameter point, Ray Tune runs it, the store keeps its cells.
+
+Why not Tune's `OptunaSearch` with `Tuner.restore`: after a SIGKILL its pickled searcher lags the study (it is
+saved only at experiment snapshots), trials asked after the snapshot stay RUNNING for ever, a restarted trial
+raises inside it, and it takes no Optuna pruner (DESIGN.md, measured facts). Here the study lives in persistent
+Optuna storage (a journal file next to the results by default) and the store is the truth about cells:
+
+- `StudySearcher`, a `ray.tune.search.Searcher`, asks the studies for points as slots free up (one Tune trial
+  per Optuna trial, its seeds' cells in lockstep: trainables/search_trial.py) and tells a trial only once
+  its cells are in the store (complete), or once it was pruned; a trial whose cells failed is told FAIL.
+- At start, `reconcile` settles every trial the last driver left RUNNING: told if all its cells are in the
+  store, else re-run under the same number. So no number is lost or repeated, and a study ends with
+  exactly `trials` finished trials.
+- Each sampler's seed is derived from the spec's seed, the study's name and the trials it already holds, so a
+  restarted driver does not draw its earlier points again. The pruner's state (intermediate values, rungs)
+  is in the study, so a resumed search prunes as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from results import Store, StoreError
+from search_spaces import Spec, Study
+
+from .progress import SweepProgress
+
+STORAGE_NAME = "optuna.log"
+log = logging.getLogger("augworth")
+
+
+def storage_url(spec: Spec, store: Store) -> str:
+    """Where the sweep's studies live: the spec's `search.storage`, else a journal file in the sweep's folder."""
+    configured = spec.search.storage if spec.search is not None else None
+    if configured:
+        return configured
+    if not store.local:
+        raise StoreError(f"a search on a store at a URI ({store.uri}) needs search.storage: a journal file path "
+                         "or a database URL that the driver reaches")
+    return f"{store.sweep_dir(spec.name)}/{STORAGE_NAME}"
+
+
+def open_storage(url: str, *, stale_lock: bool = False):  # -> optuna.storages.BaseStorage
+    """A journal file (a path) or an RDB storage (a URL with '://'). `stale_lock`: a driver holding the sweep's
+    lock removes a lock file that a killed driver left (Optuna would wait out its 30 s grace period)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if "://" in url:
+        return optuna.storages.RDBStorage(url)
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    if stale_lock:
+        Path(url + ".lock").unlink(missing_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(url))
+
+
+def distributions(spec: Spec, policy: str) -> dict[str, Any]:
+    """Optuna distributions of the searched parameters; a policy whose strength is a whole number draws whole
+    numbers (ceil(low) .. floor(high))."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from trainables.augmentations import AUGMENTATIONS
+
+    assert spec.search is not None
+    out: dict[str, Any] = {}
+    for name, p in spec.search.params.items():
+        if name == "strength" and AUGMENTATIONS.get(policy).meta.get("strength_integer", False):
+            out[name] = IntDistribution(math.ceil(p.low), math.floor(p.high), log=p.log)
+        else:
+            out[name] = FloatDistribution(float(p.low), float(p.high), log=p.log)
+    return out
+
+
+def make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "tpe":  # constant_liar: trials running in parallel are not asked for the same region
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(name: str):
+    import optuna
+
+    return optuna.pruners.SuccessiveHalvingPruner() if name == "successive_halving" else optuna.pruners.NopPruner()
+
+
+def sampler_seed(base: int, study: str, trials_so_far: int) -> int:
+    """A new seed after every restart (a fixed one draws the same first points again)."""
+    return (base * 1_000_003 + zlib.crc32(study.encode()) + 7919 * trials_so_far) % 2**31
+
+
+def stored_accuracies(store: Store, sweep: str, keys: Iterable[str], eval_set: str) -> dict[str, dict[int, float]]:
+    """step -> accuracy on `eval_set` of each of `keys` whose cell is in the store (absent keys are left out)."""
+    out: dict[str, dict[int, float]] = {}
+    state = None
+    for key in keys:
+        path = store.cell_path(sweep, key)
+        if not store.files.exists(path):
+            state = state or store.results_state(sweep)
+            holder = state.holder_of().get(key)
+            if holder is None:
+                continue
+            path = f"{state.folder}/{holder}"
+        table = pq.read_table(path, filesystem=store.fs, columns=["cell_key", "step", "eval_set", "accuracy"],
+                              filters=[("cell_key", "=", key), ("eval_set", "=", eval_set)])
+        out[key] = dict(zip(table["step"].to_pylist(), table["accuracy"].to_pylist(), strict=True))
+    return out
+
+
+@dataclass
+class StudyState:
+    study: Study
+    optuna_study: Any
+    distributions: dict[str, Any]
+    finished: int = 0  # complete or pruned
+    failed: int = 0
+    in_flight: int = 0
+
+
+@dataclass
+class SearchRun:
+    """The driver's side of a search: the studies, the trials to re-run, and how each trial is settled."""
+
+    spec: Spec
+    store: Store
+    url: str
+    studies: dict[str, StudyState]
+    rerun: list[dict[str, Any]] = field(default_factory=list)  # trial payloads of RUNNING trials to run again
+    settled: dict[str, int] = field(default_factory=lambda: {"complete": 0, "pruned": 0, "failed": 0})
+
+    @property
+    def trials(self) -> int:
+        assert self.spec.search is not None
+        return self.spec.search.trials
+
+    def payload(self, state: StudyState, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        """What the trainable gets: the trial's cells not yet in the store, and the stored seeds' accuracies."""
+        assert self.spec.search is not None
+        cells = state.study.cells(params)
+        objective = self.spec.search.objective.eval_set
+        stored = stored_accuracies(self.store, self.spec.name, [c.cell_key for c in cells], objective)
+        known: dict[str, list[float]] = {}
+        for accuracies in stored.values():
+            for step, acc in accuracies.items():
+                known.setdefault(str(step), []).append(acc)
+        return {"study": state.study.name, "number": number, "objective": objective,
+                "prune": self.spec.search.pruner != "none", "known": known,
+                "cells": [c.to_dict() for c in cells if c.cell_key not in stored],
+                "keys": [c.cell_key for c in cells]}
+
+    def ask(self, state: StudyState) -> dict[str, Any]:
+        trial = state.optuna_study.ask(state.distributions)
+        cells = state.study.cells(trial.params)
+        trial.set_user_attr("cell_keys", [c.cell_key for c in cells])
+        trial.set_user_attr("seeds", state.study.seeds)
+        state.in_flight += 1
+        return self.payload(state, trial.number, trial.params)
+
+    def settle(self, name: str, number: int, keys: list[str], pruned_at: int | None) -> str | None:
+        """Tell the study how trial `number` ended, from the store: complete when every cell is there, pruned
+        when the pruner stopped it (none of its cells is written), failed otherwise. None: left RUNNING."""
+        import optuna
+
+        assert self.spec.search is not None
+        state = self.studies[name]
+        stored = stored_accuracies(self.store, self.spec.name, keys, self.spec.search.objective.eval_set)
+        if len(stored) == len(keys):
+            finals = [acc[max(acc)] for acc in stored.values()]
+            state.optuna_study.tell(number, sum(finals) / len(finals), skip_if_finished=True)
+            outcome = "complete"
+        elif pruned_at is not None:
+            state.optuna_study.tell(number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+            outcome = "pruned"
+        else:
+            state.optuna_study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            outcome = "failed"
+        state.in_flight = max(0, state.in_flight - 1)
+        if outcome == "failed":
+            state.failed += 1
+        else:
+            state.finished += 1
+        self.settled[outcome] += 1
+        return outcome
+
+    def wanted(self) -> StudyState | None:
+        """The study furthest from its `trials` finished trials that still wants one (None: none does). A study
+        stops asking once as many of its trials failed as it wants finished: a broken setup, not bad luck."""
+        open_ = [s for s in self.studies.values()
+                 if s.finished + s.in_flight < self.trials and s.failed < self.trials]
+        return min(open_, key=lambda s: (s.finished + s.in_flight, s.study.name), default=None)
+
+
+    def open_studies(self) -> int:
+        """Studies short of their `trials` finished trials."""
+        return sum(s.finished < self.trials for s in self.studies.values())
+
+
+def start_search(spec: Spec, studies: list[Study], store: Store) -> SearchRun:
+    """Open (or create) every study, and reconcile the trials a killed driver left RUNNING against the store."""
+    import optuna
+
+    assert spec.search is not None
+    url = storage_url(spec, store)
+    storage = open_storage(url, stale_lock=True)
+    run = SearchRun(spec, store, url, {})
+    for study in studies:
+        existing = len(_existing_trials(storage, study.name))
+        optuna_study = optuna.create_study(
+            study_name=study.name, storage=storage, direction="maximize", load_if_exists=True,
+            sampler=make_sampler(spec.search.sampler.name,
+                                 sampler_seed(spec.search.sampler.seed, study.name, existing)),
+            pruner=make_pruner(spec.search.pruner))
+        state = StudyState(study, optuna_study, distributions(spec, study.policy))
+        run.studies[study.name] = state
+        for trial in optuna_study.get_trials(deepcopy=False):
+            if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+                state.finished += 1
+            elif trial.state == optuna.trial.TrialState.FAIL:
+                state.failed += 1
+            elif trial.state == optuna.trial.TrialState.RUNNING:
+                payload = run.payload(state, trial.number, trial.params)
+                state.in_flight += 1
+                if payload["cells"]:
+                    run.rerun.append(payload)
+                else:  # every cell is in the store: the last driver died between the writes and the tell
+                    run.settle(study.name, trial.number, payload["keys"], None)
+    return run
+
+
+def _existing_trials(storage: Any, name: str) -> list[Any]:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def pruning_oracle(ray: Any, url: str, pruner: str) -> Any:
+    """An actor on the driver's node that reports a trial's intermediate mean to its study and says whether the
+    pruner stops it (the storage is the driver's: a journal file on its disk)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0, max_restarts=0)
+    class PruningOracle:
+        def __init__(self) -> None:
+            warnings.filterwarnings("ignore", message=".*already reported.*")
+            self.storage = open_storage(url)
+            self.studies: dict[str, Any] = {}
+
+        def report(self, study: str, number: int, step: int, value: float) -> bool:
+            import optuna
+
+            if study not in self.studies:
+                self.studies[study] = optuna.load_study(study_name=study, storage=self.storage,
+                                                        pruner=make_pruner(pruner))
+            loaded = self.studies[study]
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(loaded._study_id, number)
+            trial = optuna.trial.Trial(loaded, trial_id)
+            trial.report(value, step)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at", step)
+                return True
+            return False
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return PruningOracle.options(scheduling_strategy=here).remote()
+
+
+def study_searcher_class():
+    from ray.tune.search import Searcher
+
+    class StudySearcher(Searcher):
+        """Tune's searcher over the persistent studies: re-runs first, then the study that wants a trial most."""
+
+        def __init__(self, run: SearchRun, progress: SweepProgress) -> None:
+            super().__init__(metric=None, mode=None)
+            self.run, self.progress = run, progress
+            self.trials: dict[str, dict[str, Any]] = {}  # Tune trial id -> payload (and pruned step)
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.run.rerun:
+                payload = self.run.rerun.pop(0)
+            elif (state := self.run.wanted()) is not None:
+                payload = self.run.ask(state)
+            elif any(s.in_flight for s in self.run.studies.values()):
+                return None  # a running trial may fail and want a new one
+            else:
+                return Searcher.FINISHED
+            self.trials[trial_id] = payload | {"pruned_at": None}
+            self.progress.log(f"search {payload['study']} trial {payload['number']} started")
+            return {"search": payload}
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            if result.get("search_trial_end") and trial_id in self.trials:
+                self.trials[trial_id]["pruned_at"] = result.get("search_pruned")
+
+        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+            payload = self.trials.pop(trial_id, None)
+            if payload is None:
+                return
+            outcome = self.run.settle(payload["study"], payload["number"], payload["keys"], payload["pruned_at"])
+            self.progress.log(f"search {payload['study']} trial {payload['number']} {outcome}")
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its search algorithm into the experiment state; resume never uses Tuner.restore
+            return {}
+
+        def save(self, checkpoint_path: str) -> None:  # the study and the store are the state: nothing to pickle
+            return None
+
+        def restore(self, checkpoint_path: str) -> None:
+            return None
+
+    return StudySearcher
+
+
+def slots(ray: Any, cpus_per_cell: float, max_concurrent: int | None) -> int:
+    free = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_cell))
+    return min(free, max_concurrent) if max_concurrent else free
+
+
+def run_studies(run: SearchRun, context: Any, store: Store, progress: SweepProgress, *, writer: Any, finished: Any,
+                tune_dir: str) -> None:
+    """One Tuner.fit over every study: Tune asks `StudySearcher` for a trial whenever a slot is free."""
+    import ray
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from trainables.search_trial import run_search_trial
+
+    spec = run.spec
+    assert spec.search is not None
+    ex = spec.execution
+    oracle = pruning_oracle(ray, run.url, spec.search.pruner) if spec.search.pruner != "none" else None
+    trainable = tune.with_resources(
+        tune.with_parameters(run_search_trial, context=context, finished=finished, oracle=oracle, sweep=spec.name),
+        {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell})
+    searcher = ConcurrencyLimiter(study_searcher_class()(run, progress),
+                                  max_concurrent=slots(ray, ex.cpus_per_cell, ex.max_concurrent))
+    tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"{spec.name}-search", storage_path=tune_dir, verbose=0, callbacks=[writer],
+                                  failure_config=tune.FailureConfig(max_failures=2)),
+    ).fit()

@@ -1,0 +1,168 @@
+"""The spec's `search:` block (adaptive mode): which policies Optuna searches, over which parameters, for how
+many trials, and the studies that follow from the grid's other axes.
+
+A searched policy gets no grid cells. It gets one study per point of the grid's other axes (data size, model,
+width, views, invariance); one trial of a study is one parameter point, trained at every seed of the spec, and
+each (point, seed) is an ordinary cell. Optuna itself is imported by the orchestrator only: this package
+describes the search as plain data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from .cells import Cell
+from .strict import _LocatedError, _Strict
+
+if TYPE_CHECKING:
+    from .spec import Spec
+
+# What a search may choose, and the cell field each sets. Bounds of the optimiser's settings are checked here;
+# a policy's strength range is its registry entry's (checked by the orchestrator).
+SEARCHABLE: dict[str, str] = {"strength": "strength", "lr": "lr", "momentum": "momentum",
+                              "weight_decay": "weight_decay"}
+OPTIMIZER_BOUNDS: dict[str, tuple[float, float, bool]] = {  # (low, high, high excluded)
+    "lr": (0.0, math.inf, False), "momentum": (0.0, 1.0, True), "weight_decay": (0.0, math.inf, False)}
+
+
+class ParamRange(_Strict):
+    low: float | int
+    high: float | int
+    log: bool = False  # sample uniformly in log space (learning rates)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if self.low >= self.high:
+            raise _LocatedError(f"low ({self.low:g}) must be below high ({self.high:g})", ("low",))
+        if self.log and self.low <= 0:
+            raise _LocatedError(f"log needs low > 0, got {self.low:g}", ("low",))
+        return self
+
+
+class Objective(_Strict):
+    eval_set: str = "test"  # the label whose mean final accuracy over the seeds is maximised
+
+
+class Sampler(_Strict):
+    name: Literal["tpe", "gp", "random"] = "tpe"
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class SearchSpec(_Strict):
+    policies: Annotated[list[str], Field(min_length=1)] | None = None  # None: every augmentation but `none`
+    params: Annotated[dict[str, ParamRange], Field(min_length=1)]
+    trials: Annotated[int, Field(gt=0)]  # finished trials (complete or pruned) per study
+    objective: Objective = Objective()
+    sampler: Sampler = Sampler()
+    pruner: Literal["none", "successive_halving"] = "none"
+    storage: str | None = None  # None: a journal file <store>/<sweep>/optuna.log; else a journal path or an RDB URL
+
+    @model_validator(mode="after")
+    def _known(self) -> SearchSpec:
+        for name, bounds in self.params.items():
+            if name not in SEARCHABLE:
+                raise _LocatedError(f"cannot search {name!r} (searchable: {', '.join(SEARCHABLE)})", ("params", name))
+            if name in OPTIMIZER_BOUNDS:
+                lo, hi, open_high = OPTIMIZER_BOUNDS[name]
+                if bounds.low < lo or (name == "lr" and bounds.low == 0):
+                    raise _LocatedError(f"{name} must be {'>' if name == 'lr' else '>='} {lo:g}, got low "
+                                        f"{bounds.low:g}", ("params", name, "low"))
+                if bounds.high > hi or (open_high and bounds.high == hi):
+                    raise _LocatedError(f"{name} must be {'<' if open_high else '<='} {hi:g}, got high "
+                                        f"{bounds.high:g}", ("params", name, "high"))
+        return self
+
+    def grid_fields(self) -> dict[str, Any]:
+        """What must match for a resumed search to be the same one (the storage may move)."""
+        return self.model_dump(mode="json", exclude={"storage"})
+
+
+def searched_policies(spec: Spec) -> list[str]:
+    """The policies the spec's search block searches (none without one)."""
+    if spec.search is None:
+        return []
+    if spec.search.policies is not None:
+        return list(spec.search.policies)
+    return list(dict.fromkeys(a.policy for a in spec.augmentations if a.policy != "none"))
+
+
+def check_search(spec: Spec) -> None:
+    """The search block against the rest of the spec (called by the spec's own validator)."""
+    search = spec.search
+    if search is None:
+        return
+    policies = [a.policy for a in spec.augmentations]
+    for i, policy in enumerate(search.policies or ()):
+        if policy == "none":
+            raise _LocatedError("none is the reference: it stays a grid policy", ("search", "policies", i))
+        if policy not in policies:
+            raise _LocatedError(f"{policy!r} is not in augmentations", ("search", "policies", i))
+        if policy in search.policies[:i]:
+            raise _LocatedError(f"duplicate policy {policy!r}", ("search", "policies", i))
+    if not searched_policies(spec):
+        raise _LocatedError("no policy to search: augmentations has only none", ("search",))
+    for i, aug in enumerate(spec.augmentations):
+        if aug.policy in searched_policies(spec) and "strength" not in search.params and len(aug.strengths()) > 1:
+            raise _LocatedError("a searched policy takes one strength (or search it: params.strength)",
+                                ("augmentations", i, "strength"))
+    labels = [e["label"] for e in spec.eval_requests()]
+    if search.objective.eval_set not in labels:
+        raise _LocatedError(f"{search.objective.eval_set!r} is not an eval set of this spec (eval sets: "
+                            f"{', '.join(labels)})", ("search", "objective", "eval_set"))
+    if search.pruner != "none" and spec.budget.eval_every is None:
+        raise _LocatedError("pruning decides on intermediate evaluations: set budget.eval_every",
+                            ("search", "pruner"))
+
+
+@dataclass(frozen=True)
+class Study:
+    """One Optuna study: a searched policy at one point of the grid's other axes. `points` are the grid's
+    points for it, one per seed (strength at the spec's value, which a searched strength replaces)."""
+
+    name: str
+    policy: str
+    data_size: int
+    points: tuple[Mapping[str, Any], ...]
+    make_cell: Callable[[Mapping[str, Any]], Cell]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(p["seed"]) for p in self.points]
+
+    def cells(self, params: Mapping[str, Any]) -> list[Cell]:
+        """The trial's cells, one per seed, with the searched parameters in place of the spec's values."""
+        changes = {SEARCHABLE[k]: float(v) for k, v in params.items()}
+        return [self.make_cell(dict(p) | changes) for p in self.points]
+
+
+def study_name(sweep: str, point: Mapping[str, Any], varying: Iterable[str]) -> str:
+    """'<sweep>/<policy>/n<size>', then the axes of the spec that take more than one value."""
+    parts = [sweep, str(point["augmentation"]), f"n{point['data_size']}"]
+    varying = set(varying)
+    if "model" in varying:
+        parts.append(f"{point['model']}-w{point['width']}")
+    if "views" in varying:
+        parts.append(str(point["views"]) + (f"-{point['views_r']}" if point.get("views_r") else ""))
+    if "invariance" in varying:
+        parts.append(f"inv-{point['invariance']}")
+    return "/".join(parts)
+
+
+def group_studies(spec: Spec, points: Iterable[Mapping[str, Any]],
+                  make_cell: Callable[[Mapping[str, Any]], Cell]) -> list[Study]:
+    """The searched policies' grid points (one per seed) grouped into studies, in the grid's order."""
+    points = list(points)
+    models = {(p["model"], p["width"]) for p in points}
+    views = {(p["views"], p["views_r"]) for p in points}
+    counts = (("model", len(models)), ("views", len(views)), ("invariance", len({p["invariance"] for p in points})))
+    varying = [name for name, n in counts if n > 1]
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    for p in points:
+        by_name.setdefault(study_name(spec.name, p, varying), []).append(p)
+    return [Study(name, ps[0]["augmentation"], int(ps[0]["data_size"]), tuple(ps), make_cell)
+            for name, ps in by_name.items()]

@@ -1,0 +1,135 @@
+"""The Tune trainable of a search trial: one parameter point trained at every seed, its cells in lockstep.
+
+The seeds' cells train in threads of one trial (torch releases the GIL in its kernels) and wait for one another
+at each evaluation step, so the trial can tell the study its objective there (the mean over its seeds, as the
+pruner needs) and stop every seed at once when the pruner says so. A seed whose cell is already in the store
+(a trial re-run after a crash) does not train again: its stored accuracies (`known`) enter the means.
+
+Rows reach the driver as in a grid trial (`run_chunk`), with the study and trial number as provenance columns.
+Pruned cells are reported as pruned and never as rows: the study records them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from search_spaces.cells import Cell
+
+from .train import Evaluation, Pruned
+from .trainable import CellContext, run_cell
+
+
+class LockstepGate:
+    """The seeds of one trial meet at each evaluation step; the first step all live seeds reach is decided
+    once (`decide(step, mean)` -> prune?), and every seed gets that decision. A seed that leaves (done or
+    failed) is no longer waited for."""
+
+    def __init__(self, seeds: Sequence[int], known: Mapping[int, Sequence[float]],
+                 decide: Callable[[int, float], bool]) -> None:
+        self.live, self.known, self.decide = set(seeds), known, decide
+        self.values: dict[int, dict[int, float]] = {}
+        self.decisions: dict[int, bool] = {}
+        self.cond = threading.Condition()
+
+    def arrive(self, seed: int, step: int, accuracy: float) -> bool:
+        with self.cond:
+            self.values.setdefault(step, {})[seed] = accuracy
+            self.cond.notify_all()
+            while step not in self.decisions:
+                if self.live <= self.values[step].keys():
+                    seen = list(self.values[step].values()) + list(self.known.get(step, ()))
+                    self.decisions[step] = bool(self.decide(step, sum(seen) / len(seen)))
+                    self.cond.notify_all()
+                else:
+                    self.cond.wait()
+            return self.decisions[step]
+
+    def leave(self, seed: int) -> None:
+        with self.cond:
+            self.live.discard(seed)
+            self.cond.notify_all()
+
+
+def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any = None, oracle: Any = None,
+                     sweep: str = "") -> None:
+    """Tune trainable: `config["search"]` holds the study, the trial number, its cells (dicts), the stored
+    accuracies of seeds already done (`known`: step -> values), the objective's eval set, and whether to prune.
+
+    `oracle`: the driver's actor that reports an intermediate mean to the study and says whether to prune.
+    """
+    import ray
+    from ray import tune
+
+    trial = config["search"]
+    for module in context.plugins:
+        importlib.import_module(module)
+    threads = max(1, int(context.cpus_per_cell))
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    cells = [Cell.from_dict(c) for c in trial["cells"]]
+    final_step = max((c.steps for c in cells), default=0)
+    provenance = {"search_study": trial["study"], "search_trial": int(trial["number"])}
+
+    def decide(step: int, mean: float) -> bool:
+        if not trial["prune"] or step >= final_step:  # the last evaluation is the objective, not a rung
+            return False
+        return bool(ray.get(oracle.report.remote(trial["study"], int(trial["number"]), step, mean)))
+
+    known = {int(k): v for k, v in trial.get("known", {}).items()}
+    gate = LockstepGate([c.seed for c in cells], known, decide)
+    reports: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+    pruned_at: list[int] = []
+
+    def train(cell: Cell) -> None:
+        def on_eval(step: int, evaluations: list[Evaluation]) -> None:
+            accuracy = next(e.accuracy for e in evaluations if e.eval_set == trial["objective"])
+            if gate.arrive(cell.seed, step, accuracy):
+                pruned_at.append(step)
+                raise Pruned(f"pruned at step {step}")
+
+        try:
+            if finished is not None and ray.get(finished.has.remote(sweep, cell.cell_key)):
+                reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
+                return
+            reports.put({"cell_key": cell.cell_key, "cell_started": True})
+            try:
+                report = run_cell(cell, context, reports.put, on_eval=on_eval)
+            except Pruned:
+                reports.put({"cell_key": cell.cell_key, "cell_pruned": min(pruned_at)})
+                return
+            for row in report.get("cell_rows", ()):
+                row.update(provenance)
+            reports.put(report)
+        except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
+            reports.put(exc)
+        finally:
+            gate.leave(cell.seed)
+
+    workers = [threading.Thread(target=train, args=(c,), name=f"augworth-seed-{c.seed}", daemon=True)
+               for c in cells]
+    for worker in workers:
+        worker.start()
+
+    def closer() -> None:
+        for worker in workers:
+            worker.join()
+        reports.put(None)
+
+    threading.Thread(target=closer, daemon=True).start()
+    error: BaseException | None = None
+    while (item := reports.get()) is not None:
+        if isinstance(item, BaseException):
+            error = error or item
+            continue
+        tune.report(item)
+    if error is not None:
+        raise error
+    tune.report({"search_trial_end": True, "search_study": trial["study"], "search_trial": int(trial["number"]),
+                 "search_pruned": min(pruned_at) if pruned_at else None})
