@@ -162,6 +162,7 @@ def _samples(v: Any, x: float, limit: float) -> str:
     return f"> {round(limit - x)}" if x + v > limit * (1 + 1e-9) else str(round(v))
 
 
+
 def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
     """`augworth status`: cells per treatment and per size in each state, then the failed cells."""
     states = list(states)
@@ -172,6 +173,13 @@ def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
         for row in rows:
             table.add_row(*[cell_text(row[k]) for k in keys], *[str(row[s]) for s in states])
         tables.append(whole(table, *keys))
+    if getattr(status, "search", None):
+        from .search import STATES as SEARCH_STATES
+
+        table = Table("study", *SEARCH_STATES, title="search trials per study")
+        for row in status.search:
+            table.add_row(row["study"], *[str(row[s]) for s in SEARCH_STATES])
+        tables.append(whole(table, "study"))
     if status.failed:
         table = Table("cell_key", "treatment", "size", "seed", Column("reason", overflow="fold"), title="failed cells")
         for f in status.failed:

@@ -18,7 +18,7 @@ from rich.table import Column, Table
 
 from search_spaces import preset_names, preset_path, read_spec_text
 
-from . import cli_report  # noqa: F401  (registers `report`)
+from . import cli_report, cli_search  # noqa: F401  (register `report`, `best`)
 from .cli_common import (
     DEFAULT_STORE,
     AddressOpt,

@@ -57,7 +57,8 @@ def answer(store_root: str, sweep: str, question: str, *, reference: str, n_boot
     from search_spaces import parse_spec
 
     store = open_sweep(store_root, sweep)
-    results = read_results(store, sweep, final_only=question != "stochasticity")  # probes sit on earlier steps
+    # probes sit on earlier steps; the cells of a search are no grid
+    results = read_results(store, sweep, grid_only=True, final_only=question != "stochasticity")
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
     try:

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from results import GROUP_COLUMNS, read_results
@@ -18,6 +19,10 @@ from results import GROUP_COLUMNS, read_results
 from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, app, open_sweep, out, user_errors
 from .cli_questions import QUESTIONS, answer, draw
 from .cli_results import DEFAULT_BOOTSTRAP
+
+SEARCH_NOTE = ("accuracy: the mean over the best trial's seeds with a t interval; it was picked as the best of the "
+               "study's trials, so it is optimistic (train the point again with fresh seeds to measure it). v: the "
+               "point's exchange rate against the grid's reference curve, seeds resampled.")
 
 
 @app.command()
@@ -43,7 +48,7 @@ def report(
     if bootstrap < 1:
         raise BadInput(f"--bootstrap {bootstrap}: the report's intervals need resamples (try 1000)")
     opened = open_sweep(store, sweep)
-    results = read_results(opened, sweep, final_only=True)
+    results = read_results(opened, sweep, grid_only=True, final_only=True)
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
     if reference not in set(results["augmentation"]):
@@ -82,6 +87,13 @@ def report(
             sections.append(Section(f"Question: {question}", figures=pictures,
                                     tables=[(name, f) for name, f in frames.items() if not f.empty]))
             commands.append(f"augworth analyze {common} --question {question} --csv {question}.csv")
+        if status.get("search"):
+            from .cli_search import best_frame
+
+            frame = best_frame(store, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)
+            sections.append(Section("Search: best points", text=SEARCH_NOTE, tables=[
+                ("trials per study", pd.DataFrame(status["search"])), ("best point per study", frame)]))
+            commands.append(f"augworth best {common.replace(f' --seed {seed}', '')} --json")
     commands.append(f"augworth report {common} --out {shlex.quote(str(out_path))}")
     text = render(f"augworth report: {sweep}", sections, spec_text=opened.read_spec(sweep), status=status,
                   commands=commands)

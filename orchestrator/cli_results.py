@@ -67,7 +67,8 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
     from analysis.tables import probe_table, summary_table
 
     store = open_sweep(store_root, sweep)
-    results = read_results(store, sweep, final_only=True)  # fits and pictures use the last evaluation only
+    # fits and pictures use the last evaluation only, and the grid only (a search's points are no grid)
+    results = read_results(store, sweep, grid_only=True, final_only=True)
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
     sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first

@@ -26,6 +26,7 @@ class SweepStatus:
     driver: dict[str, Any] | None  # the lock's holder while a driver runs
     notes: list[str] = field(default_factory=list)
     treatment_columns: list[str] = field(default_factory=lambda: ["augmentation", "strength"])
+    search: list[dict[str, Any]] = field(default_factory=list)  # per study: trials complete, running, pruned, failed
 
 
 def sweep_status(store: Store, sweep: str) -> SweepStatus:
@@ -68,5 +69,26 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
                      "run it again to go on")
     treatment = ["augmentation", "strength"] + [
         c for c in LABEL_COLUMNS if c in frame and frame[c].astype(str).nunique() > 1]
+    search = search_counts(store, sweep)
+    if search and holder is not None and not live and any(s["running"] for s in search):
+        notes.append("search trials marked running belong to the dead driver: `augworth resume` settles them "
+                     "against the store (told where their cells are there, else run again under their numbers)")
     return SweepStatus(sweep, totals, table(treatment), table(["data_size"]), failed,
-                       holder if live else None, notes, treatment)
+                       holder if live else None, notes, treatment, search)
+
+
+def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
+    """Trials per study of the sweep's search (none without a search block, or before its first trial)."""
+    from search_spaces import parse_spec
+
+    spec = parse_spec(store.read_spec(sweep), f"{store.uri}/{sweep}/spec.yaml")
+    if spec.search is None:
+        return []
+    from analysis.search import read_trials, trial_counts
+
+    from .search import storage_url
+
+    url = storage_url(spec, store)
+    if "://" not in url and not store.files.exists(url):
+        return []
+    return trial_counts(read_trials(url, sweep))

@@ -120,9 +120,11 @@ def quarantine(store: Store, sweep: str, paths: Iterable[str]) -> list[str]:
 
 
 def read_results(
-    store: Store, sweep: str, *, columns: Sequence[str] | None = None, final_only: bool = False
+    store: Store, sweep: str, *, columns: Sequence[str] | None = None, final_only: bool = False,
+    grid_only: bool = False,
 ):  # -> pandas.DataFrame
-    """The sweep's rows as a pandas frame: all columns, or `columns`; all steps, or the final ones."""
+    """The sweep's rows as a pandas frame: all columns, or `columns`; all steps, or the final ones; every cell,
+    or (`grid_only`) the grid's, without the cells of an adaptive search (their points are not a grid)."""
     if columns is None:
         select = "*"
     else:
@@ -130,5 +132,6 @@ def read_results(
         if unknown:
             raise ValueError(f"columns not in the store schema: {unknown}")
         select = ", ".join(f'"{name}"' for name in columns)
-    where = " WHERE final" if final_only else ""
+    conditions = (["final"] if final_only else []) + (["search_study IS NULL"] if grid_only else [])
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return connect(store, sweep).execute(f"SELECT {select} FROM results{where}").df()
