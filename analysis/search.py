@@ -87,17 +87,17 @@ def _same_group(rows: pd.DataFrame, like: pd.Series, ignore: Sequence[str]) -> p
 def best_points(results: pd.DataFrame, trials: pd.DataFrame, *, objective: str = "test", reference: str = "none",
                 grid: pd.DataFrame | None = None, level: float = 0.95, n_bootstrap: int = 1000,
                 seed: int = 0) -> pd.DataFrame:
-    """One row per study with a complete trial. `results`: the sweep's rows; `grid`: rows of the same policy
-    trained as a grid (this sweep's or another's), for the grid's best at the same size."""
+    """One row per study with a complete trial. `results`: the sweep's rows; `grid`: rows of other sweeps trained
+    as grids. The reference curve and the grid's best come from the grid points of both."""
     rows = final_rows(results)
     rows = rows[rows["eval_set"] == objective]
-    searched = rows["search_study"].notna() if "search_study" in rows.columns else pd.Series(False, index=rows.index)
-    plain = rows[~searched.to_numpy(bool)]
-    references = plain[reference_mask(plain, reference)]
-    grid_rows = final_rows(grid) if grid is not None else plain
-    grid_rows = grid_rows[grid_rows["eval_set"] == objective]
-    if "search_study" in grid_rows.columns:
-        grid_rows = grid_rows[grid_rows["search_study"].isna()]
+    pool = rows if grid is None else pd.concat([rows, final_rows(grid)], ignore_index=True)
+    pool = pool[pool["eval_set"] == objective]
+    if "search_study" in pool.columns:  # the grid points: this sweep's and the other grids'
+        pool = pool[pool["search_study"].isna()]
+    pool = pool.drop_duplicates(["cell_key", "eval_set"])
+    references = pool[reference_mask(pool, reference)]
+    grid_rows = pool
     out = []
     for study, group in trials[trials["state"] == "complete"].groupby("study", sort=True):
         best = group.loc[group["value"].astype(float).idxmax()]
@@ -119,7 +119,8 @@ def best_points(results: pd.DataFrame, trials: pd.DataFrame, *, objective: str =
             ref = ref[ref["invariance"].fillna("none").eq(first.get("invariance") or "none")]
         row |= _exchange(ref, cells, x, level, n_bootstrap, seed)
         row |= _grid_best(grid_rows, first, x, level)
-        row["search_cells"] = int(trials.loc[trials["study"] == study, "cell_keys"].map(len).sum())
+        # cells trained: a trial that repeats an earlier point reuses its cells
+        row["search_cells"] = len(set().union(*map(set, trials.loc[trials["study"] == study, "cell_keys"])))
         out.append(row)
     return pd.DataFrame(out)
 

@@ -14,8 +14,8 @@ from results import read_results
 from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, SweepArg, app, open_sweep, out, show, user_errors
 
 GridOpt = Annotated[list[str] | None, typer.Option(
-    "--grid", help="Another sweep in the store with a grid of the searched policy, for the grid's best "
-                   "(repeatable; the sweep's own grid points of the policy count too).")]
+    "--grid", help="Another sweep in the store whose grid points count too: the searched policy's for the grid's "
+                   "best, the reference's for the exchange rate (repeatable).")]
 
 
 def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, reference: str = "none",
@@ -39,10 +39,8 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     results = read_results(opened, sweep, final_only=True)
     grid_rows = None
     if grid:
-        frames = [results]
-        for other in grid:
-            frames.append(read_results(open_sweep(store, other), other, final_only=True))
-        grid_rows = pd.concat(frames, ignore_index=True)
+        grid_rows = pd.concat([read_results(open_sweep(store, other), other, final_only=True) for other in grid],
+                              ignore_index=True)
     return best_points(results, trials, objective=spec.search.objective.eval_set, reference=reference,
                        grid=grid_rows, n_bootstrap=n_bootstrap, seed=seed)
 

@@ -148,7 +148,8 @@ class SearchRun:
         return self.spec.search.trials
 
     def payload(self, state: StudyState, number: int, params: dict[str, Any]) -> dict[str, Any]:
-        """What the trainable gets: the trial's cells not yet in the store, and the stored seeds' accuracies."""
+        """What the trainable gets: the trial's cells not yet in the store, and the stored seeds' accuracies. A
+        point that an earlier trial drew (a discrete space) has its cells stored already: it trains nothing."""
         assert self.spec.search is not None
         cells = state.study.cells(params)
         objective = self.spec.search.objective.eval_set

@@ -71,6 +71,35 @@ SPECS = {  # name: (spec text, what the one line must name)
     "strength over RandAugment's bins": (GOOD.replace("policy: crop, strength: [1]",
                                                       "policy: randaugment_crop_flip, strength: [31]"),
                                          "augmentations[1].strength"),
+    # the search block (adaptive mode)
+    "search: unknown parameter": (GOOD + "search: {params: {dropout: {low: 0, high: 1}}, trials: 2}\n",
+                                  "search.params.dropout"),
+    "search: low not below high": (GOOD + "search: {params: {strength: {low: 3, high: 1}}, trials: 2}\n",
+                                   "search.params.strength.low"),
+    "search: log with low at 0": (GOOD + "search: {params: {lr: {low: 0, high: 0.1, log: true}}, trials: 2}\n",
+                                  "search.params.lr.low"),
+    "search: momentum of 1": (GOOD + "search: {params: {momentum: {low: 0.5, high: 1}}, trials: 2}\n",
+                              "search.params.momentum.high"),
+    "search: a strength the policy does not take": (  # flip's strength is a probability
+        GOOD.replace("{policy: crop, strength: [1]}", "{policy: flip}")
+        + "search: {params: {strength: {low: 0.5, high: 3}}, trials: 2}\n", "search.params.strength.high"),
+    "search: strength outside the policy's range": (
+        GOOD + "search: {params: {strength: {low: -1, high: 3}}, trials: 2}\n", "search.params.strength.low"),
+    "search: policy not in augmentations": (
+        GOOD + "search: {policies: [flip], params: {lr: {low: 0.01, high: 0.1}}, trials: 2}\n",
+        "search.policies[0]"),
+    "search: the reference searched": (
+        GOOD + "search: {policies: [none], params: {lr: {low: 0.01, high: 0.1}}, trials: 2}\n",
+        "search.policies[0]"),
+    "search: no trials": (GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}}\n", "search.trials"),
+    "search: unknown sampler": (GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, "
+                                "sampler: {name: cmaes}}\n", "search.sampler.name"),
+    "search: objective on an unknown eval set": (
+        GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, objective: {eval_set: c10}}\n",
+        "search.objective.eval_set"),
+    "search: pruning without intermediate evaluations": (
+        GOOD.replace(", eval_every: 6", "") + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, "
+        "pruner: successive_halving}\n", "search.pruner"),
 }
 
 ARGS = {  # name: (arguments after the store is set up, what the one line must name)

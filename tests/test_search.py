@@ -1,0 +1,192 @@
+"""Adaptive search (the spec's `search:` block) on real Ray and a real Optuna journal: a search beats the default,
+a pruned trial's cells never land as results, the trials a killed driver left running are settled against the
+store, and a restarted sampler draws new points."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT  # noqa: F401  (the checkout first on sys.path)
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.plan import plan_sweep
+from orchestrator.runner import run_plan
+from orchestrator.search import make_sampler, open_storage, sampler_seed, start_search, storage_url
+from results import Store, read_results
+
+BASE = """\
+name: {name}
+dataset: {{name: digits}}
+model: {{name: small_cnn, width: 8}}
+augmentations: [{{policy: none}}, {{policy: crop}}]
+data_sizes: {sizes}
+seeds: [0, 1]
+budget: {{steps: 80, batch_size: 32{eval_every}}}
+optimizer: {{lr: 0.05, warmup_steps: 8}}
+eval_sets: [test]
+"""
+SEARCH = BASE + """\
+search:
+  params: {params}
+  trials: {trials}
+  sampler: {{name: {sampler}, seed: 0}}
+  pruner: {pruner}
+execution: {{max_concurrent: {concurrent}}}
+"""
+
+
+def search_spec(name, *, params="{strength: {low: 0, high: 7}}", trials=6, sampler="tpe", pruner="none",
+                concurrent=2, sizes="[200]", eval_every=""):
+    return SEARCH.format(name=name, params=params, trials=trials, sampler=sampler, pruner=pruner,
+                         concurrent=concurrent, sizes=sizes, eval_every=eval_every)
+
+
+def run(store: Store, text: str):
+    return run_plan(plan_sweep(text, "spec.yaml", store), store, show_progress=False)
+
+
+def trials_of(store: Store, sweep: str):
+    from analysis.search import read_trials
+    from search_spaces import parse_spec
+
+    return read_trials(storage_url(parse_spec(store.read_spec(sweep)), store), sweep)
+
+
+@pytest.fixture(scope="module")
+def searched(ray_local, tmp_path_factory):
+    """A grid with crop at its default strength (4 pixels of 16), and a search of crop's strength at one size."""
+    store = Store(tmp_path_factory.mktemp("search") / "store")
+    assert run(store, BASE.format(name="default", sizes="[50, 100, 200]", eval_every="")).exit_code == 0
+    summary = run(store, search_spec("find"))
+    return store, summary
+
+
+def test_a_small_search_finds_a_better_strength_than_the_default(searched):
+    store, summary = searched
+    assert summary.exit_code == 0 and summary.search == {"complete": 6, "pruned": 0, "failed": 0}
+    from orchestrator.cli_search import best_frame
+
+    best = best_frame(str(store.root), "find", grid=["default"], n_bootstrap=200).iloc[0]
+    assert best["study"] == "find/crop/n200" and best["complete"] == 6
+    assert best["grid_points"] == 1 and best["grid_strength"] == 4.0  # the default, side by side
+    assert best["param_strength"] != 4 and best["accuracy"] > best["grid_accuracy"]
+    assert best["seeds"] == 2 and best["accuracy_ci_low"] <= best["accuracy"] <= best["accuracy_ci_high"]
+    # against the grid's reference curve (none at 50, 100, 200 from the other sweep)
+    assert best["v_note"] != "no reference curve" and best["v_ci_low"] <= best["v_ci_high"]
+
+
+def test_each_trial_is_one_cell_per_seed_with_its_provenance_and_none_stays_a_grid_reference(searched):
+    store, _ = searched
+    rows = read_results(store, "find", final_only=True)
+    grid = rows[rows["search_study"].isna()]
+    assert set(grid["augmentation"]) == {"none"} and len(grid) == 2  # crop is searched: no grid cells
+    cells = rows[rows["search_study"].notna()]
+    assert set(cells["search_study"]) == {"find/crop/n200"} and cells["cell_key"].is_unique
+    trials = trials_of(store, "find")
+    assert sorted(trials["number"]) == list(range(6))
+    for t in trials.itertuples():  # one stored cell per (trial, seed); the value told is their mean final accuracy
+        mine = cells[cells["cell_key"].isin(t.cell_keys)]
+        assert t.state == "complete" and sorted(mine["seed"]) == [0, 1]
+        assert mine["accuracy"].mean() == pytest.approx(t.value)
+    # a trial that repeats an earlier point (strength is a whole number here) reuses its cells: trains nothing
+    first = {tuple(k): n for n, k in sorted(zip(trials["number"], trials["cell_keys"], strict=True), reverse=True)}
+    assert set(cells["search_trial"]) == set(first.values())
+    # what analyze, report and the questions read: the grid without the search's points
+    assert set(read_results(store, "find", grid_only=True)["augmentation"]) == {"none"}
+
+
+def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(searched):
+    store, _ = searched
+    result = CliRunner().invoke(app, ["status", "find", "--store", str(store.root), "--json"])
+    import json
+
+    assert json.loads(result.stdout)["search"] == [
+        {"study": "find/crop/n200", "complete": 6, "running": 0, "pruned": 0, "failed": 0}]
+    result = CliRunner().invoke(app, ["best", "default", "--store", str(store.root)])
+    assert result.exit_code == 2 and "has no search block" in result.stderr
+
+
+def test_a_running_trial_whose_cells_are_stored_is_told_not_rerun(searched):
+    """The window between a trial's last write and its tell: the next driver tells it from the store."""
+    import optuna
+
+    store, _ = searched
+    plan = plan_sweep(store.read_spec("find"), "spec.yaml", store)
+    study = optuna.load_study(study_name="find/crop/n200", storage=open_storage(storage_url(plan.spec, store)))
+    done = study.trials[2]
+    study.enqueue_trial(done.params)
+    again = study.ask(done.distributions)  # RUNNING, at trial 2's point: its cells are all in the store
+    run_ = start_search(plan.spec, plan.studies, store)
+    assert run_.rerun == [] and run_.settled["complete"] == 1
+    told = optuna.load_study(study_name="find/crop/n200", storage=open_storage(storage_url(plan.spec, store)))
+    assert told.trials[again.number].state.name == "COMPLETE"
+    assert told.trials[again.number].value == pytest.approx(done.value)
+
+
+def test_a_restarted_sampler_draws_new_points():
+    """A fixed seed repeats its first points after a restart; the seed moves with the trials already held."""
+    import optuna
+
+    def first_points(seed):
+        study = optuna.create_study(sampler=make_sampler("tpe", seed), direction="maximize")
+        return [study.ask({"s": optuna.distributions.FloatDistribution(0, 7)}).params["s"] for _ in range(3)]
+
+    assert first_points(sampler_seed(0, "x/crop/n200", 0)) == first_points(sampler_seed(0, "x/crop/n200", 0))
+    assert first_points(sampler_seed(0, "x/crop/n200", 0)) != first_points(sampler_seed(0, "x/crop/n200", 3))
+
+
+def test_pruned_trials_cells_are_recorded_as_pruned_never_as_results(ray_local, tmp_path):
+    """Sequential random trials over a wide learning-rate range: the pruner stops the hopeless ones."""
+    store = Store(tmp_path / "store")
+    text = search_spec("prune", params="{lr: {low: 0.0001, high: 0.3, log: true}}", trials=8, sampler="random",
+                       pruner="successive_halving", concurrent=1, sizes="[100]", eval_every=", eval_every: 10")
+    summary = run(store, text)
+    assert summary.exit_code == 0
+    assert summary.search["pruned"] >= 1 and summary.search["complete"] + summary.search["pruned"] == 8
+    trials = trials_of(store, "prune")
+    done = store.done_keys("prune")
+    for t in trials.itertuples():
+        if t.state == "pruned":
+            assert t.pruned_at is not None and 10 <= t.pruned_at < 80
+            assert len(t.cell_keys) == 2 and not set(t.cell_keys) & done  # recorded in the study, not in results/
+        else:
+            assert t.state == "complete" and set(t.cell_keys) <= done
+    rows = read_results(store, "prune")
+    assert set(rows.loc[rows["search_study"].notna(), "search_trial"]) == set(
+        trials.loc[trials["state"] == "complete", "number"])
+
+
+def test_a_search_killed_mid_trial_resumes_exactly_once(tmp_path):
+    """SIGKILL of the driver and its local Ray while trials run, then `resume`: every study ends with exactly
+    `trials` complete trials numbered 0..trials-1, none running, and one stored cell per (trial, seed)."""
+    from test_crash import driver, kill, read_until
+
+    (tmp_path / "spec.yaml").write_text(search_spec(
+        "killed", params="{strength: {low: 0, high: 7}, lr: {low: 0.01, high: 0.2, log: true}}", trials=4,
+        sizes="[60, 120]"))
+    first = driver("run", "spec.yaml", cwd=tmp_path)
+    read_until(first, r"search \S+ trial \d+ complete")
+    read_until(first, r"cell \w+ done")  # a cell of a trial still in flight
+    kill(first)
+    store = Store(tmp_path / "store")
+    trials = trials_of(store, "killed")
+    assert (trials["state"] == "running").any()  # left for the next driver to settle
+
+    import subprocess
+    import sys
+
+    from test_crash import ENV
+
+    second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "killed", "--store", "store",
+                             "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stderr
+    trials = trials_of(store, "killed")
+    for _, study in trials.groupby("study"):
+        assert sorted(study["number"]) == [0, 1, 2, 3] and set(study["state"]) == {"complete"}
+    rows = read_results(store, "killed", final_only=True)
+    cells = rows[rows["search_study"].notna()]
+    assert cells["cell_key"].is_unique and len(cells) == 2 * 4 * 2  # studies x trials x seeds
+    assert (cells.groupby(["search_study", "search_trial"])["seed"].agg(sorted).map(tuple) == (0, 1)).all()
+    for t in trials.itertuples():
+        assert set(t.cell_keys) == set(cells.loc[(cells["search_study"] == t.study)
+                                                 & (cells["search_trial"] == t.number), "cell_key"])
