@@ -12,15 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from .cells import Cell
 from .strict import _LocatedError, _Strict
 
-if TYPE_CHECKING:
-    from .spec import Spec
+Spec = Any  # search_spaces.spec.Spec, which imports this module (so no import back, not even for typing)
 
 # What a search may choose, and the cell field each sets. Bounds of the optimiser's settings are checked here;
 # a policy's strength range is its registry entry's (checked by the orchestrator).

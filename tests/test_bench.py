@@ -28,3 +28,12 @@ def test_the_questions_benchmark_runs_at_smoke_size(capsys):
     rows = main(["--smoke"])
     assert len(rows) == 8 and all(0.0 <= r["coverage"] <= 1.0 for r in rows)
     assert "coverage" in capsys.readouterr().out
+
+
+def test_the_search_benchmark_runs_at_smoke_size(capsys):
+    from bench.search import SAMPLERS, SIZES, main
+
+    rows = main(["--smoke"])
+    assert [(r["sampler"], r["size"]) for r in rows] == [(s, n) for s in SAMPLERS for n in SIZES]
+    assert all(0 < r["ratio"] <= r["worst"] and r["found"] == 2 for r in rows)  # the smooth surface is found
+    assert "ratio" in capsys.readouterr().out
