@@ -4,7 +4,8 @@
     python -m bench.driver_memory --smoke
 
 Each size runs in a fresh driver process (plan + run on a private local Ray) that reports its own peak RSS
-(getrusage, the driver alone: Ray's raylet, GCS and workers are other processes).
+(getrusage, the driver alone: Ray's raylet, GCS and workers are other processes). `--smoke` runs both sizes in
+one process (its peak RSS is shared, so its ratio means nothing): it only checks that the benchmark runs.
 """
 
 from __future__ import annotations
@@ -37,29 +38,33 @@ DRIVER = textwrap.dedent("""\
     from orchestrator.plan import plan_sweep
     from orchestrator.runner import run_plan
     from results import Store
-    store = Store(sys.argv[2])
-    plan = plan_sweep(open(sys.argv[1]).read(), sys.argv[1], store)
-    t0 = time.perf_counter()
-    summary = run_plan(plan, store, show_progress=False)
-    assert summary.done == len(plan.cells), summary
-    print(json.dumps({"cells": len(plan.cells), "seconds": time.perf_counter() - t0,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    for spec, root in zip(sys.argv[1::2], sys.argv[2::2]):
+        store = Store(root)
+        plan = plan_sweep(open(spec).read(), spec, store)
+        t0 = time.perf_counter()
+        summary = run_plan(plan, store, show_progress=False)
+        assert summary.done == len(plan.cells), summary
+        print(json.dumps({"cells": len(plan.cells), "seconds": time.perf_counter() - t0,
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """)
 
 
-def run(n: int, tmp: Path) -> dict:
-    seeds = list(range(max(1, n // 2 // 10)))
-    sizes = [20 * (i + 1) for i in range(min(10, max(1, n // 2)))]
-    folder = tmp / f"n{n}"
-    folder.mkdir()
-    (folder / "spec.yaml").write_text(SPEC.format(sizes=sizes, seeds=seeds))
-    (folder / "driver.py").write_text(DRIVER)
+def run(ns: list[int], tmp: Path) -> list[dict]:
+    """Sweeps of `ns` cells, one after the other in one driver process."""
+    args = []
+    for n in ns:
+        seeds = list(range(max(1, n // 2 // 10)))
+        sizes = [20 * (i + 1) for i in range(min(10, max(1, n // 2)))]
+        folder = tmp / f"n{n}"
+        folder.mkdir()
+        (folder / "spec.yaml").write_text(SPEC.format(sizes=sizes, seeds=seeds))
+        args += [str(folder / "spec.yaml"), str(folder / "store")]
+    (tmp / "driver.py").write_text(DRIVER)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(folder / "driver.py"), str(folder / "spec.yaml"), str(folder / "store")],
-                         env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, str(tmp / "driver.py"), *args], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in out.stdout.strip().splitlines()[-len(ns):]]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -71,7 +76,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.smoke:
         args.small, args.large = 4, 8
     with tempfile.TemporaryDirectory(prefix="bench-p4-") as tmp:
-        rows = [run(n, Path(tmp)) for n in (args.small, args.large)]
+        if args.smoke:
+            rows = run([args.small, args.large], Path(tmp))
+        else:
+            rows = [row for n in (args.small, args.large) for row in run([n], Path(tmp))]
     for r in rows:
         print(f"{r['cells']:5d} cells: driver peak RSS {r['peak_rss_mb']:7.1f} MB ({r['seconds']:.1f} s)")
     print(f"ratio {rows[1]['cells']} / {rows[0]['cells']} cells: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.3f}")

@@ -164,16 +164,19 @@ def _store_writer_class():
             self.store, self.sweep, self.progress, self.finished = store, sweep, progress, finished
             self.checkpoints = checkpoints  # the folder of running cells' checkpoints, if they checkpoint
             self.running: dict[str, dict[str, Any]] = {}  # cell_key -> where and since when
-            self.trial_cell: dict[str, str] = {}  # trial id -> the cell it trains now
+            self.trial_cells: dict[str, set[str]] = {}  # trial id -> the cells it trains now
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its run config (callbacks included) into the experiment state; a driver-side
             # writer has nothing to restore, and resume does not use Tuner.restore.
             return {}
 
-        def _cell_done(self, trial: Any) -> None:
-            key = self.trial_cell.pop(trial.trial_id, None)
-            if key is not None and self.running.pop(key, None) is not None:
+        def _cell_done(self, trial: Any, key: str | None = None) -> None:
+            """`key` of `trial` is no longer training; without a key, none of its cells is."""
+            keys = self.trial_cells.get(trial.trial_id, set())
+            gone = {key} & keys if key is not None else set(keys)
+            keys -= gone
+            if any([self.running.pop(k, None) is not None for k in gone]):
                 self.store.write_running(self.sweep, self.running)
 
         def _update(self, trials: list[Any]) -> None:
@@ -183,8 +186,9 @@ def _store_writer_class():
         def on_trial_result(self, iteration, trials, trial, result, **info):
             key = result.get("cell_key")
             if result.get("cell_started"):
-                self._cell_done(trial)
-                self.trial_cell[trial.trial_id] = key
+                if not result.get("alongside"):  # a chunk trains its cells one by one, a search trial all at once
+                    self._cell_done(trial)
+                self.trial_cells.setdefault(trial.trial_id, set()).add(key)
                 self.running[key] = {"host": result.get("hostname"), "since": time.time()}
                 self.store.write_running(self.sweep, self.running)
                 self.progress.log(f"cell {key} started")
@@ -196,16 +200,16 @@ def _store_writer_class():
                 if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
                     Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1
-                self._cell_done(trial)
+                self._cell_done(trial, key)
                 self.progress.log(f"cell {key} done")
             elif "cell_failure" in result:
                 self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
                 ray.get(self.finished.add.remote(self.sweep, key))
                 self.progress.failed += 1
-                self._cell_done(trial)
+                self._cell_done(trial, key)
                 self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
             elif "cell_pruned" in result:  # the study records it; nothing goes to results/
-                self._cell_done(trial)
+                self._cell_done(trial, key)
                 self.progress.log(f"cell {key} pruned at step {result['cell_pruned']}")
             elif result.get("cell_skipped"):
                 self.progress.log(f"cell {key} skipped: written before its trial was restarted")
@@ -312,9 +316,11 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     try:
         with progress:
             # Bounded rounds: Tune's experiment state grows with its trial count (Ray issue #64231), so a
-            # huge sweep runs as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each.
-            for start in range(0, len(chunks), MAX_TRIALS_PER_FIT):  # no chunks: a search only
-                round_chunks = chunks[start : start + MAX_TRIALS_PER_FIT]
+            # huge sweep runs as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each. A search
+            # takes the last round into its own fit: one set of workers for both (they cost seconds to start).
+            rounds = [chunks[start:start + MAX_TRIALS_PER_FIT] for start in range(0, len(chunks), MAX_TRIALS_PER_FIT)]
+            last = rounds.pop() if search is not None and rounds else []
+            for number, round_chunks in enumerate(rounds):
                 trainable = tune.with_resources(
                     tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished,
                                          sweep=sweep),
@@ -325,7 +331,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                     param_space={"chunk": tune.grid_search(list(range(len(round_chunks))))},
                     tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=ex.max_concurrent),
                     run_config=tune.RunConfig(
-                        name=f"{sweep}-{start // MAX_TRIALS_PER_FIT}", storage_path=tune_dir, verbose=0,
+                        name=f"{sweep}-{number}", storage_path=tune_dir, verbose=0,
                         callbacks=[StoreWriter(store, sweep, progress,
                                                context.checkpoint_dir if ex.checkpoint_every else None, finished)],
                         failure_config=tune.FailureConfig(max_failures=2),
@@ -334,9 +340,9 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
             if search is not None:
                 from .search import run_studies
 
-                run_studies(search, context, store, progress, writer=StoreWriter(
-                    store, sweep, progress, context.checkpoint_dir if ex.checkpoint_every else None, finished),
-                    finished=finished, tune_dir=tune_dir)
+                run_studies(search, context, progress, chunks=last, finished=finished, tune_dir=tune_dir,
+                            writer=StoreWriter(store, sweep, progress,
+                                               context.checkpoint_dir if ex.checkpoint_every else None, finished))
     finally:
         shutil.rmtree(tune_dir, ignore_errors=True)
         store.write_running(sweep, {})

@@ -234,6 +234,8 @@ def start_search(spec: Spec, studies: list[Study], store: Store) -> SearchRun:
                 state.failed += 1
             elif trial.state == optuna.trial.TrialState.RUNNING:
                 payload = run.payload(state, trial.number, trial.params)
+                if "cell_keys" not in trial.user_attrs:  # killed between its ask and this record
+                    storage.set_trial_user_attr(trial._trial_id, "cell_keys", payload["keys"])
                 state.in_flight += 1
                 if payload["cells"]:
                     run.rerun.append(payload)
@@ -285,14 +287,18 @@ def study_searcher_class():
     from ray.tune.search import Searcher
 
     class StudySearcher(Searcher):
-        """Tune's searcher over the persistent studies: re-runs first, then the study that wants a trial most."""
+        """Tune's searcher over the persistent studies: the grid's chunks first (`grid_chunks` of them), then
+        re-runs, then the study that wants a trial most."""
 
-        def __init__(self, run: SearchRun, progress: SweepProgress) -> None:
+        def __init__(self, run: SearchRun, progress: SweepProgress, grid_chunks: int = 0) -> None:
             super().__init__(metric=None, mode=None)
             self.run, self.progress = run, progress
+            self.grid = list(range(grid_chunks))
             self.trials: dict[str, dict[str, Any]] = {}  # Tune trial id -> payload (and pruned step)
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.grid:
+                return {"chunk": self.grid.pop(0)}
             if self.run.rerun:
                 payload = self.run.rerun.pop(0)
             elif (state := self.run.wanted()) is not None:
@@ -334,23 +340,25 @@ def slots(ray: Any, cpus_per_cell: float, max_concurrent: int | None) -> int:
     return min(free, max_concurrent) if max_concurrent else free
 
 
-def run_studies(run: SearchRun, context: Any, store: Store, progress: SweepProgress, *, writer: Any, finished: Any,
-                tune_dir: str) -> None:
-    """One Tuner.fit over every study: Tune asks `StudySearcher` for a trial whenever a slot is free."""
+def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks: list[list[dict[str, Any]]],
+                writer: Any, finished: Any, tune_dir: str) -> None:
+    """One Tuner.fit over every study, after the grid's `chunks` (its last round): Tune asks `StudySearcher`
+    for a trial whenever a slot is free."""
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.search_trial import run_search_trial
+    from trainables.search_trial import run_trial
 
     spec = run.spec
     assert spec.search is not None
     ex = spec.execution
     oracle = pruning_oracle(ray, run.url, spec.search.pruner) if spec.search.pruner != "none" else None
     trainable = tune.with_resources(
-        tune.with_parameters(run_search_trial, context=context, finished=finished, oracle=oracle, sweep=spec.name),
+        tune.with_parameters(run_trial, chunks=chunks, context=context, finished=finished, oracle=oracle,
+                             sweep=spec.name),
         {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell})
-    searcher = ConcurrencyLimiter(study_searcher_class()(run, progress),
+    searcher = ConcurrencyLimiter(study_searcher_class()(run, progress, len(chunks)),
                                   max_concurrent=slots(ray, ex.cpus_per_cell, ex.max_concurrent))
     tune.Tuner(
         trainable,

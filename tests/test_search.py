@@ -21,7 +21,7 @@ model: {{name: small_cnn, width: 8}}
 augmentations: [{{policy: none}}, {{policy: crop}}]
 data_sizes: {sizes}
 seeds: [0, 1]
-budget: {{steps: 80, batch_size: 32{eval_every}}}
+budget: {{steps: 40, batch_size: 32{eval_every}}}
 optimizer: {{lr: 0.05, warmup_steps: 8}}
 eval_sets: [test]
 """
@@ -147,7 +147,7 @@ def test_pruned_trials_cells_are_recorded_as_pruned_never_as_results(ray_local, 
     done = store.done_keys("prune")
     for t in trials.itertuples():
         if t.state == "pruned":
-            assert t.pruned_at is not None and 10 <= t.pruned_at < 80
+            assert t.pruned_at is not None and 10 <= t.pruned_at < 40
             assert len(t.cell_keys) == 2 and not set(t.cell_keys) & done  # recorded in the study, not in results/
         else:
             assert t.state == "complete" and set(t.cell_keys) <= done
@@ -156,14 +156,14 @@ def test_pruned_trials_cells_are_recorded_as_pruned_never_as_results(ray_local, 
         trials.loc[trials["state"] == "complete", "number"])
 
 
-def test_a_search_killed_mid_trial_resumes_exactly_once(tmp_path):
+def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     """SIGKILL of the driver and its local Ray while trials run, then `resume`: every study ends with exactly
     `trials` complete trials numbered 0..trials-1, none running, and one stored cell per (trial, seed)."""
     from test_crash import driver, kill, read_until
 
-    (tmp_path / "spec.yaml").write_text(search_spec(
+    (tmp_path / "spec.yaml").write_text(search_spec(  # no grid: crop is searched, none left out
         "killed", params="{strength: {low: 0, high: 7}, lr: {low: 0.01, high: 0.2, log: true}}", trials=4,
-        sizes="[60, 120]"))
+        sizes="[60]").replace("{policy: none}, ", ""))
     first = driver("run", "spec.yaml", cwd=tmp_path)
     read_until(first, r"search \S+ trial \d+ complete")
     read_until(first, r"cell \w+ done")  # a cell of a trial still in flight
@@ -172,20 +172,17 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(tmp_path):
     trials = trials_of(store, "killed")
     assert (trials["state"] == "running").any()  # left for the next driver to settle
 
-    import subprocess
-    import sys
+    # resume (what `augworth resume` runs), on this module's Ray: the killed driver's Ray died with it
+    from orchestrator.plan import plan_resume
 
-    from test_crash import ENV
-
-    second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "killed", "--store", "store",
-                             "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
-    assert second.returncode == 0, second.stderr
+    summary = run_plan(plan_resume(store, "killed"), store, show_progress=False)
+    assert summary.exit_code == 0 and summary.search["complete"] + summary.search["failed"] <= 4
     trials = trials_of(store, "killed")
-    for _, study in trials.groupby("study"):
-        assert sorted(study["number"]) == [0, 1, 2, 3] and set(study["state"]) == {"complete"}
+    assert set(trials["study"]) == {"killed/crop/n60"}
+    assert sorted(trials["number"]) == [0, 1, 2, 3] and set(trials["state"]) == {"complete"}
     rows = read_results(store, "killed", final_only=True)
     cells = rows[rows["search_study"].notna()]
-    assert cells["cell_key"].is_unique and len(cells) == 2 * 4 * 2  # studies x trials x seeds
+    assert cells["cell_key"].is_unique and len(cells) == 4 * 2  # trials x seeds
     assert (cells.groupby(["search_study", "search_trial"])["seed"].agg(sorted).map(tuple) == (0, 1)).all()
     for t in trials.itertuples():
         assert set(t.cell_keys) == set(cells.loc[(cells["search_study"] == t.study)

@@ -23,7 +23,7 @@ import torch
 from search_spaces.cells import Cell
 
 from .train import Evaluation, Pruned
-from .trainable import CellContext, run_cell
+from .trainable import CellContext, run_cell, run_chunk
 
 
 class LockstepGate:
@@ -98,7 +98,7 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
             if finished is not None and ray.get(finished.has.remote(sweep, cell.cell_key)):
                 reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
                 return
-            reports.put({"cell_key": cell.cell_key, "cell_started": True})
+            reports.put({"cell_key": cell.cell_key, "cell_started": True, "alongside": True})
             try:
                 report = run_cell(cell, context, reports.put, on_eval=on_eval)
             except Pruned:
@@ -133,3 +133,12 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
         raise error
     tune.report({"search_trial_end": True, "search_study": trial["study"], "search_trial": int(trial["number"]),
                  "search_pruned": min(pruned_at) if pruned_at else None})
+
+
+def run_trial(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,
+              finished: Any = None, oracle: Any = None, sweep: str = "") -> None:
+    """Tune trainable of a sweep with a search: a grid chunk (`config["chunk"]`) or a search trial."""
+    if "search" in config:
+        run_search_trial(config, context, finished, oracle, sweep)
+    else:
+        run_chunk(config, chunks, context, finished, sweep)
