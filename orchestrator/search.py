@@ -171,9 +171,11 @@ class SearchRun:
         state.in_flight += 1
         return self.payload(state, trial.number, trial.params)
 
-    def settle(self, name: str, number: int, keys: list[str], pruned_at: int | None) -> str | None:
+    def settle(self, name: str, number: int, keys: list[str], pruned_at: int | None) -> str:
         """Tell the study how trial `number` ended, from the store: complete when every cell is there, pruned
-        when the pruner stopped it (none of its cells is written), failed otherwise. None: left RUNNING."""
+        when the pruner stopped it (none of its cells is written), failed otherwise (a cell failed after its
+        retries, or Tune gave the trial up). A trial Tune never finished (Ctrl-C, a killed driver) is not
+        settled here: it stays RUNNING for the next driver's `start_search`."""
         import optuna
 
         assert self.spec.search is not None
@@ -203,7 +205,6 @@ class SearchRun:
         open_ = [s for s in self.studies.values()
                  if s.finished + s.in_flight < self.trials and s.failed < self.trials]
         return min(open_, key=lambda s: (s.finished + s.in_flight, s.study.name), default=None)
-
 
     def open_studies(self) -> int:
         """Studies short of their `trials` finished trials."""

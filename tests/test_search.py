@@ -106,6 +106,17 @@ def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(
     assert result.exit_code == 2 and "has no search block" in result.stderr
 
 
+def test_extend_may_raise_trials_and_nothing_else_of_the_search(searched, tmp_path):
+    store, _ = searched
+    more = tmp_path / "more.yaml"
+    more.write_text(search_spec("find", trials=8))
+    result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.root), "--dry-run", "--extend"])
+    assert result.exit_code == 0 and "1 studies x 8 trials x 2 seeds" in result.stdout
+    more.write_text(search_spec("find", trials=8, sampler="random"))
+    result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.root), "--dry-run", "--extend"])
+    assert result.exit_code == 2 and "only trials may grow" in result.stderr
+
+
 def test_a_running_trial_whose_cells_are_stored_is_told_not_rerun(searched):
     """The window between a trial's last write and its tell: the next driver tells it from the store."""
     import optuna
