@@ -3,6 +3,7 @@ best, divided by the grid's cells, side by side from the same cells.
 
     python -m bench.search [--store DIR] [--sampler-seeds 10]    # trains the grid first where DIR lacks it
     python -m bench.search --smoke                              # a synthetic table: seconds, for the tests
+    python -m bench.search --coverage 200                       # how often `best`'s intervals hold the truth
 
 The grid: crop's strength (0..7 pixels of zero padding, digits at 16x16) x 6 learning rates (0.01..0.3,
 log-spaced) x 3 seeds, at 100 and 400 images; small_cnn width 16, 300 steps of 64, evaluated on the test
@@ -115,13 +116,40 @@ def cells_to_target(table: dict, size: int, sampler: str, seed: int, tolerance: 
     return len(seen) * len(SEEDS), False
 
 
+def coverage(n: int, n_bootstrap: int = 400) -> dict:
+    """How often `best`'s intervals hold the truth on `n` synthetic sweeps (bench/synthetic.py: 10 seeds shared
+    by the searched point and the reference curve): v at x = 200, and the point's mean accuracy."""
+    import warnings
+
+    from analysis.search import best_points
+    from bench.synthetic import AUG, SEARCHED_SIZE, searched_sweeps, true_v
+
+    results, trials = searched_sweeps(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best = best_points(results, trials, n_bootstrap=n_bootstrap)
+    truth_v = float(true_v(np.array([SEARCHED_SIZE]))[0])
+    a, b, c = AUG
+    truth_acc = 1 - (a * SEARCHED_SIZE ** -c + b)
+    row = {"sweeps": n, "v_held": float(((best["v_ci_low"] <= truth_v) & (truth_v <= best["v_ci_high"])).mean()),
+           "accuracy_held": float(((best["accuracy_ci_low"] <= truth_acc)
+                                   & (truth_acc <= best["accuracy_ci_high"])).mean()),
+           "true_v": truth_v, "median_v": float(best["v"].median())}
+    print(f"{n} synthetic sweeps: v's 95% interval held the true v ({truth_v:.0f}) in {row['v_held']:.3f}, the "
+          f"accuracy's t interval held the true mean in {row['accuracy_held']:.3f}; median v {row['median_v']:.0f}")
+    return row
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=None, help="where the grid's sweeps are (trained there if missing)")
     parser.add_argument("--sampler-seeds", type=int, default=10)
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="accuracy below the grid's best that counts")
     parser.add_argument("--smoke", action="store_true", help="a synthetic table and 2 sampler seeds")
+    parser.add_argument("--coverage", type=int, default=0, help="only: `best`'s intervals on N synthetic sweeps")
     args = parser.parse_args(argv)
+    if args.coverage:
+        return [coverage(args.coverage)]
     if args.smoke:
         table, seeds = synthetic_table(), 2
     else:

@@ -80,3 +80,21 @@ def views_frame(n: int = 6) -> pd.DataFrame:
     frame["grad_noise"] = np.where(frame["views"] == "fixed", 1.0, 1.5) + rng.normal(0.0, 0.1, len(frame))
     frame["flatness"] = 2.0 * (1.0 - frame["accuracy"]) + rng.normal(0.0, 0.005, len(frame))
     return frame.assign(cell_key=[f"cell{i}" for i in range(len(frame))], step=300, final=True)
+
+
+SEARCHED_SIZE = 200
+
+
+def searched_sweeps(n: int, rng_seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`n` sweeps (one per width): none at every size, and crop at SEARCHED_SIZE as the cells of one search
+    trial (its study `s<width>/crop/n200`); and the trials, as `analysis.search.read_trials` gives them."""
+    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed)
+    frame = frame[(frame["augmentation"] == "none") | (frame["data_size"] == SEARCHED_SIZE)].reset_index(drop=True)
+    frame["cell_key"] = [f"c{i}" for i in range(len(frame))]
+    crop = frame["augmentation"] == "crop"
+    frame["search_study"] = np.where(crop, "s" + frame["width"].astype(str) + "/crop/n200", None)
+    frame["search_trial"] = np.where(crop, 0, np.nan)
+    trials = [{"study": study, "number": 0, "state": "complete", "value": cells["accuracy"].mean(),
+               "params": {"strength": 2.0}, "cell_keys": list(cells["cell_key"]), "pruned_at": None}
+              for study, cells in frame[crop].groupby("search_study")]
+    return frame, pd.DataFrame(trials)

@@ -40,13 +40,16 @@ log = logging.getLogger("augworth")
 
 def storage_url(spec: Spec, store: Store) -> str:
     """Where the sweep's studies live: the spec's `search.storage`, else a journal file in the sweep's folder."""
-    configured = spec.search.storage if spec.search is not None else None
+    return sweep_storage_url(store, spec.name, spec.search.storage if spec.search is not None else None)
+
+
+def sweep_storage_url(store: Store, sweep: str, configured: str | None) -> str:
     if configured:
         return configured
     if not store.local:
         raise StoreError(f"a search on a store at a URI ({store.uri}) needs search.storage: a journal file path "
                          "or a database URL that the driver reaches")
-    return f"{store.sweep_dir(spec.name)}/{STORAGE_NAME}"
+    return f"{store.sweep_dir(sweep)}/{STORAGE_NAME}"
 
 
 def open_storage(url: str, *, stale_lock: bool = False):  # -> optuna.storages.BaseStorage

@@ -78,17 +78,22 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
 
 
 def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
-    """Trials per study of the sweep's search (none without a search block, or before its first trial)."""
-    from search_spaces import parse_spec
+    """Trials per study of the sweep's search (none without a search block, or before its first trial). The
+    frozen spec is only read for its search block: status works on whatever the store holds."""
+    from search_spaces.yaml_strict import YamlError, load_yaml
 
-    spec = parse_spec(store.read_spec(sweep), f"{store.uri}/{sweep}/spec.yaml")
-    if spec.search is None:
+    try:
+        spec = load_yaml(store.read_spec(sweep))
+    except YamlError:
+        return []
+    search = spec.get("search") if isinstance(spec, dict) else None
+    if not isinstance(search, dict):
         return []
     from analysis.search import read_trials, trial_counts
 
-    from .search import storage_url
+    from .search import sweep_storage_url
 
-    url = storage_url(spec, store)
+    url = sweep_storage_url(store, sweep, search.get("storage"))
     if "://" not in url and not store.files.exists(url):
         return []
     return trial_counts(read_trials(url, sweep))

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from .registry import Registry
 
@@ -65,6 +64,8 @@ def _resnet_stage(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequent
     shortcut = None
     if stride != 1 or c_in != c_out:
         shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+    from torchvision.models.resnet import BasicBlock  # on first use: torchvision costs seconds to import
+
     first = BasicBlock(c_in, c_out, stride=stride, downsample=shortcut)
     return nn.Sequential(first, *(BasicBlock(c_out, c_out) for _ in range(blocks - 1)))
 

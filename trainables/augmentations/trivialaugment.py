@@ -6,8 +6,8 @@ import functools
 from collections.abc import Callable
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
+from ..lazy_torchvision import tf
 from .core import (
     AUGMENTATIONS,
     COVERS_AUTO,
@@ -139,7 +139,7 @@ def _blend_(x: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tensor) -> 
 
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
-    return TF.rgb_to_grayscale(x) if x.shape[1] == 3 else x  # (B, 1, H, W)
+    return tf().rgb_to_grayscale(x) if x.shape[1] == 3 else x  # (B, 1, H, W)
 
 
 def _ta_brightness(x: torch.Tensor, ops: torch.Tensor, m: torch.Tensor) -> None:
@@ -184,11 +184,11 @@ def _ta_solarize(x: torch.Tensor, ops: torch.Tensor, m: torch.Tensor) -> None:
 
 
 def _ta_autocontrast(x: torch.Tensor, ops: torch.Tensor, m: torch.Tensor) -> None:
-    x.copy_(TF.autocontrast(x))  # already per image and channel
+    x.copy_(tf().autocontrast(x))  # already per image and channel
 
 
 def _ta_equalize(x: torch.Tensor, ops: torch.Tensor, m: torch.Tensor) -> None:
-    x.copy_(TF.equalize(x))  # per image; quantises a float batch to uint8 for the histogram and back
+    x.copy_(tf().equalize(x))  # per image; quantises a float batch to uint8 for the histogram and back
 
 
 def _ta_invert(x: torch.Tensor, ops: torch.Tensor, m: torch.Tensor) -> None:

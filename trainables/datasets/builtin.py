@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 
+from ..lazy_torchvision import tf
 from .core import (
     DATASETS,
     EVAL_SETS,
@@ -129,9 +129,9 @@ def _elastic(x: Tensor) -> Tensor:
     side = x.shape[-1]
     gen = torch.Generator().manual_seed(7)
     field = torch.rand((1, 2, side, side), generator=gen) * 2 - 1
-    field = TF.gaussian_blur(field, kernel_size=[_kernel(x) * 2 + 1] * 2, sigma=[side / 8] * 2)
+    field = tf().gaussian_blur(field, kernel_size=[_kernel(x) * 2 + 1] * 2, sigma=[side / 8] * 2)
     field = field / field.abs().amax().clamp_min(1e-12) * (2.0 / side)  # at most 1 pixel: strokes bend, stay whole
-    return TF.elastic(x, field.permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR)
+    return tf().elastic(x, field.permute(0, 2, 3, 1), interpolation=tf().InterpolationMode.BILINEAR)
 
 
 # name -> corruption of a float batch (noise: a standard normal batch of its shape). The first five are the
@@ -139,12 +139,12 @@ def _elastic(x: Tensor) -> Tensor:
 # space (its ops are colour, contrast, sharpness, posterize/solarize, shifts, shears and rotations).
 CORRUPTIONS: dict[str, Any] = {
     "noise": lambda x, noise: (x + 0.15 * noise).clamp(0, 1),
-    "blur": lambda x, noise: TF.gaussian_blur(x, kernel_size=[_kernel(x)] * 2, sigma=[1.0, 1.0]),
-    "contrast": lambda x, noise: TF.adjust_contrast(x, 0.4) if x.shape[1] in (1, 3) else x,
-    "shift": lambda x, noise: TF.affine(x, angle=0.0, translate=[x.shape[-1] // 8] * 2, scale=1.0,
+    "blur": lambda x, noise: tf().gaussian_blur(x, kernel_size=[_kernel(x)] * 2, sigma=[1.0, 1.0]),
+    "contrast": lambda x, noise: tf().adjust_contrast(x, 0.4) if x.shape[1] in (1, 3) else x,
+    "shift": lambda x, noise: tf().affine(x, angle=0.0, translate=[x.shape[-1] // 8] * 2, scale=1.0,
                                         shear=[0.0, 0.0]),
-    "rotation": lambda x, noise: TF.affine(x, angle=20.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
-                                           interpolation=TF.InterpolationMode.BILINEAR),
+    "rotation": lambda x, noise: tf().affine(x, angle=20.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
+                                           interpolation=tf().InterpolationMode.BILINEAR),
     "dilate": lambda x, noise: _dilate(x),
     "elastic": lambda x, noise: _elastic(x),
 }

@@ -4,6 +4,7 @@ data: cifar10_test, cifar10c (the released .npy files), cifar10_1. Everything is
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.datasets
 
 from .core import DATASETS, EVAL_SETS, DataSet, Tensor, int_option, make_dataset, reject_options
 from .files import (
@@ -24,36 +24,42 @@ from .files import (
 
 # ----- CIFAR-10 and CIFAR-100: torchvision's python format ------------------------------------------
 
-class _CIFAR10Files(torchvision.datasets.CIFAR10):
-    """torchvision's CIFAR-10 reader, trusting files that exist.
+@functools.cache
+def _readers() -> dict[str, type]:
+    """torchvision's CIFAR readers, trusting files that exist (made on first use: importing torchvision costs
+    seconds, which a sweep on other data need not pay in every worker).
 
     torchvision checks every file's md5 against the official release, so a re-packed copy (or the small files
     the tests write) reads as "corrupted"; what was actually read is recorded by the data set's fingerprint.
     Only the files of the split asked for are checked, so an eval set can use a folder holding the test batch.
     """
+    import torchvision.datasets
 
-    @classmethod
-    def split_files(cls, root: str | Path, train: bool) -> list[Path]:
-        """The split's batch files, then the meta file."""
-        names = [f for f, _ in (cls.train_list if train else cls.test_list)] + [cls.meta["filename"]]
-        return [Path(root) / cls.base_folder / f for f in names]
+    class CIFAR10Files(torchvision.datasets.CIFAR10):
+        @classmethod
+        def split_files(cls, root: str | Path, train: bool) -> list[Path]:
+            """The split's batch files, then the meta file."""
+            names = [f for f, _ in (cls.train_list if train else cls.test_list)] + [cls.meta["filename"]]
+            return [Path(root) / cls.base_folder / f for f in names]
 
-    def _check_integrity(self) -> bool:
-        return all(path.is_file() for path in self.split_files(self.root, self.train))
+        def _check_integrity(self) -> bool:
+            return all(path.is_file() for path in self.split_files(self.root, self.train))
 
-    def _load_meta(self) -> None:
-        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-            meta = pickle.load(f, encoding="latin1")
-        self.classes = meta[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        def _load_meta(self) -> None:
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                meta = pickle.load(f, encoding="latin1")
+            self.classes = meta[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    class CIFAR100Files(CIFAR10Files, torchvision.datasets.CIFAR100):
+        pass
+
+    return {"cifar10": CIFAR10Files, "cifar100": CIFAR100Files}
 
 
-class _CIFAR100Files(_CIFAR10Files, torchvision.datasets.CIFAR100):
-    pass
-
-
-def _read_cifar(name: str, cls: type[_CIFAR10Files], root: str | None, train: bool, download: bool,
-                layout: str) -> _CIFAR10Files:
+def _read_cifar(name: str, kind: str, root: str | None, train: bool, download: bool, layout: str) -> Any:
+    """One split read by torchvision's reader of `kind` (cifar10 or cifar100)."""
+    cls = _readers()[kind]
     if root is None:
         raise ValueError(f"{name}: root is required (the folder holding {layout})")
     path = Path(root).expanduser()
@@ -71,14 +77,14 @@ CIFAR100_LAYOUT = "torchvision's CIFAR-100 python format under root: cifar-100-p
                    image_size=32)
 def cifar10(root: str | None = None, download: bool = False, **options: Any) -> DataSet:
     reject_options("cifar10", options)
-    train = _read_cifar("cifar10", _CIFAR10Files, root, True, download, CIFAR10_LAYOUT)
-    test = _read_cifar("cifar10", _CIFAR10Files, root, False, False, CIFAR10_LAYOUT)
+    train = _read_cifar("cifar10", "cifar10", root, True, download, CIFAR10_LAYOUT)
+    test = _read_cifar("cifar10", "cifar10", root, False, False, CIFAR10_LAYOUT)
     k = len(train.classes)
     return make_dataset("cifar10", nchw(train.data), label_tensor("cifar10", train.targets, k),
                         nchw(test.data), label_tensor("cifar10", test.targets, k), num_classes=k)
 
 
-def _coarse_labels(split: _CIFAR10Files) -> list[int]:
+def _coarse_labels(split: Any) -> list[int]:
     """torchvision reads only the fine labels; the coarse ones sit beside them in the same pickles."""
     labels: list[int] = []
     for path in split.split_files(split.root, split.train)[:-1]:  # the last is the meta file
@@ -92,8 +98,8 @@ def _coarse_labels(split: _CIFAR10Files) -> list[int]:
 def cifar100(root: str | None = None, download: bool = False, *, labels: str = "fine", **options: Any) -> DataSet:
     reject_options("cifar100", options, ("labels",))
     option_choice("cifar100", "labels", labels, ("fine", "coarse"))
-    train = _read_cifar("cifar100", _CIFAR100Files, root, True, download, CIFAR100_LAYOUT)
-    test = _read_cifar("cifar100", _CIFAR100Files, root, False, False, CIFAR100_LAYOUT)
+    train = _read_cifar("cifar100", "cifar100", root, True, download, CIFAR100_LAYOUT)
+    test = _read_cifar("cifar100", "cifar100", root, False, False, CIFAR100_LAYOUT)
     if labels == "fine":
         k, train_y, test_y = len(train.classes), train.targets, test.targets
     else:
@@ -132,7 +138,7 @@ def cifar10_test(data: DataSet, root: str | None = None, **options: Any) -> tupl
     """For models trained on another CIFAR-10-like set (CINIC-10): CIFAR-10's own test batch."""
     reject_options("cifar10_test", options)
     _check_cifar10_like("cifar10_test", data)
-    test = _read_cifar("cifar10_test", _CIFAR10Files, root, False, False, CIFAR10_LAYOUT)
+    test = _read_cifar("cifar10_test", "cifar10", root, False, False, CIFAR10_LAYOUT)
     return nchw(test.data), label_tensor("cifar10_test", test.targets, 10)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .core import DATASETS, DataSet, int_option, reject_options
 from .files import (
@@ -156,6 +155,8 @@ def imagefolder(root: str | None = None, download: bool = False, *, image_size: 
         only_train, only_test = sorted(set(classes) - set(test_classes)), sorted(set(test_classes) - set(classes))
         raise ValueError(f"imagefolder: {path / test_split} must hold the same class folders as {path / 'train'} "
                          f"(only in train: {only_train or 'none'}; only in {test_split}: {only_test or 'none'})")
+    from torchvision.datasets.folder import IMG_EXTENSIONS  # on first use: seconds to import
+
     extensions = tuple(IMG_EXTENSIONS)
     train, test = [], []
     for label, cls in enumerate(classes):
