@@ -114,39 +114,64 @@ def best_points(results: pd.DataFrame, trials: pd.DataFrame, *, objective: str =
                "pruned": int(((trials["study"] == study) & (trials["state"] == "pruned")).sum()),
                "best_trial": int(best["number"]), **{f"param_{k}": v for k, v in best["params"].items()},
                "accuracy": float(acc.mean()), "accuracy_ci_low": low, "accuracy_ci_high": high, "seeds": acc.size}
-        ref = _same_group(references, first, SEARCHED_FIELDS)
-        if "invariance" in ref.columns:
-            ref = ref[ref["invariance"].fillna("none").eq(first.get("invariance") or "none")]
-        row |= _exchange(ref, cells, x, level, n_bootstrap, seed)
-        row |= _grid_best(grid_rows, first, x, level)
+        row["ci_note"] = (f"t interval over this point's seeds; not adjusted for picking the best of {len(group)} "
+                          "trials (optimistic: train the point again with fresh seeds to measure it)")
+        searched = [f for f in SEARCHED_FIELDS if f in best["params"]]
+        # against the plain reference (as exchange_rates): the group's settings but the searched ones
+        ref, note = _one_reference(_same_group(references, first, searched), searched, set(rows["cell_key"]))
+        row |= _exchange(ref, cells, x, level, n_bootstrap, seed) if note is None else _no_v(note)
+        row |= _grid_best(grid_rows, first, x, level, searched)
         # cells trained: a trial that repeats an earlier point reuses its cells
         row["search_cells"] = len(set().union(*map(set, trials.loc[trials["study"] == study, "cell_keys"])))
         out.append(row)
     return pd.DataFrame(out)
 
 
+def _no_v(note: str) -> dict[str, Any]:
+    return {"v": np.nan, "v_ci_low": np.nan, "v_ci_high": np.nan, "ratio": np.nan, "v_note": note}
+
+
+def _one_reference(ref: pd.DataFrame, searched: Sequence[str], own: set[str]) -> tuple[pd.DataFrame, str | None]:
+    """The reference curve: one setting of the searched optimiser fields (this sweep's own where grids of other
+    sweeps add others); a note instead where it is ambiguous."""
+    fields = [f for f in searched if f in ref.columns and f != "strength"]
+    if not fields or ref.empty or len(ref[fields].drop_duplicates()) == 1:
+        return ref, None
+    mine = ref[ref["cell_key"].isin(own)]
+    if len(mine[fields].drop_duplicates()) == 1:
+        setting = mine[fields].iloc[0]
+        return ref[(ref[fields] == setting).all(axis=1)], None
+    return ref, f"ambiguous reference: several settings of {', '.join(fields)}"
+
+
 def _exchange(ref: pd.DataFrame, cells: pd.DataFrame, x: float, level: float, n_bootstrap: int,
               seed: int) -> dict[str, Any]:
-    """v at x of the point's mean accuracy against the reference curve, on the seeds both have."""
-    empty = {"v": np.nan, "v_ci_low": np.nan, "v_ci_high": np.nan, "ratio": np.nan, "v_note": "no reference curve"}
+    """v at x of the point's mean accuracy against the reference curve, resampling the seeds both have (for
+    independent subsets, the seeds of the reference's cells at x, where the point shares them)."""
+    empty = _no_v("no reference curve")
     common = sorted(set(ref["seed"]) & set(cells["seed"]))
     ref = ref[ref["seed"].isin(common)]
     if ref["data_size"].nunique() < 3 or len(common) < 2:
         return empty
-    point = cells[cells["seed"].isin(common)].set_index("seed")["accuracy"].groupby(level=0).mean()
+    points = ref.assign(_fit=0, _group=0).sort_values(["_fit", "data_size"], ignore_index=True)
+    replicates = seed_replicates(points, [0], n_bootstrap, seed)
+    draws = replicates.draws[0]
+    if None not in draws and x not in draws:  # independent subsets: the point shares no cell draw with the curve
+        return empty | {"v_note": f"independent subsets: the reference has no cells at {x:g} to pair with"}
+    seeds, counts = draws[None] if None in draws else draws[x]
+    common = [s for s in seeds if s in set(cells["seed"])]
+    if len(common) < len(seeds):  # a seed of the curve's draw the point lacks: nothing to pair it with
+        return empty | {"v_note": "the point lacks seeds of the reference's cells"}
+    point = cells.set_index("seed")["accuracy"].groupby(level=0).mean().reindex(seeds)
     fit = fit_power_law(ref["data_size"], 1.0 - ref["accuracy"])
     if not fit.ok:
         return empty | {"v_note": f"reference fit failed: {fit.reason}"}
     v = float(inverse_power_law(1.0 - point.mean(), fit.a, fit.b, fit.c)) - x
-    points = ref.assign(_fit=0, _group=0).sort_values(["_fit", "data_size"], ignore_index=True)
-    replicates = seed_replicates(points, [0], n_bootstrap, seed)
-    draws = replicates.draws[0]
-    seeds, counts = draws[None] if None in draws else draws.get(x, next(iter(draws.values())))
-    acc_b = counts @ point.reindex(seeds).to_numpy(float) / counts.sum(axis=1)
+    acc_b = counts @ point.to_numpy(float) / counts.sum(axis=1)
     a, b, c = replicates.params[0]
     v_b = inverse_power_law(1.0 - acc_b, a, b, c) - x
-    tail = expanded_tail(len(common), level)
-    low, high = (float(v[0]) for v in percentile_interval(v_b[:, None], tail))
+    tail = expanded_tail(len(seeds), level)
+    low, high = (float(end[0]) for end in percentile_interval(v_b[:, None], tail))
     b_low = float(percentile_interval(b[:, None], tail)[0][0])
     largest = float(ref["data_size"].max())
     if not np.isfinite(v):
@@ -161,13 +186,25 @@ def _exchange(ref: pd.DataFrame, cells: pd.DataFrame, x: float, level: float, n_
     return {"v": v, "v_ci_low": low, "v_ci_high": high, "ratio": (x + v) / x, "v_note": note}
 
 
-def _grid_best(grid: pd.DataFrame, like: pd.Series, x: float, level: float) -> dict[str, Any]:
-    """The best mean over seeds among the grid's points of the same policy, size and group."""
+def _grid_best(grid: pd.DataFrame, like: pd.Series, x: float, level: float, searched: Sequence[str]
+               ) -> dict[str, Any]:
+    """The best mean over seeds among the grid's points of the same treatment (its views and invariance), size
+    and group, the searched fields free."""
     rows = grid[(grid["augmentation"] == like["augmentation"]) & (grid["data_size"] == x)]
-    rows = _same_group(rows, like, SEARCHED_FIELDS)
+    for column, neutral in (("views", "random"), ("views_r", None), ("views_first_clean", False),
+                            ("invariance", "none")):
+        if column in rows.columns:
+            mine = like.get(column, neutral)
+            mine = neutral if pd.isna(mine) else mine  # missing (an older file's null, pandas' NA) is neutral
+            if mine is None:
+                rows = rows[rows[column].isna().to_numpy(bool)]
+            else:
+                values = rows[column].astype(object).where(rows[column].notna(), neutral)
+                rows = rows[values.eq(mine).fillna(False).to_numpy(bool)]
+    rows = _same_group(rows, like, searched)
     if rows.empty:
         return {"grid_points": 0}
-    keys = [c for c in SEARCHED_FIELDS if c in rows.columns]
+    keys = [c for c in dict.fromkeys(["strength", *searched]) if c in rows.columns]
     means = rows.groupby(keys, dropna=False)["accuracy"].agg(["mean", "size"])
     top = means["mean"].idxmax()
     top = top if isinstance(top, tuple) else (top,)

@@ -175,14 +175,17 @@ def redundant_treatments(cells: list[Cell]) -> list[str]:
 
 
 def check_search_extension(old: Spec, new: Spec, source: str) -> None:
-    """--extend keeps a search's studies what they were: the same block, with as many trials or more."""
-    before = old.search.grid_fields() if old.search is not None else None
-    after = new.search.grid_fields() if new.search is not None else None
-    if before is None:
+    """--extend on a sweep with a search may raise `search.trials` and nothing else: another axis would rename
+    or reshape its studies (their names and cells come from the grid's other axes and the seeds)."""
+    if old.search is None:
         return
-    if after is None or {k: v for k, v in before.items() if k != "trials"} != {
-            k: v for k, v in after.items() if k != "trials"} or after["trials"] < before["trials"]:
-        raise SpecError("--extend keeps the search block of the existing sweep (only trials may grow)", source=source)
+    before, after = old.grid_fields(), new.grid_fields()
+    rest = ({k: v for k, v in before.items() if k != "search"}, {k: v for k, v in after.items() if k != "search"})
+    if new.search is None or rest[0] != rest[1] or {k: v for k, v in before["search"].items() if k != "trials"} != {
+            k: v for k, v in after["search"].items() if k != "trials"} or after["search"]["trials"] < before[
+            "search"]["trials"]:
+        raise SpecError("--extend on a sweep with a search may only raise search.trials (only trials may grow)",
+                        source=source)
 
 
 def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: str, *, extend: bool) -> None:

@@ -246,7 +246,7 @@ def check_gpus(plan: Plan, address: str | None) -> None:
     else Tune waits for ever for a resource that never comes. Without an address the local Ray would get this
     machine's devices, so those are counted (before Ray prints anything); with one, the cluster's."""
     wanted = plan.spec.execution.gpus_per_cell
-    if wanted <= 0 or not plan.pending:
+    if wanted <= 0 or not (plan.pending or plan.studies):
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -293,7 +293,8 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     progress.done = 0
     if not plan.pending and (search is None or (search.wanted() is None and not search.rerun)):
         return RunSummary(sweep, len(plan.cells), skipped, 0, 0, len(store.failures(sweep)),
-                          search=search.settled if search is not None else None)
+                          search=search.settled if search is not None else None,
+                          search_open=search.open_studies() if search is not None else 0)
 
     connect(address)
     progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"

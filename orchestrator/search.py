@@ -144,6 +144,11 @@ class SearchRun:
     studies: dict[str, StudyState]
     rerun: list[dict[str, Any]] = field(default_factory=list)  # trial payloads of RUNNING trials to run again
     settled: dict[str, int] = field(default_factory=lambda: {"complete": 0, "pruned": 0, "failed": 0})
+    search_slots: int = 1  # search trials that run at once (each holds its seeds' resources)
+    # a point being trained, by its cells -> (study, trial) training it; trials that drew the same point meanwhile
+    # wait for that one (the same cells, trained once) and are settled with it from the store
+    owners: dict[frozenset[str], tuple[str, int]] = field(default_factory=dict)
+    waiting: dict[tuple[str, int], list[tuple[str, int, list[str]]]] = field(default_factory=dict)
 
     @property
     def trials(self) -> int:
@@ -166,13 +171,27 @@ class SearchRun:
                 "cells": [c.to_dict() for c in cells if c.cell_key not in stored],
                 "keys": [c.cell_key for c in cells]}
 
-    def ask(self, state: StudyState) -> dict[str, Any]:
+    def ask(self, state: StudyState) -> dict[str, Any] | None:
+        """A new trial's payload; None where its point is being trained by a trial in flight (it waits for it)."""
         trial = state.optuna_study.ask(state.distributions)
         cells = state.study.cells(trial.params)
         trial.set_user_attr("cell_keys", [c.cell_key for c in cells])
         trial.set_user_attr("seeds", state.study.seeds)
         state.in_flight += 1
-        return self.payload(state, trial.number, trial.params)
+        return self.claim(self.payload(state, trial.number, trial.params))
+
+    def claim(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """`payload` to run; or None, and it waits, where a trial in flight trains the same cells."""
+        keys = frozenset(payload["keys"])
+        owner = self.owners.get(keys)
+        if owner is not None:
+            self.waiting.setdefault(owner, []).append((payload["study"], payload["number"], payload["keys"]))
+            return None
+        self.owners[keys] = (payload["study"], payload["number"])
+        return payload
+
+    def in_flight(self) -> int:
+        return sum(s.in_flight for s in self.studies.values())
 
     def settle(self, name: str, number: int, keys: list[str], pruned_at: int | None) -> str:
         """Tell the study how trial `number` ended, from the store: complete when every cell is there, pruned
@@ -184,7 +203,7 @@ class SearchRun:
         assert self.spec.search is not None
         state = self.studies[name]
         stored = stored_accuracies(self.store, self.spec.name, keys, self.spec.search.objective.eval_set)
-        if len(stored) == len(keys):
+        if set(stored) == set(keys):
             finals = [acc[max(acc)] for acc in stored.values()]
             state.optuna_study.tell(number, sum(finals) / len(finals), skip_if_finished=True)
             outcome = "complete"
@@ -200,6 +219,10 @@ class SearchRun:
         else:
             state.finished += 1
         self.settled[outcome] += 1
+        if self.owners.get(frozenset(keys)) == (name, number):
+            del self.owners[frozenset(keys)]
+        for other, other_number, other_keys in self.waiting.pop((name, number), []):
+            self.settle(other, other_number, other_keys, pruned_at)  # the same cells: the same outcome
         return outcome
 
     def wanted(self) -> StudyState | None:
@@ -237,15 +260,35 @@ def start_search(spec: Spec, studies: list[Study], store: Store) -> SearchRun:
             elif trial.state == optuna.trial.TrialState.FAIL:
                 state.failed += 1
             elif trial.state == optuna.trial.TrialState.RUNNING:
-                payload = run.payload(state, trial.number, trial.params)
+                params = _complete_params(optuna_study, trial, state.distributions)
+                payload = run.payload(state, trial.number, params)
                 if "cell_keys" not in trial.user_attrs:  # killed between its ask and this record
                     storage.set_trial_user_attr(trial._trial_id, "cell_keys", payload["keys"])
                 state.in_flight += 1
-                if payload["cells"]:
-                    run.rerun.append(payload)
-                else:  # every cell is in the store: the last driver died between the writes and the tell
+                if "pruned_at" in trial.user_attrs:  # the pruner stopped it; the driver died before the tell
+                    run.settle(study.name, trial.number, payload["keys"], trial.user_attrs["pruned_at"])
+                elif not payload["cells"]:  # every cell is in the store: the driver died between writes and tell
                     run.settle(study.name, trial.number, payload["keys"], None)
+                elif run.claim(payload) is not None:
+                    run.rerun.append(payload)
     return run
+
+
+def _complete_params(study: Any, trial: Any, distributions: dict[str, Any]) -> dict[str, Any]:
+    """A RUNNING trial's parameters, drawing those a killed driver had not written yet (`ask` writes them one by
+    one): its cells must be the point the study records."""
+    import optuna
+
+    if set(trial.params) >= set(distributions):
+        return dict(trial.params)
+    live = optuna.trial.Trial(study, trial._trial_id)
+    for name, dist in distributions.items():
+        if name not in trial.params:
+            if isinstance(dist, optuna.distributions.IntDistribution):
+                live.suggest_int(name, dist.low, dist.high, log=dist.log)
+            else:
+                live.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return dict(live.params)
 
 
 def _existing_trials(storage: Any, name: str) -> list[Any]:
@@ -303,14 +346,15 @@ def study_searcher_class():
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
             if self.grid:
                 return {"chunk": self.grid.pop(0)}
+            payload = None
             if self.run.rerun:
                 payload = self.run.rerun.pop(0)
-            elif (state := self.run.wanted()) is not None:
-                payload = self.run.ask(state)
-            elif any(s.in_flight for s in self.run.studies.values()):
-                return None  # a running trial may fail and want a new one
-            else:
-                return Searcher.FINISHED
+            elif len(self.trials) < self.run.search_slots:
+                while payload is None and (state := self.run.wanted()) is not None:
+                    payload = self.run.ask(state)  # None: its point is in training; it waits for it
+            if payload is None:
+                # a running trial may fail and want a new one; trials that wait settle with the one they wait for
+                return None if self.run.in_flight() else Searcher.FINISHED
             self.trials[trial_id] = payload | {"pruned_at": None}
             self.progress.log(f"search {payload['study']} trial {payload['number']} started")
             return {"search": payload}
@@ -339,6 +383,17 @@ def study_searcher_class():
     return StudySearcher
 
 
+def trial_resources(ray: Any, cell: dict[str, float], seeds: int) -> dict[str, float]:
+    """A search trial trains its seeds side by side: each seed's cell's resources, capped at the largest node's
+    (a trial runs on one node; above that its seeds share them)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    out = {}
+    for name, per_cell in cell.items():
+        largest = max((n.get(name, 0.0) for n in nodes), default=0.0)
+        out[name] = min(per_cell * seeds, max(per_cell, largest)) if per_cell else 0.0
+    return out
+
+
 def slots(ray: Any, cpus_per_cell: float, max_concurrent: int | None) -> int:
     free = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_cell))
     return min(free, max_concurrent) if max_concurrent else free
@@ -350,6 +405,7 @@ def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks
     for a trial whenever a slot is free."""
     import ray
     from ray import tune
+    from ray.tune import PlacementGroupFactory
     from ray.tune.search import ConcurrencyLimiter
 
     from trainables.search_trial import run_trial
@@ -358,10 +414,15 @@ def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks
     assert spec.search is not None
     ex = spec.execution
     oracle = pruning_oracle(ray, run.url, spec.search.pruner) if spec.search.pruner != "none" else None
+    cell = {"CPU": ex.cpus_per_cell, "GPU": ex.gpus_per_cell}
+    trial = trial_resources(ray, cell, len(spec.seeds))
+    run.search_slots = max(1, int(ray.cluster_resources().get("CPU", 1) // trial["CPU"]))
+    if ex.max_concurrent:
+        run.search_slots = min(run.search_slots, ex.max_concurrent)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, chunks=chunks, context=context, finished=finished, oracle=oracle,
                              sweep=spec.name),
-        {"cpu": ex.cpus_per_cell, "gpu": ex.gpus_per_cell})
+        lambda config: PlacementGroupFactory([trial if "search" in config else cell]))
     searcher = ConcurrencyLimiter(study_searcher_class()(run, progress, len(chunks)),
                                   max_concurrent=slots(ray, ex.cpus_per_cell, ex.max_concurrent))
     tune.Tuner(

@@ -105,10 +105,23 @@ def check_search(spec: Spec) -> None:
             raise _LocatedError(f"duplicate policy {policy!r}", ("search", "policies", i))
     if not searched_policies(spec):
         raise _LocatedError("no policy to search: augmentations has only none", ("search",))
+    seen: dict[str, int] = {}
     for i, aug in enumerate(spec.augmentations):
-        if aug.policy in searched_policies(spec) and "strength" not in search.params and len(aug.strengths()) > 1:
+        if aug.policy not in searched_policies(spec):
+            continue
+        if aug.policy in seen:  # one study per grid point: two entries would pool two treatments in it
+            raise _LocatedError(f"{aug.policy!r} is searched and listed twice (also at index {seen[aug.policy]})",
+                                ("augmentations", i, "policy"))
+        seen[aug.policy] = i
+        if "strength" in search.params and aug.strength is not None:
+            raise _LocatedError("strength is searched (search.params.strength): leave it out here",
+                                ("augmentations", i, "strength"))
+        if len(aug.strengths()) > 1:
             raise _LocatedError("a searched policy takes one strength (or search it: params.strength)",
                                 ("augmentations", i, "strength"))
+    if search.storage is not None and "://" not in search.storage and not search.storage.startswith("/"):
+        raise _LocatedError("give an absolute path (or a database URL): status and best run from anywhere",
+                            ("search", "storage"))
     labels = [e["label"] for e in spec.eval_requests()]
     if search.objective.eval_set not in labels:
         raise _LocatedError(f"{search.objective.eval_set!r} is not an eval set of this spec (eval sets: "
@@ -136,7 +149,8 @@ class Study:
     def cells(self, params: Mapping[str, Any]) -> list[Cell]:
         """The trial's cells, one per seed, with the searched parameters in place of the spec's values."""
         changes = {SEARCHABLE[k]: float(v) for k, v in params.items()}
-        return [self.make_cell(dict(p) | changes) for p in self.points]
+        cells = [self.make_cell(dict(p) | changes) for p in self.points]
+        return list({c.cell_key: c for c in cells}.values())
 
 
 def study_name(sweep: str, point: Mapping[str, Any], varying: Iterable[str]) -> str:
@@ -146,7 +160,8 @@ def study_name(sweep: str, point: Mapping[str, Any], varying: Iterable[str]) -> 
     if "model" in varying:
         parts.append(f"{point['model']}-w{point['width']}")
     if "views" in varying:
-        parts.append(str(point["views"]) + (f"-{point['views_r']}" if point.get("views_r") else ""))
+        parts.append(str(point["views"]) + (f"-{point['views_r']}" if point.get("views_r") else "")
+                     + ("-clean" if point.get("views_first_clean") else ""))
     if "invariance" in varying:
         parts.append(f"inv-{point['invariance']}")
     return "/".join(parts)
@@ -157,7 +172,7 @@ def group_studies(spec: Spec, points: Iterable[Mapping[str, Any]],
     """The searched policies' grid points (one per seed) grouped into studies, in the grid's order."""
     points = list(points)
     models = {(p["model"], p["width"]) for p in points}
-    views = {(p["views"], p["views_r"]) for p in points}
+    views = {(p["views"], p["views_r"], p["views_first_clean"]) for p in points}
     counts = (("model", len(models)), ("views", len(views)), ("invariance", len({p["invariance"] for p in points})))
     varying = [name for name, n in counts if n > 1]
     by_name: dict[str, list[Mapping[str, Any]]] = {}

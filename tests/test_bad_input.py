@@ -84,7 +84,17 @@ SPECS = {  # name: (spec text, what the one line must name)
         GOOD.replace("{policy: crop, strength: [1]}", "{policy: flip}")
         + "search: {params: {strength: {low: 0.5, high: 3}}, trials: 2}\n", "search.params.strength.high"),
     "search: strength outside the policy's range": (
-        GOOD + "search: {params: {strength: {low: -1, high: 3}}, trials: 2}\n", "search.params.strength.low"),
+        GOOD.replace("{policy: crop, strength: [1]}", "{policy: crop}")
+        + "search: {params: {strength: {low: -1, high: 3}}, trials: 2}\n", "search.params.strength.low"),
+    "search: a searched strength also given": (
+        GOOD + "search: {params: {strength: {low: 1, high: 3}}, trials: 2}\n", "augmentations[1].strength"),
+    "search: a searched policy listed twice": (
+        GOOD.replace("  - {policy: crop, strength: [1]}",
+                     "  - {policy: crop, strength: 1}\n  - {policy: crop, strength: 2}")
+        + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2}\n", "augmentations[2].policy"),
+    "search: a relative storage path": (
+        GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, storage: studies.log}\n",
+        "search.storage"),
     "search: policy not in augmentations": (
         GOOD + "search: {policies: [flip], params: {lr: {low: 0.01, high: 0.1}}, trials: 2}\n",
         "search.policies[0]"),

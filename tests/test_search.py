@@ -54,22 +54,29 @@ def trials_of(store: Store, sweep: str):
 
 @pytest.fixture(scope="module")
 def searched(ray_local, tmp_path_factory):
-    """A grid with crop at its default strength (4 pixels of 16), and a search of crop's strength at one size."""
+    """A grid with crop at its default strength (4 pixels of 16) and lr 0.05, and a search of crop's strength and
+    the learning rate at one size, over a range wide enough (lr down to 1e-4) that the pruner stops some trials."""
     store = Store(tmp_path_factory.mktemp("search") / "store")
-    assert run(store, BASE.format(name="default", sizes="[50, 100, 200]", eval_every="")).exit_code == 0
-    summary = run(store, search_spec("find"))
+    assert run(store, BASE.format(name="default", sizes="[50, 100, 200]", eval_every=", eval_every: 10")
+               ).exit_code == 0
+    summary = run(store, search_spec("find", params=FIND_PARAMS, trials=6, pruner="successive_halving",
+                                     eval_every=", eval_every: 10"))
     return store, summary
+
+
+FIND_PARAMS = "{strength: {low: 0, high: 7}, lr: {low: 0.0001, high: 0.3, log: true}}"
 
 
 def test_a_small_search_finds_a_better_strength_than_the_default(searched):
     store, summary = searched
-    assert summary.exit_code == 0 and summary.search == {"complete": 6, "pruned": 0, "failed": 0}
+    assert summary.exit_code == 0 and summary.search["failed"] == 0
+    assert summary.search["complete"] + summary.search["pruned"] == 6
     from orchestrator.cli_search import best_frame
 
     best = best_frame(str(store.root), "find", grid=["default"], n_bootstrap=200).iloc[0]
-    assert best["study"] == "find/crop/n200" and best["complete"] == 6
+    assert best["study"] == "find/crop/n200" and best["complete"] == summary.search["complete"]
     assert best["grid_points"] == 1 and best["grid_strength"] == 4.0  # the default, side by side
-    assert best["param_strength"] != 4 and best["accuracy"] > best["grid_accuracy"]
+    assert best["grid_lr"] == 0.05 and best["accuracy"] > best["grid_accuracy"]
     assert best["seeds"] == 2 and best["accuracy_ci_low"] <= best["accuracy"] <= best["accuracy_ci_high"]
     # against the grid's reference curve (none at 50, 100, 200 from the other sweep)
     assert best["v_note"] != "no reference curve" and best["v_ci_low"] <= best["v_ci_high"]
@@ -84,13 +91,16 @@ def test_each_trial_is_one_cell_per_seed_with_its_provenance_and_none_stays_a_gr
     assert set(cells["search_study"]) == {"find/crop/n200"} and cells["cell_key"].is_unique
     trials = trials_of(store, "find")
     assert sorted(trials["number"]) == list(range(6))
-    for t in trials.itertuples():  # one stored cell per (trial, seed); the value told is their mean final accuracy
+    done = store.done_keys("find")
+    for t in trials.itertuples():
         mine = cells[cells["cell_key"].isin(t.cell_keys)]
-        assert t.state == "complete" and sorted(mine["seed"]) == [0, 1]
-        assert mine["accuracy"].mean() == pytest.approx(t.value)
-    # a trial that repeats an earlier point (strength is a whole number here) reuses its cells: trains nothing
-    first = {tuple(k): n for n, k in sorted(zip(trials["number"], trials["cell_keys"], strict=True), reverse=True)}
-    assert set(cells["search_trial"]) == set(first.values())
+        if t.state == "pruned":  # recorded in the study (its cells, the step), never in results/
+            assert t.pruned_at is not None and 10 <= t.pruned_at < 40
+            assert len(t.cell_keys) == 2 and not set(t.cell_keys) & done and mine.empty
+        else:  # one stored cell per (trial, seed); the value told is their mean final accuracy
+            assert t.state == "complete" and sorted(mine["seed"]) == [0, 1] and set(mine["search_trial"]) == {t.number}
+            assert mine["accuracy"].mean() == pytest.approx(t.value)
+    assert (trials["state"] == "pruned").any()
     # what analyze, report and the questions read: the grid without the search's points
     assert set(read_results(store, "find", grid_only=True)["augmentation"]) == {"none"}
 
@@ -100,8 +110,9 @@ def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(
     result = CliRunner().invoke(app, ["status", "find", "--store", str(store.root), "--json"])
     import json
 
-    assert json.loads(result.stdout)["search"] == [
-        {"study": "find/crop/n200", "complete": 6, "running": 0, "pruned": 0, "failed": 0}]
+    counts = json.loads(result.stdout)["search"]
+    assert [c["study"] for c in counts] == ["find/crop/n200"] and counts[0]["running"] == counts[0]["failed"] == 0
+    assert counts[0]["complete"] + counts[0]["pruned"] == 6 and counts[0]["pruned"] >= 1
     result = CliRunner().invoke(app, ["best", "default", "--store", str(store.root)])
     assert result.exit_code == 2 and "has no search block" in result.stderr
 
@@ -109,10 +120,11 @@ def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(
 def test_extend_may_raise_trials_and_nothing_else_of_the_search(searched, tmp_path):
     store, _ = searched
     more = tmp_path / "more.yaml"
-    more.write_text(search_spec("find", trials=8))
+    find = dict(params=FIND_PARAMS, pruner="successive_halving", eval_every=", eval_every: 10")
+    more.write_text(search_spec("find", trials=8, **find))
     result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.root), "--dry-run", "--extend"])
-    assert result.exit_code == 0 and "1 studies x 8 trials x 2 seeds" in result.stdout
-    more.write_text(search_spec("find", trials=8, sampler="random"))
+    assert result.exit_code == 0 and "1 studies x 8 trials x 2 seeds" in result.stdout, result.output
+    more.write_text(search_spec("find", trials=8, sampler="random", **find))
     result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.root), "--dry-run", "--extend"])
     assert result.exit_code == 2 and "only trials may grow" in result.stderr
 
@@ -124,9 +136,9 @@ def test_a_running_trial_whose_cells_are_stored_is_told_not_rerun(searched):
     store, _ = searched
     plan = plan_sweep(store.read_spec("find"), "spec.yaml", store)
     study = optuna.load_study(study_name="find/crop/n200", storage=open_storage(storage_url(plan.spec, store)))
-    done = study.trials[2]
+    done = next(t for t in study.trials if t.state.name == "COMPLETE")
     study.enqueue_trial(done.params)
-    again = study.ask(done.distributions)  # RUNNING, at trial 2's point: its cells are all in the store
+    again = study.ask(done.distributions)  # RUNNING, at a complete trial's point: its cells are all in the store
     run_ = start_search(plan.spec, plan.studies, store)
     assert run_.rerun == [] and run_.settled["complete"] == 1
     told = optuna.load_study(study_name="find/crop/n200", storage=open_storage(storage_url(plan.spec, store)))
@@ -144,27 +156,6 @@ def test_a_restarted_sampler_draws_new_points():
 
     assert first_points(sampler_seed(0, "x/crop/n200", 0)) == first_points(sampler_seed(0, "x/crop/n200", 0))
     assert first_points(sampler_seed(0, "x/crop/n200", 0)) != first_points(sampler_seed(0, "x/crop/n200", 3))
-
-
-def test_pruned_trials_cells_are_recorded_as_pruned_never_as_results(ray_local, tmp_path):
-    """Sequential random trials over a wide learning-rate range: the pruner stops the hopeless ones."""
-    store = Store(tmp_path / "store")
-    text = search_spec("prune", params="{lr: {low: 0.0001, high: 0.3, log: true}}", trials=8, sampler="random",
-                       pruner="successive_halving", concurrent=1, sizes="[100]", eval_every=", eval_every: 10")
-    summary = run(store, text)
-    assert summary.exit_code == 0
-    assert summary.search["pruned"] >= 1 and summary.search["complete"] + summary.search["pruned"] == 8
-    trials = trials_of(store, "prune")
-    done = store.done_keys("prune")
-    for t in trials.itertuples():
-        if t.state == "pruned":
-            assert t.pruned_at is not None and 10 <= t.pruned_at < 40
-            assert len(t.cell_keys) == 2 and not set(t.cell_keys) & done  # recorded in the study, not in results/
-        else:
-            assert t.state == "complete" and set(t.cell_keys) <= done
-    rows = read_results(store, "prune")
-    assert set(rows.loc[rows["search_study"].notna(), "search_trial"]) == set(
-        trials.loc[trials["state"] == "complete", "number"])
 
 
 def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
@@ -198,3 +189,4 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     for t in trials.itertuples():
         assert set(t.cell_keys) == set(cells.loc[(cells["search_study"] == t.study)
                                                  & (cells["search_trial"] == t.number), "cell_key"])
+

@@ -1,9 +1,10 @@
-"""The Tune trainable of a search trial: one parameter point trained at every seed, its cells in lockstep.
+"""The Tune trainable of a search trial: one parameter point trained at every seed, its cells side by side.
 
-The seeds' cells train in threads of one trial (torch releases the GIL in its kernels) and wait for one another
-at each evaluation step, so the trial can tell the study its objective there (the mean over its seeds, as the
-pruner needs) and stop every seed at once when the pruner says so. A seed whose cell is already in the store
-(a trial re-run after a crash) does not train again: its stored accuracies (`known`) enter the means.
+The seeds' cells train in threads of one trial (torch releases the GIL in its kernels). With a pruner they
+wait for one another at each evaluation step (a cell resumed from a checkpoint tells its stored evaluations
+again first), so the trial can tell the study its objective there (the mean over its seeds, as the pruner
+needs) and stop every seed at once when the pruner says so. A seed whose cell is already in the store (a
+trial re-run after a crash) does not train again: its stored accuracies (`known`) enter the means.
 
 Rows reach the driver as in a grid trial (`run_chunk`), with the study and trial number as provenance columns.
 Pruned cells are reported as pruned and never as rows: the study records them.
@@ -70,6 +71,8 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
     trial = config["search"]
     for module in context.plugins:
         importlib.import_module(module)
+    if context.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
     threads = max(1, int(context.cpus_per_cell))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -100,7 +103,7 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
                 return
             reports.put({"cell_key": cell.cell_key, "cell_started": True, "alongside": True})
             try:
-                report = run_cell(cell, context, reports.put, on_eval=on_eval)
+                report = run_cell(cell, context, reports.put, on_eval=on_eval if trial["prune"] else None)
             except Pruned:
                 reports.put({"cell_key": cell.cell_key, "cell_pruned": min(pruned_at)})
                 return

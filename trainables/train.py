@@ -325,6 +325,9 @@ def train_cell(
         start_step, seconds_before = int(saved["step"]), float(saved["train_seconds"])
         for _ in range(start_step):  # the data order is replayed from the seed, not stored
             next(order)
+        if on_eval is not None:  # told again: a search trial's seeds meet at every evaluation step
+            for done in sorted({e.step for e in evaluations}):
+                on_eval(done, [e for e in evaluations if e.step == done])
     per_call = steps_per_augment_call(cell.batch_size, pool_x[0].nbytes, device)
     batches = augmented_batches(pool_x, pool_y, order, augment, aug_gen, steps=cell.steps - start_step,
                                 batch_size=cell.batch_size, memory_format=settings.memory_format)
