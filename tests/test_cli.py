@@ -108,6 +108,32 @@ def test_query_runs_sql_over_the_results_view_without_ray_or_torch(tmp_path):
     assert "HEAVY []" in result.stdout
 
 
+def test_dry_run_and_status_never_import_ray(tmp_path):
+    """Neither starts Ray, nor even imports it: a dry run plans and estimates in this process; status reads files."""
+    (tmp_path / "spec.yaml").write_text(tiny_spec("dry"))
+    store = Store(tmp_path / "store")
+    cells = [make_cell(seed=seed) for seed in range(2)]
+    store.write_grid("seen", [{"cell_key": c.cell_key} | c.to_dict() for c in cells])
+    store.write_spec("seen", tiny_spec("seen"))
+    store.write_cell("seen", cells[0].cell_key, rows_for(cells[0]))
+    code = (
+        "import sys\n"
+        "from orchestrator.cli import app\n"
+        "for args in (['run', 'spec.yaml', '--dry-run'], ['status', 'seen', '--json']):\n"
+        "    try:\n"
+        "        app([*args, '--store', 'store'])\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, (args, e.code)\n"
+        "print('RAY', sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "12 cells, 0 done" in result.stdout and '"done": 1' in result.stdout
+    assert "RAY []" in result.stdout
+    assert not (tmp_path / "store" / "dry").exists()  # the dry run wrote nothing
+
+
 def test_query_errors_are_one_line_exit_2(tmp_path):
     Store(tmp_path / "store").write_spec("q", "name: q\n")
     bad_sql = augworth("query", "q", "SELECT nope FROM results", "--store", "store", cwd=tmp_path)
