@@ -8,10 +8,11 @@ Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells, 1 a bug o
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
@@ -36,14 +37,33 @@ from .cli_common import (
 )
 from .cli_results import analyze_sweep
 
+if TYPE_CHECKING:
+    from .plan import Plan
+
 # ----- run ------------------------------------------------------------------------------------------
 
 def _run(text: str, source: str, store_root: str, *, address: str | None, dry_run: bool, extend: bool,
          retry_failed: bool, progress: bool) -> int:
+    from search_spaces import parse_spec
+
     from .plan import plan_sweep
 
     store = open_store(store_root)
-    plan = plan_sweep(text, source, store, extend=extend, retry_failed=retry_failed)
+
+    def make_plan() -> Plan:
+        planned = plan_sweep(text, source, store, extend=extend, retry_failed=retry_failed)
+        if not dry_run and not (address or os.environ.get("RAY_ADDRESS")):
+            from .runner import check_gpus
+
+            check_gpus(planned, None)  # this machine's devices: refused before any cell is scheduled
+        return planned
+
+    if dry_run:
+        plan = make_plan()
+    else:
+        from .startup import plan_while_ray_starts
+
+        plan = plan_while_ray_starts(make_plan, sweep=parse_spec(text, source).name, store=store, address=address)
     sweep = plan.spec.name
     for note in plan.notes:
         err.print(f"warning: {note}", highlight=False, soft_wrap=True)
@@ -214,7 +234,21 @@ def main() -> None:
     # A skipped store file is worth one line on stderr, not Python's warning format.
     warnings.showwarning = lambda message, *args, **kwargs: err.print(
         f"[yellow]augworth: warning:[/] {message}", highlight=False, soft_wrap=True)
-    app()
+    from . import startup
+
+    startup.OVERLAP = True
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    from .startup import fast_exit
+
+    if code is not None and not isinstance(code, int):  # sys.exit("message"): Python prints it, exit 1
+        print(code, file=sys.stderr)
+        code = 1
+    fast_exit(code or 0)
 
 
 if __name__ == "__main__":

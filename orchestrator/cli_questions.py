@@ -8,14 +8,14 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.markup import escape
 
-from results import read_results
-
 from .cli_common import BadInput, open_sweep, out, show
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 QUESTIONS = ("ood", "invariance", "stochasticity")
 
@@ -54,6 +54,7 @@ def answer(store_root: str, sweep: str, question: str, *, reference: str, n_boot
     """The question's frames, by name (one for ood and invariance, three for stochasticity)."""
     from analysis.questions import QuestionError, invariance, ood
     from analysis.stochasticity import stochasticity
+    from results import read_results
     from search_spaces import parse_spec
 
     store = open_sweep(store_root, sweep)
@@ -81,6 +82,8 @@ def question_sweep(sweep: str, store_root: str, question: str, *, reference: str
         raise BadInput(f"--question {question!r}: give one of {', '.join(QUESTIONS)}")
     if n_bootstrap < 1:
         raise BadInput(f"--bootstrap {n_bootstrap}: --question needs resamples for its intervals (try 1000)")
+    import pandas as pd
+
     frames = answer(store_root, sweep, question, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
     if all(f.empty for f in frames.values()):
         raise BadInput(f"--question {question}: sweep {sweep!r} has no treatments this question compares")

@@ -11,10 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
-
-from results import GROUP_COLUMNS, read_results
 
 from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, app, open_sweep, out, user_errors
 from .cli_questions import QUESTIONS, answer, draw
@@ -42,6 +39,7 @@ def report(
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
     from analysis.comparisons import treatment_labels
     from analysis.report import Section, rate_tables, render
+    from results import GROUP_COLUMNS, read_results
 
     from .status import sweep_status
 
@@ -88,6 +86,8 @@ def report(
                                     tables=[(name, f) for name, f in frames.items() if not f.empty]))
             commands.append(f"augworth analyze {common} --question {question} --csv {question}.csv")
         if status.get("search"):
+            import pandas as pd
+
             from .cli_search import best_frame
 
             frame = best_frame(store, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)

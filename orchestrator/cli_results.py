@@ -13,11 +13,6 @@ from typing import Annotated
 
 import typer
 
-from results import compact as compact_sweep
-from results import connect, read_results
-from results import quarantine as quarantine_files
-from results import verify as verify_sweep
-
 from .cli_common import (
     DEFAULT_STORE,
     BadInput,
@@ -47,6 +42,8 @@ def query(
     """Run SQL (DuckDB) over a sweep's results, exposed as the view `results`."""
     import duckdb
 
+    from results import connect
+
     con = connect(open_sweep(store, sweep), sweep)
     try:
         df = con.execute(sql).df()
@@ -65,6 +62,7 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
                   pair: tuple[str, str] | None = None, weights: str = "equal") -> None:
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
     from analysis.tables import probe_table, summary_table
+    from results import connect, read_results
 
     store = open_sweep(store_root, sweep)
     # fits and pictures use the last evaluation only, and the grid only (a search's points are no grid)
@@ -199,6 +197,9 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
+    from results import quarantine as quarantine_files
+    from results import verify as verify_sweep
+
     from .lock import SweepLock
 
     opened = open_sweep(store, sweep)
@@ -233,6 +234,8 @@ def compact(
     Atomic: readers through augworth see every cell once throughout, and an interrupted compaction is
     finished by the next one. Plain readers of the folder see the same rows as before, in fewer files.
     """
+    from results import compact as compact_sweep
+
     from .lock import SweepLock
 
     opened = open_sweep(store, sweep)

@@ -9,8 +9,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from results import read_results
-
 from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, SweepArg, app, open_sweep, out, show, user_errors
 
 GridOpt = Annotated[list[str] | None, typer.Option(
@@ -24,6 +22,7 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     import pandas as pd
 
     from analysis.search import best_points, read_trials
+    from results import read_results
     from search_spaces import parse_spec
 
     from .search import storage_url

@@ -85,6 +85,16 @@ def test_a_missing_spec_file_exits_2_naming_it(tmp_path):
     assert result.returncode == 2 and "nope.yaml: file not found" in result.stderr
 
 
+def test_a_bad_name_found_while_ray_starts_is_one_line_exit_2(tmp_path):
+    # the command line plans a new sweep while its local Ray starts (orchestrator/startup.py): the planner's
+    # error stops that Ray again and is still the only line, and nothing is written
+    spec = write_bad(tmp_path, BAD_SPECS["unknown policy"][0])
+    result = augworth("run", str(spec), "--store", "store", cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "augmentations[1].policy" in lines[0], result.stderr
+    assert not (tmp_path / "store").exists()
+
+
 def test_query_runs_sql_over_the_results_view_without_ray_or_torch(tmp_path):
     store = Store(tmp_path / "store")
     for seed in range(3):
