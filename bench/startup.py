@@ -63,7 +63,7 @@ def phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
     """When the augworth run said what: its first line (planning and Ray up), the cell started and done."""
     at = {}
     for seconds, line in lines:
-        for name, pattern in (("ray_up", r"cells to run"), ("cell_started", r"cell \w+ started$"),
+        for name, pattern in (("ray_up", r"cells to run"), ("cell_started", r"cell \w+ started( on node \w+)?$"),
                               ("cell_done", r"cell \w+ done$")):
             if name not in at and re.search(pattern, line):
                 at[name] = seconds

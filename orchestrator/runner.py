@@ -189,9 +189,10 @@ def _store_writer_class():
                 if not result.get("alongside"):  # a chunk trains its cells one by one, a search trial all at once
                     self._cell_done(trial)
                 self.trial_cells.setdefault(trial.trial_id, set()).add(key)
-                self.running[key] = {"host": result.get("hostname"), "since": time.time()}
+                node = result.get("node")
+                self.running[key] = {"host": result.get("hostname"), "node": node, "since": time.time()}
                 self.store.write_running(self.sweep, self.running)
-                self.progress.log(f"cell {key} started")
+                self.progress.log(f"cell {key} started" + (f" on node {node[:8]}" if node else ""))
             elif "cell_rows" in result:
                 self.store.write_cell(self.sweep, key, result["cell_rows"])
                 self.store.clear_failure(self.sweep, key)

@@ -101,7 +101,8 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
             if finished is not None and ray.get(finished.has.remote(sweep, cell.cell_key)):
                 reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
                 return
-            reports.put({"cell_key": cell.cell_key, "cell_started": True, "alongside": True})
+            reports.put({"cell_key": cell.cell_key, "cell_started": True, "alongside": True,
+                         "node": ray.get_runtime_context().get_node_id()})
             try:
                 report = run_cell(cell, context, reports.put, on_eval=on_eval if trial["prune"] else None)
             except Pruned:

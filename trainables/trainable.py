@@ -175,6 +175,7 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
         importlib.import_module(module)  # registers the spec's own data sets, augmentations or models
     if context.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
+    node = ray.get_runtime_context().get_node_id()  # where the cells train (status, logs)
     threads = max(1, int(context.cpus_per_cell))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -188,7 +189,7 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
                     # this trial was restarted (a worker or node died) after the cell was written
                     reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
                     continue
-                reports.put({"cell_key": cell.cell_key, "cell_started": True})  # for `augworth status`
+                reports.put({"cell_key": cell.cell_key, "cell_started": True, "node": node})  # for `augworth status`
                 reports.put(run_cell(cell, context, reports.put))
         except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
             reports.put(exc)
