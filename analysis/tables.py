@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
-from .probes import probe_summary
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHORT_TEXT = 64  # a query's text column whose values are all this short is taken whole, longer text folds
 
@@ -61,6 +61,8 @@ def label(fields: Mapping[str, Any], varying_columns: list[str]) -> str:
 
 def probe_table(probed: pd.DataFrame) -> Table:
     """Probes per treatment, size and step: mean ± sd over seeds."""
+    from .probes import probe_summary  # pandas loads with the tables that need it, not for `status`
+
     summary = probe_summary(probed)
     probes = [c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")]
     labelled = varying(summary)
@@ -189,4 +191,4 @@ def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
 
 
 def _missing(v: Any) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+    return v is None or type(v).__name__ == "NAType" or (isinstance(v, float) and math.isnan(v))  # pd.NA

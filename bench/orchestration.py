@@ -105,15 +105,51 @@ def calibrate(target_seconds: float, smoke: bool) -> tuple[int, float]:
     return steps, t
 
 
-def run_augworth(n: int, steps: int, workdir: Path) -> float:
+CPU_KINDS = (("driver", "orchestrator.cli"), ("raylet", "raylet/raylet"), ("gcs", "gcs_server"),
+             ("dashboard", "dashboard/dashboard.py"), ("dashboard agent", "DashboardAgent"),
+             ("runtime env agent", "RuntimeEnvAgent"), ("log monitor", "log_monitor.py"),
+             ("autoscaler monitor", "monitor.py"), ("trial workers", "ray::ImplicitFunc"), ("other workers", "ray::"))
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Every process's kind (by its command line) and CPU seconds so far, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seen = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next((k for k, marker in CPU_KINDS if marker in cmd), None)
+        if kind is not None:
+            seen[int(entry)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return seen
+
+
+def run_augworth(n: int, steps: int, workdir: Path, cpu: dict[str, float] | None = None) -> float:
+    """`cpu`: filled with CPU seconds per kind of process (the driver, Ray's own, the workers), sampled."""
     sizes, seeds = grid(n)
     spec = workdir / "spec.yaml"
     spec.write_text(SPEC.format(sizes=sizes, seeds=seeds, steps=steps))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    before = set(cpu_seconds()) if cpu is not None else set()
+    last: dict[int, tuple[str, float]] = {}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--store",
-                          str(workdir / "store"), "--no-progress"], env=env, capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--store",
+                             str(workdir / "store"), "--no-progress"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while cpu is not None and proc.poll() is None:  # a sample a second: what a process used until it went
+        last |= {pid: v for pid, v in cpu_seconds().items() if pid not in before}
+        time.sleep(1)
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    if cpu is not None:
+        for kind, seconds in last.values():
+            cpu[kind] = cpu.get(kind, 0.0) + seconds
     if out.returncode != 0:
         raise SystemExit(f"augworth run failed:\n{out.stderr[-3000:]}")
     done = len(list((workdir / "store" / "bench-p1" / "results").glob("*.parquet")))
@@ -179,7 +215,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", choices=["bare", "augworth", "tuned", "defaults"], action="append")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--cpu-breakdown", action="store_true",
+                        help="augworth's run: CPU seconds per process kind (driver, raylet, GCS, agents, workers)")
     args = parser.parse_args(argv)
+    cpu: dict[str, float] | None = {} if args.cpu_breakdown else None
     if args.smoke:  # the test suite's check that it runs: the bare baseline and augworth (plain Tune: full runs)
         args.cells, args.defaults_cells = 8, 4
     every = ["bare", "augworth"] + ([] if args.smoke else ["tuned", "defaults"])
@@ -191,7 +230,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench-p1-") as tmp:
         for name, n, run in (
             ("bare processes, no Ray", args.cells, lambda n, d: run_bare(n, steps, args.cores)),
-            ("augworth run", args.cells, lambda n, d: run_augworth(n, steps, d)),
+            ("augworth run", args.cells, lambda n, d: run_augworth(n, steps, d, cpu)),
             ("plain Tune, tuned", args.cells, lambda n, d: run_plain(n, steps, d, "tuned")),
             ("plain Tune, defaults", args.defaults_cells, lambda n, d: run_plain(n, steps, d, "defaults")),
         ):
@@ -209,6 +248,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "overhead_per_cell_s": (wall - ideal) * args.cores / n})
             print(f"{name:22s} N={n:5d}  wall {wall:8.1f} s  ideal {ideal:8.1f} s  "
                   f"ratio {wall / ideal:5.3f}  overhead/cell {rows[-1]['overhead_per_cell_s']:+.3f} s", flush=True)
+    if cpu:
+        total = sum(cpu.values())
+        print("CPU seconds of augworth's run by process (sampled each second from /proc):")
+        for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+            print(f"  {kind:20s} {seconds:8.1f} s  {seconds / total:6.1%}")
+        rows.append({"cpu_seconds": cpu})
     return rows
 
 

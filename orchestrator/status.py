@@ -5,6 +5,8 @@ Works while a sweep runs and after its driver died; needs neither Ray nor torch.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +35,7 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
     grid = store.read_grid(sweep)
     if grid is None:
         raise StoreError(f"sweep {sweep!r} has no grid.parquet: it was never started by `augworth run`")
-    frame = grid.to_pandas()
+    frame = grid.to_pylist()  # plain rows: `status` loads no pandas (the command answers in well under 1 s)
     done = store.done_keys(sweep)
     failures = store.failures(sweep)
     holder = SweepLock(store, sweep).holder()
@@ -48,27 +50,30 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
             return "running"
         return "failed" if key in failures else "missing"
 
-    frame["state"] = frame["cell_key"].map(state)
-    totals = {s: int((frame["state"] == s).sum()) for s in STATES} | {"cells": len(frame)}
+    for row in frame:
+        row["state"] = state(row["cell_key"])
+    totals = {s: sum(r["state"] == s for r in frame) for s in STATES} | {"cells": len(frame)}
 
     def table(by: list[str]) -> list[dict[str, Any]]:
-        counts = frame.groupby(by, dropna=False)["state"].value_counts().unstack(fill_value=0)
-        counts = counts.reindex(columns=list(STATES), fill_value=0).reset_index()
-        return [{k: (None if v != v else v) for k, v in row.items()} for row in counts.to_dict("records")]
+        counts: dict[tuple, Counter] = {}
+        for r in frame:
+            counts.setdefault(tuple(_value(r.get(c)) for c in by), Counter())[r["state"]] += 1
+        return [dict(zip(by, key, strict=True)) | {s: counts[key][s] for s in STATES}
+                for key in sorted(counts, key=lambda k: [(v is None, v if v is not None else 0) for v in k])]
 
     failed = [
         {"cell_key": r["cell_key"], "augmentation": r["augmentation"], "strength": r["strength"],
          "data_size": r["data_size"], "seed": r["seed"],
          "reason": str(failures[r["cell_key"]].get("reason", "")).splitlines()[0] if failures[r["cell_key"]].get(
              "reason") else ""}
-        for r in frame[frame["state"] == "failed"].to_dict("records")
+        for r in frame if r["state"] == "failed"
     ]
     notes = []
     if holder is not None and not live:
         notes.append(f"a driver (pid {holder.get('pid')} on {holder.get('host')}) died without finishing: "
                      "run it again to go on")
     treatment = ["augmentation", "strength"] + [
-        c for c in LABEL_COLUMNS if c in frame and frame[c].astype(str).nunique() > 1]
+        c for c in LABEL_COLUMNS if len({str(r.get(c)) for r in frame}) > 1]
     search = search_counts(store, sweep)
     if search and holder is not None and not live and any(s["running"] for s in search):
         notes.append("search trials marked running belong to the dead driver: `augworth resume` settles them "
@@ -77,13 +82,20 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
                        holder if live else None, notes, treatment, search)
 
 
+def _value(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
     """Trials per study of the sweep's search (none without a search block, or before its first trial). The
     frozen spec is only read for its search block: status works on whatever the store holds."""
     from search_spaces.yaml_strict import YamlError, load_yaml
 
+    text = store.read_spec(sweep)
+    if "search" not in text:  # parsing a large spec costs more than the rest of `status`
+        return []
     try:
-        spec = load_yaml(store.read_spec(sweep))
+        spec = load_yaml(text)
     except YamlError:
         return []
     search = spec.get("search") if isinstance(spec, dict) else None
