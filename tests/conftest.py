@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -32,6 +33,13 @@ execution: {{retries: {retries}, cells_per_trial: 3}}
 def tiny_spec(name: str = "tiny", *, lr: float = 0.05, retries: int = 1) -> str:
     """12 cells of 12 steps each: a sweep that runs in seconds."""
     return TINY_SPEC.format(name=name, lr=lr, retries=retries)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a Ray head the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 PLUGINS = ROOT / "tests" / "plugins"  # a user's plugin module (execution.plugins), importable by every worker

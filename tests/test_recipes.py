@@ -19,14 +19,13 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, tiny_spec
+from conftest import ROOT, free_port, tiny_spec
 
 RECIPES = ROOT / "docs" / "recipes"
 BIN = Path(sys.executable).parent
@@ -42,12 +41,6 @@ FAKE_SCONTROL = """#!/bin/bash
 # `scontrol show hostnames LIST`: one name per node
 [[ $1 == show && $2 == hostnames ]] && tr ',' '\\n' <<< "$3"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
