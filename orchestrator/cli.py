@@ -243,12 +243,10 @@ def main() -> None:
         code = exc.code
     else:
         code = 0
-    from .startup import fast_exit
-
     if code is not None and not isinstance(code, int):  # sys.exit("message"): Python prints it, exit 1
         print(code, file=sys.stderr)
         code = 1
-    fast_exit(code or 0)
+    startup.fast_exit(code or 0)
 
 
 if __name__ == "__main__":
