@@ -23,6 +23,7 @@ from results import Store
 from .lock import SweepLock
 from .plan import Plan
 from .progress import SweepProgress
+from .resources import cell_bundle, concurrent_cells
 
 # Tune's per-trial loggers (JSON, CSV, TensorBoard) cost tens of ms per trial; the store is our record.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -102,18 +103,6 @@ def warn_if_unshared(path: str, nodes: int, what: str = "checkpoint storage",
 
 
 MAX_CELLS_PER_TRIAL = 64
-
-
-def cell_resources(execution: Any) -> dict[str, float]:
-    """What a trial holds while it trains (one cell at a time): Tune's request, a placement group bundle of
-    {CPU, GPU}. A fraction of a GPU packs cells: gpus_per_cell 0.25 places four on each GPU."""
-    return {"cpu": execution.cpus_per_cell, "gpu": execution.gpus_per_cell}
-
-
-def concurrent_cells(cluster: dict[str, float], execution: Any) -> int:
-    """How many cells the cluster's resources train at once: the scarcest resource decides."""
-    fits = [cluster.get(name.upper(), 0.0) // need for name, need in cell_resources(execution).items() if need]
-    return max(1, int(min(fits)))
 
 
 def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> list[list[Any]]:
@@ -283,6 +272,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                 log_cells: bool) -> RunSummary:
     import ray
     from ray import tune
+    from ray.tune import PlacementGroupFactory
 
     from trainables.trainable import CellContext, run_chunk
 
@@ -313,7 +303,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"
                  + (f"; {len(plan.studies)} studies to search" if search is not None else ""))
     ex = spec.execution
-    slots = concurrent_cells(ray.cluster_resources(), ex)
+    slots = concurrent_cells(ray.cluster_resources(), cell_bundle(ex))
     chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
     nodes = sum(n["Alive"] for n in ray.nodes())
     if ex.checkpoint_every:
@@ -338,7 +328,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                 trainable = tune.with_resources(
                     tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished,
                                          sweep=sweep),
-                    cell_resources(ex),
+                    PlacementGroupFactory([cell_bundle(ex)]),  # a trial trains one cell at a time
                 )
                 tune.Tuner(
                     trainable,

@@ -33,6 +33,7 @@ from results import Store, StoreError
 from search_spaces import Spec, Study
 
 from .progress import SweepProgress
+from .resources import cell_bundle, concurrent_cells
 
 STORAGE_NAME = "optuna.log"
 log = logging.getLogger("augworth")
@@ -394,11 +395,6 @@ def trial_resources(ray: Any, cell: dict[str, float], seeds: int) -> dict[str, f
     return out
 
 
-def slots(ray: Any, cpus_per_cell: float, max_concurrent: int | None) -> int:
-    free = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_cell))
-    return min(free, max_concurrent) if max_concurrent else free
-
-
 def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks: list[list[dict[str, Any]]],
                 writer: Any, finished: Any, tune_dir: str) -> None:
     """One Tuner.fit over every study, after the grid's `chunks` (its last round): Tune asks `StudySearcher`
@@ -414,17 +410,15 @@ def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks
     assert spec.search is not None
     ex = spec.execution
     oracle = pruning_oracle(ray, run.url, spec.search.pruner) if spec.search.pruner != "none" else None
-    cell = {"CPU": ex.cpus_per_cell, "GPU": ex.gpus_per_cell}
+    cell = cell_bundle(ex)
     trial = trial_resources(ray, cell, len(spec.seeds))
-    run.search_slots = max(1, int(ray.cluster_resources().get("CPU", 1) // trial["CPU"]))
-    if ex.max_concurrent:
-        run.search_slots = min(run.search_slots, ex.max_concurrent)
+    run.search_slots = concurrent_cells(ray.cluster_resources(), trial, ex.max_concurrent)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, chunks=chunks, context=context, finished=finished, oracle=oracle,
                              sweep=spec.name),
         lambda config: PlacementGroupFactory([trial if "search" in config else cell]))
     searcher = ConcurrencyLimiter(study_searcher_class()(run, progress, len(chunks)),
-                                  max_concurrent=slots(ray, ex.cpus_per_cell, ex.max_concurrent))
+                                  max_concurrent=concurrent_cells(ray.cluster_resources(), cell, ex.max_concurrent))
     tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),

@@ -87,16 +87,16 @@ PACKING = """\
 import json, sys
 import ray
 from ray.util.placement_group import placement_group, placement_group_table
-from orchestrator.runner import cell_resources, concurrent_cells
+from orchestrator.resources import cell_bundle, concurrent_cells
 from search_spaces import parse_spec
 
 spec = parse_spec(open(sys.argv[2]).read())
 ray.init(address=sys.argv[1], log_to_driver=False)
-bundle = {name.upper(): amount for name, amount in cell_resources(spec.execution).items() if amount}
+bundle = {name: amount for name, amount in cell_bundle(spec.execution).items() if amount}
 groups = [placement_group([bundle]) for _ in range(8)]  # Tune places each trial as one such group
 ray.get([g.ready() for g in groups], timeout=120)
 print(json.dumps({"nodes": [n["NodeID"] for n in ray.nodes() if n["Alive"]], "total": ray.cluster_resources(),
-                  "concurrent": concurrent_cells(ray.cluster_resources(), spec.execution), "bundle": bundle,
+                  "concurrent": concurrent_cells(ray.cluster_resources(), bundle), "bundle": bundle,
                   "placed_on": [placement_group_table(g)["bundles_to_node_id"][0] for g in groups],
                   "gpu_left": ray.available_resources().get("GPU", 0)}))
 """
@@ -125,7 +125,7 @@ def test_the_rayjob_manifest_runs_a_valid_spec_on_pods_that_fit_its_cells():
 
     from orchestrator.cli import app
     from orchestrator.plan import check_names
-    from orchestrator.runner import cell_resources
+    from orchestrator.resources import cell_bundle
     from search_spaces import parse_spec
 
     docs = list(yaml.safe_load_all((RECIPES / "rayjob.yaml").read_text()))
@@ -153,13 +153,13 @@ def test_the_rayjob_manifest_runs_a_valid_spec_on_pods_that_fit_its_cells():
     spec = parse_spec(text, "rayjob.yaml")
     check_names(spec, text, "rayjob.yaml")
     assert spec.dataset.root.startswith(mounts["store"] + "/")  # the data set is read from the shared volume
-    need = cell_resources(spec.execution)
+    need = cell_bundle(spec.execution)
     for group in cluster["workerGroupSpecs"]:
         params = group["rayStartParams"]
         pod = group["template"]["spec"]
         limits = pod["containers"][0]["resources"]["limits"]
         cpus, gpus = float(params["num-cpus"]), float(params["num-gpus"])
         assert cpus <= float(limits["cpu"]) and gpus <= float(limits["nvidia.com/gpu"])  # Ray sees what the pod has
-        assert cpus % need["cpu"] == 0 and (gpus / need["gpu"]) == cpus / need["cpu"]  # whole cells, none idle
+        assert cpus % need["CPU"] == 0 and (gpus / need["GPU"]) == cpus / need["CPU"]  # whole cells, none idle
         assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} >= {mounts["store"]}  # checkpoints
     assert float(cluster["headGroupSpec"]["rayStartParams"]["num-gpus"]) == 0  # no cell trains on the head
