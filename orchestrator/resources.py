@@ -12,6 +12,11 @@ def cell_bundle(execution: Any) -> dict[str, float]:
     return {"CPU": execution.cpus_per_cell, "GPU": execution.gpus_per_cell}
 
 
+def holds_a_cell(node: dict[str, float], bundle: dict[str, float]) -> bool:
+    """Whether a node's resources hold one `bundle` (a head started with 0 CPUs holds none)."""
+    return all(node.get(name, 0.0) >= need for name, need in bundle.items() if need)
+
+
 def concurrent_cells(cluster: dict[str, float], bundle: dict[str, float], max_concurrent: int | None = None) -> int:
     """How many `bundle`s the cluster's resources hold at once (the scarcest resource decides), at most
     `max_concurrent`."""

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from results import Store
 from .lock import SweepLock
 from .plan import Plan
 from .progress import SweepProgress
-from .resources import cell_bundle, concurrent_cells
+from .resources import cell_bundle, concurrent_cells, holds_a_cell
 
 # Tune's per-trial loggers (JSON, CSV, TensorBoard) cost tens of ms per trial; the store is our record.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -33,6 +35,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 
 MAX_TRIALS_PER_FIT = 256  # trials per Tuner.fit; with up to 64 cells a trial, 16k cells a round
+NODE_CHECK_S = 2.0  # how often a grid fit asks whether a node joined (one call to the GCS)
 
 
 @dataclass
@@ -123,46 +126,58 @@ def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> li
 FINISHED_CELLS_ACTOR = "augworth-finished-cells"
 
 
-def _finished_cells(ray: Any, sweep: str) -> Any:
-    """The actor that holds, per sweep, the keys of the cells this run has written or recorded as failed, so
-    a trial that Tune restarts (its worker or node died) skips them: it would re-train them otherwise, as
-    their checkpoints are cleared once written. One per Ray session, on the driver's node, reused by every
-    run of this driver process (an actor costs a worker process to start); this sweep's set starts empty."""
+def _finished_cells(ray: Any) -> Any:
+    """The actor that holds, per run of a sweep, the keys of the cells the run has written or recorded as
+    failed, so a trial that Tune restarts (its worker or node died) skips them: it would re-train them
+    otherwise, as their checkpoints are cleared once written. One per Ray session, on the driver's node,
+    reused by every run of this driver process (an actor costs a worker process to start). Each run keeps its
+    own set under a fresh key (`finished_run`), so nothing waits here for the actor to start."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0, max_restarts=0)
     class FinishedCells:
         def __init__(self) -> None:
             self.keys: dict[str, set[str]] = {}
+            self.draining: set[str] = set()
 
-        def reset(self, sweep: str) -> None:
-            self.keys[sweep] = set()
+        def add(self, run: str, key: str) -> None:
+            self.keys.setdefault(run, set()).add(key)
 
-        def add(self, sweep: str, key: str) -> None:
-            self.keys.setdefault(sweep, set()).add(key)
+        def has(self, run: str, key: str) -> bool:
+            return key in self.keys.get(run, ())
 
-        def has(self, sweep: str, key: str) -> bool:
-            return key in self.keys.get(sweep, ())
+        def next_cell(self, run: str, key: str) -> str:
+            """What a chunk trial does with its next cell: "skip" it (written already), "stop" (the run drains
+            its `Tuner.fit`; the next one takes the rest), or "train" it."""
+            return "skip" if self.has(run, key) else "stop" if run in self.draining else "train"
+
+        def drain(self, run: str, on: bool) -> None:
+            (self.draining.add if on else self.draining.discard)(run)
+
+        def forget(self, run: str) -> None:
+            self.keys.pop(run, None)
+            self.draining.discard(run)
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    actor = FinishedCells.options(name=FINISHED_CELLS_ACTOR, get_if_exists=True, scheduling_strategy=here).remote()
-    ray.get(actor.reset.remote(sweep))
-    return actor
+    return FinishedCells.options(name=FINISHED_CELLS_ACTOR, get_if_exists=True, scheduling_strategy=here).remote()
 
 
 def _store_writer_class():
     import ray
     from ray import tune
 
-    from trainables.checkpoint import Checkpointer
-
     class StoreWriter(tune.Callback):
         """The one writer of the sweep: each cell's report becomes a file or a failure record, and the
         cells in training are kept in `running.json` so `augworth status` can tell them apart."""
 
         def __init__(self, store: Store, sweep: str, progress: SweepProgress, checkpoints: str | None,
-                     finished: Any) -> None:
-            self.store, self.sweep, self.progress, self.finished = store, sweep, progress, finished
+                     finished: Any, finished_run: str, nodes: Callable[[], set[str]] | None = None) -> None:
+            self.store, self.sweep, self.progress = store, sweep, progress
+            self.finished, self.finished_run = finished, finished_run
+            self.settled: set[str] = set()  # cells this fit wrote or recorded as failed
+            # `nodes`: the alive nodes a cell fits on; a fit that one joins is drained (on_step_begin)
+            self.nodes, self.drained = nodes, False
+            self.seen, self.next_look = (nodes() if nodes else set()), time.monotonic() + NODE_CHECK_S
             self.checkpoints = checkpoints  # the folder of running cells' checkpoints, if they checkpoint
             self.running: dict[str, dict[str, Any]] = {}  # cell_key -> where and since when
             self.trial_cells: dict[str, set[str]] = {}  # trial id -> the cells it trains now
@@ -179,6 +194,20 @@ def _store_writer_class():
             keys -= gone
             if any([self.running.pop(k, None) is not None for k in gone]):
                 self.store.write_running(self.sweep, self.running)
+
+        def on_step_begin(self, iteration, trials, **info):
+            # Tune puts no trial on a node that joins mid-fit (it reuses the actors it has), so once a node
+            # joins while trials wait, the fit is drained: each trial stops before its next cell, and the next
+            # round packs what is left onto every node.
+            if self.nodes is None or self.drained or time.monotonic() < self.next_look:
+                return
+            self.next_look = time.monotonic() + NODE_CHECK_S
+            joined = self.nodes() - self.seen
+            if joined and any(t.status == "PENDING" for t in trials):
+                self.drained = True
+                ray.get(self.finished.drain.remote(self.finished_run, True))
+                self.progress.log(f"node {', '.join(sorted(n[:8] for n in joined))} joined: the cells left start "
+                                  "again on every node")
 
         def _update(self, trials: list[Any]) -> None:
             self.progress.running = len(self.running)
@@ -197,16 +226,20 @@ def _store_writer_class():
             elif "cell_rows" in result:
                 self.store.write_cell(self.sweep, key, result["cell_rows"])
                 self.store.clear_failure(self.sweep, key)
+                self.settled.add(key)
                 # before the checkpoint goes: a restarted trial skips the cell
-                ray.get(self.finished.add.remote(self.sweep, key))
+                ray.get(self.finished.add.remote(self.finished_run, key))
                 if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
+                    from trainables.checkpoint import Checkpointer  # torch: only for sweeps that checkpoint
+
                     Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1
                 self._cell_done(trial, key)
                 self.progress.log(f"cell {key} done")
             elif "cell_failure" in result:
                 self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
-                ray.get(self.finished.add.remote(self.sweep, key))
+                self.settled.add(key)
+                ray.get(self.finished.add.remote(self.finished_run, key))
                 self.progress.failed += 1
                 self._cell_done(trial, key)
                 self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
@@ -268,6 +301,16 @@ def check_gpus(plan: Plan, address: str | None) -> None:
                          loc=("execution", "gpus_per_cell"))
 
 
+def trials_in_prestarted_workers() -> None:
+    """Tune starts each trial actor with the runtime env {"env_vars": {"PL_DISABLE_FORK": "1"}}, for PyTorch
+    Lightning's forking trainer (Ray issue #28197), which augworth does not use. A runtime env other than the
+    job's keeps Ray from giving the trial one of the workers it starts ahead (one per CPU, at `ray.init`): the
+    trial then waits for a new worker process, ~1.2 s here (`python -m bench.startup`)."""
+    from ray.tune.execution import class_cache
+
+    getattr(class_cache, "DEFAULT_ENV_VARS", {}).pop("PL_DISABLE_FORK", None)
+
+
 def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress: bool,
                 log_cells: bool) -> RunSummary:
     import ray
@@ -276,6 +319,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
 
     from trainables.trainable import CellContext, run_chunk
 
+    trials_in_prestarted_workers()
     spec, sweep = plan.spec, plan.spec.name
     if plan.frozen != "same" or store.read_grid(sweep) is None:
         store.write_grid(sweep, [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
@@ -302,9 +346,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     connect(address)
     progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"
                  + (f"; {len(plan.studies)} studies to search" if search is not None else ""))
-    ex = spec.execution
-    slots = concurrent_cells(ray.cluster_resources(), cell_bundle(ex))
-    chunks = pack_cells([c.to_dict() for c in plan.pending], slots, ex.cells_per_trial)
+    ex, bundle = spec.execution, cell_bundle(spec.execution)
     nodes = sum(n["Alive"] for n in ray.nodes())
     if ex.checkpoint_every:
         warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), nodes)
@@ -313,41 +355,55 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                          "weights kept on another node's disk are not found by `augworth evaluate`")
     context = CellContext.from_spec(spec, checkpoint_dir=checkpoint_dir(store, sweep, ex.checkpoint_storage),
                                     code_revision=code_revision(), weights_dir=weights_dir(store, sweep))
+    checkpoints = context.checkpoint_dir if ex.checkpoint_every else None
 
     StoreWriter = _store_writer_class()
-    finished = _finished_cells(ray, sweep)
+    finished, finished_run = _finished_cells(ray), f"{sweep}/{uuid.uuid4().hex}"
     tune_dir = tempfile.mkdtemp(prefix="augworth-tune-")
     try:
         with progress:
-            # Bounded rounds: Tune's experiment state grows with its trial count (Ray issue #64231), so a
-            # huge sweep runs as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each. A search
-            # takes the last round into its own fit: one set of workers for both (they cost seconds to start).
-            rounds = [chunks[start:start + MAX_TRIALS_PER_FIT] for start in range(0, len(chunks), MAX_TRIALS_PER_FIT)]
-            last = rounds.pop() if search is not None and rounds else []
-            for number, round_chunks in enumerate(rounds):
-                trainable = tune.with_resources(
-                    tune.with_parameters(run_chunk, chunks=round_chunks, context=context, finished=finished,
-                                         sweep=sweep),
-                    PlacementGroupFactory([cell_bundle(ex)]),  # a trial trains one cell at a time
-                )
+            # Rounds. Tune's experiment state grows with its trial count (Ray issue #64231), so a huge sweep runs
+            # as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each; a fit that a node joins is
+            # drained (`StoreWriter.on_step_begin`) and the next round packs what is left onto every node. A
+            # search takes the last round into its own fit: one set of workers for both (they cost seconds to start).
+            pending, number = list(plan.pending), 0
+
+            def nodes_for_cells() -> set[str]:
+                return {n["NodeID"] for n in ray.nodes() if n["Alive"] and holds_a_cell(n["Resources"], bundle)}
+
+            while True:
+                slots = concurrent_cells(ray.cluster_resources(), bundle)
+                chunks = pack_cells(pending, slots, ex.cells_per_trial)
+                if not chunks or (search is not None and len(chunks) <= MAX_TRIALS_PER_FIT):
+                    break
+                round_chunks = chunks[:MAX_TRIALS_PER_FIT]
+                pending = [cell for chunk in chunks[MAX_TRIALS_PER_FIT:] for cell in chunk]
+                capped = ex.max_concurrent is not None and slots >= ex.max_concurrent  # a new node adds nothing
+                writer = StoreWriter(store, sweep, progress, checkpoints, finished, finished_run,
+                                     nodes=None if capped else nodes_for_cells)
                 tune.Tuner(
-                    trainable,
+                    tune.with_resources(
+                        tune.with_parameters(run_chunk, chunks=[[c.to_dict() for c in chunk] for chunk in round_chunks],
+                                             context=context, finished=finished, finished_run=finished_run),
+                        PlacementGroupFactory([bundle]),  # a trial trains one cell at a time
+                    ),
                     param_space={"chunk": tune.grid_search(list(range(len(round_chunks))))},
                     tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=ex.max_concurrent),
-                    run_config=tune.RunConfig(
-                        name=f"{sweep}-{number}", storage_path=tune_dir, verbose=0,
-                        callbacks=[StoreWriter(store, sweep, progress,
-                                               context.checkpoint_dir if ex.checkpoint_every else None, finished)],
-                        failure_config=tune.FailureConfig(max_failures=2),
-                    ),
+                    run_config=tune.RunConfig(name=f"{sweep}-{number}", storage_path=tune_dir, verbose=0,
+                                              callbacks=[writer], failure_config=tune.FailureConfig(max_failures=2)),
                 ).fit()
+                number += 1
+                if writer.drained:
+                    pending = [c for chunk in round_chunks for c in chunk if c.cell_key not in writer.settled] + pending
+                    ray.get(finished.drain.remote(finished_run, False))
             if search is not None:
                 from .search import run_studies
 
-                run_studies(search, context, progress, chunks=last, finished=finished, tune_dir=tune_dir,
-                            writer=StoreWriter(store, sweep, progress,
-                                               context.checkpoint_dir if ex.checkpoint_every else None, finished))
+                run_studies(search, context, progress, chunks=[[c.to_dict() for c in chunk] for chunk in chunks],
+                            finished=finished, finished_run=finished_run, tune_dir=tune_dir,
+                            writer=StoreWriter(store, sweep, progress, checkpoints, finished, finished_run))
     finally:
+        finished.forget.remote(finished_run)
         shutil.rmtree(tune_dir, ignore_errors=True)
         store.write_running(sweep, {})
     failures = store.failures(sweep)

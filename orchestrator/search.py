@@ -396,7 +396,7 @@ def trial_resources(ray: Any, cell: dict[str, float], seeds: int) -> dict[str, f
 
 
 def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks: list[list[dict[str, Any]]],
-                writer: Any, finished: Any, tune_dir: str) -> None:
+                writer: Any, finished: Any, finished_run: str, tune_dir: str) -> None:
     """One Tuner.fit over every study, after the grid's `chunks` (its last round): Tune asks `StudySearcher`
     for a trial whenever a slot is free."""
     import ray
@@ -415,7 +415,7 @@ def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks
     run.search_slots = concurrent_cells(ray.cluster_resources(), trial, ex.max_concurrent)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, chunks=chunks, context=context, finished=finished, oracle=oracle,
-                             sweep=spec.name),
+                             finished_run=finished_run),
         lambda config: PlacementGroupFactory([trial if "search" in config else cell]))
     searcher = ConcurrencyLimiter(study_searcher_class()(run, progress, len(chunks)),
                                   max_concurrent=concurrent_cells(ray.cluster_resources(), cell, ex.max_concurrent))

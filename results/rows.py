@@ -34,7 +34,7 @@ def cell_rows(cell: Cell, evaluations: Iterable[Mapping[str, Any]], *, param_cou
         "param_count": param_count,
         "host": socket.gethostname(),
         "device": device,
-        "torch_version": torch_version,
+        "torch_version": str(torch_version),  # torch.__version__ is a TorchVersion: unpickling it imports torch
         "augworth_version": augworth_version(),
         "code_revision": code_revision,
         "created_at": dt.datetime.now(dt.UTC),

@@ -95,6 +95,26 @@ def test_a_bad_name_found_while_ray_starts_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
+def test_a_grid_sweeps_driver_loads_no_torch_and_its_trials_need_no_runtime_env():
+    # what a grid sweep's driver imports once it has its plan (orchestrator/startup.py): torch stays in the
+    # planning child and the workers. Tune's trial actors get no runtime env of their own, so Ray hands them
+    # the workers it started ahead rather than new processes
+    code = (
+        "import sys\n"
+        "import orchestrator.runner as runner\n"
+        "from trainables.trainable import CellContext, run_chunk\n"
+        "runner._store_writer_class()\n"
+        "runner.trials_in_prestarted_workers()\n"
+        "from ray.tune.execution.class_cache import _ActorClassCache\n"
+        "class Trial: pass\n"
+        "print('ENV', _ActorClassCache().get(Trial)._default_options.get('runtime_env'))\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "ENV {}" in result.stdout and "TORCH False" in result.stdout, result.stdout
+
+
 def test_query_runs_sql_over_the_results_view_without_ray_or_torch(tmp_path):
     store = Store(tmp_path / "store")
     for seed in range(3):

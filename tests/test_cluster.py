@@ -69,3 +69,30 @@ def test_a_node_removed_mid_chunk_loses_nothing_and_retrains_no_finished_cell(cl
         if event == "done":
             done_before.add(key)
     assert len(done_before) == 12 and any(e == "skipped:" for _, e in events)  # the restart did happen
+
+
+def test_a_node_added_mid_sweep_gets_cells(cluster, tmp_path):
+    # one worker trains the first chunk (12 of 24 cells); a node joins while its first cell trains. Tune would
+    # never place a trial there within the running fit (it reuses its actors), so the driver drains that fit and
+    # packs the cells left onto both nodes: the new node trains some, and every cell is still written once
+    cluster, _ = cluster
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("name: nodes", "name: grown").replace(
+        "execution: {cells_per_trial: 6}", "execution: {}").replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--store", "store",
+                             "--address", cluster.address, "--no-progress"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, added = [], None
+    for line in proc.stderr:
+        lines.append(line)
+        if added is None and line.startswith("augworth: cell ") and " started" in line:
+            added = cluster.add_node(num_cpus=1).node_id
+    out, rest = proc.communicate(timeout=400)
+    log = "".join(lines) + rest
+    assert proc.returncode == 0 and added is not None, log
+    assert f"node {added[:8]} joined" in log, log
+    started = [line.split() for line in log.splitlines() if line.startswith("augworth: cell ") and " started" in line]
+    assert any(words[-1] == added[:8] for words in started), log  # "cell KEY started on node NODE"
+    store = Store(tmp_path / "store")
+    assert len(store.done_keys("grown")) == 24 and store.failures("grown") == {}
+    assert (read_results(store, "grown").groupby("cell_key").size() == 2).all()  # one copy of each cell's rows

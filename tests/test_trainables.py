@@ -164,6 +164,7 @@ def test_run_cell_reports_rows_with_every_cell_field_and_provenance(digits):
     for name, value in cell.to_dict().items():
         assert rows[0][name] == value
     assert rows[0]["code_revision"] == "abc123" and rows[0]["torch_version"] == torch.__version__
+    assert type(rows[0]["torch_version"]) is str  # a TorchVersion would make the driver import torch to unpickle it
     assert rows[0]["param_count"] > 0 and '"key_version":1' in rows[0]["config_json"]
 
 

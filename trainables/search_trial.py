@@ -59,7 +59,7 @@ class LockstepGate:
 
 
 def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any = None, oracle: Any = None,
-                     sweep: str = "") -> None:
+                     finished_run: str = "") -> None:
     """Tune trainable: `config["search"]` holds the study, the trial number, its cells (dicts), the stored
     accuracies of seeds already done (`known`: step -> values), the objective's eval set, and whether to prune.
 
@@ -98,7 +98,7 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
                 raise Pruned(f"pruned at step {step}")
 
         try:
-            if finished is not None and ray.get(finished.has.remote(sweep, cell.cell_key)):
+            if finished is not None and ray.get(finished.has.remote(finished_run, cell.cell_key)):
                 reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
                 return
             reports.put({"cell_key": cell.cell_key, "cell_started": True, "alongside": True,
@@ -140,9 +140,9 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
 
 
 def run_trial(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,
-              finished: Any = None, oracle: Any = None, sweep: str = "") -> None:
+              finished: Any = None, oracle: Any = None, finished_run: str = "") -> None:
     """Tune trainable of a sweep with a search: a grid chunk (`config["chunk"]`) or a search trial."""
     if "search" in config:
-        run_search_trial(config, context, finished, oracle, sweep)
+        run_search_trial(config, context, finished, oracle, finished_run)
     else:
-        run_chunk(config, chunks, context, finished, sweep)
+        run_chunk(config, chunks, context, finished, finished_run)

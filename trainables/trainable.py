@@ -22,18 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from results.rows import cell_rows
 from search_spaces.cells import Cell, ProbeSettings
 
 if TYPE_CHECKING:
     from search_spaces import Spec
 
-from .checkpoint import Checkpointer
-from .datasets import load_dataset
-from .train import CellResult, Evaluation, NonFiniteLoss, Pruned, train_cell
-from .weights import save_weights
+    from .train import CellResult, Evaluation
+
+# torch and the training code load inside the functions that train: the driver imports this module for
+# `CellContext` and `run_chunk` (a reference it hands to Tune) and never trains, so it never pays for torch.
 
 
 @dataclass(frozen=True)
@@ -74,6 +71,10 @@ class CellContext:
 
 
 def rows_of(cell: Cell, result: CellResult, code_revision: str | None) -> list[dict[str, Any]]:
+    import torch
+
+    from results.rows import cell_rows
+
     return cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
                      device=result.device, torch_version=torch.__version__, code_revision=code_revision)
 
@@ -102,6 +103,13 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
     `report` (Tune's, in a trial) is told of checkpoints saved and loaded, for the driver's log and status.
     `on_eval` (a search's pruning gate) is told each evaluation step; the `Pruned` it may raise passes through.
     """
+    import torch
+
+    from .checkpoint import Checkpointer
+    from .datasets import load_dataset
+    from .train import NonFiniteLoss, Pruned, train_cell
+    from .weights import save_weights
+
     data = load_dataset(cell.dataset, context.dataset_root, options=dict(context.dataset_options),
                         download=context.dataset_download)
     if data.fingerprint != cell.dataset_fingerprint:
@@ -158,17 +166,19 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
 
 
 def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,
-              finished: Any = None, sweep: str = "") -> None:
+              finished: Any = None, finished_run: str = "") -> None:
     """Tune trainable: `config["chunk"]` picks a chunk of cells (shipped once through the object store).
 
-    `finished`: a handle to the driver's actor of cells written or recorded as failed in this run of `sweep`
-    (`has(sweep, key)`); a restarted trial skips them rather than train them again.
+    `finished`: a handle to the driver's actor of cells written or recorded as failed in this run of the sweep
+    (`finished_run`); a restarted trial skips them rather than train them again, and a trial of a fit the
+    driver drains leaves its remaining cells to the next fit.
 
     `tune.report` waits for the driver to take the result before it returns; so the cells train in a
     background thread (torch releases the GIL in its kernels) while this thread hands their reports over,
     and no cell waits on the driver.
     """
     import ray
+    import torch
     from ray import tune
 
     for module in context.plugins:
@@ -185,10 +195,13 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
         try:
             for cell_dict in chunks[config["chunk"]]:
                 cell = Cell.from_dict(cell_dict)
-                if finished is not None and ray.get(finished.has.remote(sweep, cell.cell_key)):
-                    # this trial was restarted (a worker or node died) after the cell was written
+                verdict = "train" if finished is None else ray.get(
+                    finished.next_cell.remote(finished_run, cell.cell_key))
+                if verdict == "skip":  # this trial was restarted (a worker or node died) after the cell was written
                     reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
                     continue
+                if verdict == "stop":  # the driver drains this fit: the cluster grew, and a new fit uses it all
+                    break
                 reports.put({"cell_key": cell.cell_key, "cell_started": True, "node": node})  # for `augworth status`
                 reports.put(run_cell(cell, context, reports.put))
         except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
