@@ -230,7 +230,7 @@ def _store_writer_class():
                 # before the checkpoint goes: a restarted trial skips the cell
                 ray.get(self.finished.add.remote(self.finished_run, key))
                 if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
-                    from trainables.checkpoint import Checkpointer  # torch: only for sweeps that checkpoint
+                    from trainables.checkpoint import Checkpointer
 
                     Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1

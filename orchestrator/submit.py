@@ -47,15 +47,16 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
         client = JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
         raise StoreError(f"--address {address}: cannot reach the Ray job server: {str(exc).splitlines()[0]}") from None
-    workdir = tempfile.mkdtemp(prefix="augworth-submit-")
-    Path(workdir, "spec.yaml").write_text(text)
     flags = (" --extend" if extend else "") + (" --retry-failed" if retry_failed else "")
-    job_id = client.submit_job(
-        entrypoint=f"python -m orchestrator.cli run spec.yaml --store {shlex.quote(store)} --no-progress{flags}",
-        runtime_env={"working_dir": workdir, "py_modules": [
-            str(Path(m.__file__).parent) for m in (search_spaces, results, trainables, orchestrator, analysis)]},
-        metadata={"augworth_sweep": spec.name},
-    )
+    # submit_job packs and uploads the working dir before it returns: the temp dir is not needed after it
+    with tempfile.TemporaryDirectory(prefix="augworth-submit-") as workdir:
+        Path(workdir, "spec.yaml").write_text(text)
+        job_id = client.submit_job(
+            entrypoint=f"python -m orchestrator.cli run spec.yaml --store {shlex.quote(store)} --no-progress{flags}",
+            runtime_env={"working_dir": workdir, "py_modules": [
+                str(Path(m.__file__).parent) for m in (search_spaces, results, trainables, orchestrator, analysis)]},
+            metadata={"augworth_sweep": spec.name},
+        )
     return job_id, client
 
 

@@ -95,7 +95,7 @@ def test_a_bad_name_found_while_ray_starts_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
-def test_a_grid_sweeps_driver_loads_no_torch_and_its_trials_need_no_runtime_env():
+def test_a_grid_sweeps_driver_loads_no_torch_and_its_trials_need_no_runtime_env(tmp_path):
     # what a grid sweep's driver imports once it has its plan (orchestrator/startup.py): torch stays in the
     # planning child and the workers. Tune's trial actors get no runtime env of their own, so Ray hands them
     # the workers it started ahead rather than new processes
@@ -105,6 +105,8 @@ def test_a_grid_sweeps_driver_loads_no_torch_and_its_trials_need_no_runtime_env(
         "from trainables.trainable import CellContext, run_chunk\n"
         "runner._store_writer_class()\n"
         "runner.trials_in_prestarted_workers()\n"
+        "from trainables.checkpoint import Checkpointer\n"
+        f"Checkpointer({str(tmp_path)!r}, 'cell', 1).clear()\n"  # a written cell's checkpoint goes
         "from ray.tune.execution.class_cache import _ActorClassCache\n"
         "class Trial: pass\n"
         "print('ENV', _ActorClassCache().get(Trial)._default_options.get('runtime_env'))\n"

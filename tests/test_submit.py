@@ -46,13 +46,15 @@ def test_submit_runs_the_sweep_as_a_job_and_the_store_holds_the_cells(head, tmp_
     address, env = head
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec("job"))
-    store = tmp_path / "store"
+    store, temp = tmp_path / "store", tmp_path / "tmp"
+    temp.mkdir()
     result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address", address,
-                             "--store", str(store), "--wait"], env=env, capture_output=True, text=True, timeout=400,
-                            cwd=tmp_path)
+                             "--store", str(store), "--wait"], env=env | {"TMPDIR": str(temp)}, capture_output=True,
+                            text=True, timeout=400, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "submitted sweep job as job" in result.stdout and "SUCCEEDED" in result.stdout
     assert len(Store(store).done_keys("job")) == 12
+    assert not list(temp.glob("augworth-submit-*"))  # the job's working dir was uploaded, then removed here
 
 
 def test_submit_refuses_a_relative_store_and_an_unreachable_head(head, tmp_path):

@@ -12,8 +12,6 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from results.files import Root
 
 
@@ -35,12 +33,16 @@ class Checkpointer:
             data = self.root.read_bytes(self.path)
         except FileNotFoundError:
             return None
+        import torch  # here, not at the top: the driver clears checkpoints and must not import torch for it
+
         state = torch.load(io.BytesIO(data), weights_only=True)
         if self.on_load is not None:
             self.on_load(int(state["step"]))
         return state
 
     def save(self, state: dict[str, Any]) -> None:
+        import torch
+
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.root.write_atomic(self.path, buffer.getvalue())
