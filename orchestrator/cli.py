@@ -63,7 +63,8 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
     else:
         from .startup import plan_while_ray_starts
 
-        plan = plan_while_ray_starts(make_plan, sweep=parse_spec(text, source).name, store=store, address=address)
+        plan = plan_while_ray_starts(make_plan, spec=parse_spec(text, source), store=store, address=address,
+                                     retry_failed=retry_failed)
     sweep = plan.spec.name
     for note in plan.notes:
         err.print(f"warning: {note}", highlight=False, soft_wrap=True)

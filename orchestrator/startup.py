@@ -4,8 +4,10 @@
   plan is made in a forked child process (~3 s, mostly importing torch for the registries and loading the
   data set) and the driver's Tune imports load on a thread. Everything the user can get wrong in the spec's
   text is checked before Ray starts; a bad name found by the planner stops the fresh Ray again before the
-  one-line error. An existing sweep (resume, extend, a finished one) plans first, in this process: it may
-  have nothing to run, and then Ray never starts.
+  one-line error. An existing sweep (resume, extend) overlaps the same way when the counts of its done and
+  failed cells say that cells are left (`may_have_cells_to_run`: no data loaded). A finished one plans first,
+  in this process, finds nothing to run, and never starts Ray; so does one whose lock another driver holds,
+  which is refused without Ray.
 - The driver never imports torch on that path: it plans in the child, hands Tune a reference to the
   trainable, and its rows arrive as plain values (`results.rows`). On a thread, the plan's imports held the
   GIL against `ray.init` (Ray up at ~8.7 s instead of ~6.4 s here).
@@ -26,6 +28,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from results import Store
+from search_spaces import Spec, grid_size
+
+from .lock import SweepLock
 
 T = TypeVar("T")
 
@@ -40,6 +45,17 @@ def starts_local_ray(address: str | None) -> bool:
         return False
     ray = sys.modules.get("ray")
     return not (ray is not None and ray.is_initialized())
+
+
+def may_have_cells_to_run(spec: Spec, store: Store, *, retry_failed: bool) -> bool:
+    """Whether an existing sweep may have cells left, from counts alone: a plan needs the data set (torch,
+    ~3-5 s here), which is worth overlapping with Ray's start only where Ray will be needed. A wrong guess
+    costs time, never a cell: a sweep guessed finished plans first and starts Ray if cells are left after
+    all; one guessed unfinished that has none starts Ray for nothing. A search may always have trials left."""
+    if spec.search is not None:
+        return True
+    settled = len(store.done_keys(spec.name)) + (0 if retry_failed else len(store.failures(spec.name)))
+    return settled < grid_size(spec)
 
 
 def _warm_imports() -> None:
@@ -65,15 +81,20 @@ def _plan_in_child(make_plan: Callable[[], T], conn: Any) -> None:
     conn.close()
 
 
-def plan_while_ray_starts(make_plan: Callable[[], T], *, sweep: str, store: Store, address: str | None) -> T:
-    """`make_plan()`, overlapped with starting a private local Ray where the sweep is new in `store`.
+def plan_while_ray_starts(make_plan: Callable[[], T], *, spec: Spec, store: Store, address: str | None,
+                          retry_failed: bool = False) -> T:
+    """`make_plan()`, overlapped with starting a private local Ray where the sweep is new in `store` or may
+    have cells left.
 
     The plan is made in a forked child (see the module's docstring), forked before Ray starts, so it shares no
     Ray state; it only reads the store. The threads already running here (numpy's BLAS pool, pyarrow's
     jemalloc) handle a fork themselves.
     """
-    if not OVERLAP or not starts_local_ray(address) or not store.local or store.has_sweep(sweep):
+    if not OVERLAP or not starts_local_ray(address) or not store.local:
         return make_plan()  # an object store's client may run threads of its own: no fork then
+    if store.has_sweep(spec.name) and (SweepLock(store, spec.name).holder() is not None
+                                       or not may_have_cells_to_run(spec, store, retry_failed=retry_failed)):
+        return make_plan()  # finished, or held by a driver that may be alive: refused without Ray
     import multiprocessing
 
     context = multiprocessing.get_context("fork")

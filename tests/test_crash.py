@@ -110,21 +110,15 @@ def test_killed_twice_then_resumed_every_cell_exactly_once_and_checkpoints_conti
         assert {e.eval_set: e.accuracy for e in reference if e.final} == stored.to_dict()
 
 
-def test_a_second_driver_on_the_same_sweep_exits_2_naming_the_holder(tmp_path):
-    (tmp_path / "spec.yaml").write_text(QUICK_SPEC.format(name="twice"))
-    first = driver("run", "spec.yaml", cwd=tmp_path)
-    read_until(first, "cells to run")  # the first driver holds the lock from here on
-    second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--store", "store"],
-                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2 and f"is being run by pid {first.pid}" in second.stderr
-    assert first.wait(timeout=300) == 0
-
-
-def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves(tmp_path):
+def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves_and_a_second_driver_of_one_exits_2(tmp_path):
     for name in ("left", "right"):
         (tmp_path / f"{name}.yaml").write_text(QUICK_SPEC.format(name=name))
     drivers = [driver("run", f"{name}.yaml", cwd=tmp_path) for name in ("left", "right")]
-    assert [d.wait(timeout=400) for d in drivers] == [0, 0]
+    read_until(drivers[0], "cells to run")  # the first driver holds left's lock from here on
+    second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "left.yaml", "--store", "store"],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"is being run by pid {drivers[0].pid}" in second.stderr
+    assert [d.wait(timeout=400) for d in drivers] == [0, 0]  # the refused driver took nothing from the holder
     store = Store(tmp_path / "store")
     for name in ("left", "right"):
         frame: pd.DataFrame = read_results(store, name)

@@ -11,7 +11,7 @@ from factories import finished_sweep
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import MAX_CELLS_PER_TRIAL, pack_cells
 from results import Store
-from search_spaces import SpecError
+from search_spaces import SpecError, parse_spec
 
 
 @pytest.mark.parametrize("n, slots", [(1, 2), (7, 2), (90, 2), (1000, 2), (5000, 16)])
@@ -43,6 +43,30 @@ def test_plan_subtracts_done_and_failed_cells(tmp_path):
     assert len(again.pending) == len(plan.cells) - 2
     retry = plan_sweep(tiny_spec("p"), "p.yaml", store, retry_failed=True)
     assert second.cell_key in {c.cell_key for c in retry.pending}
+
+
+def test_an_existing_sweep_starts_ray_while_it_plans_only_where_cells_may_be_left(tmp_path):
+    # orchestrator/startup.py: the guess from counts (no data loaded) must never call a sweep with cells left
+    # finished; a finished sweep plans first and never starts Ray
+    from factories import rows_for
+
+    from orchestrator.startup import may_have_cells_to_run
+
+    store = Store(tmp_path)
+    plan = finished_sweep(store, tiny_spec("p"))
+    assert not may_have_cells_to_run(plan.spec, store, retry_failed=False)
+    assert may_have_cells_to_run(parse_spec(tiny_spec("p").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"), "p.yaml"),
+                                 store, retry_failed=False)  # --extend
+    left = Store(tmp_path / "left")
+    first, second = plan.cells[:2]
+    left.write_spec("p", plan.spec.to_yaml())
+    for cell in plan.cells[2:]:
+        left.write_cell("p", cell.cell_key, rows_for(cell))
+    left.write_failure("p", second.cell_key, {"reason": "boom"})
+    assert may_have_cells_to_run(plan.spec, left, retry_failed=False)  # `first` is left
+    left.write_cell("p", first.cell_key, rows_for(first))
+    assert not may_have_cells_to_run(plan.spec, left, retry_failed=False)  # the failed one is not retried
+    assert may_have_cells_to_run(plan.spec, left, retry_failed=True)
 
 
 def test_plan_refuses_a_changed_spec_unless_extended_to_a_superset(tmp_path):
