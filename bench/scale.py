@@ -2,6 +2,8 @@
 
     python -m bench.scale --only local --cells 10000       # one local Ray (this machine's CPUs)
     python -m bench.scale --only cluster --cells 10000     # ray.cluster_utils.Cluster: 8 nodes of 1 CPU
+    python -m bench.scale --only cluster --nodes 2         # 2 nodes of 1 CPU: the local node's concurrency, so
+                                                           # what a cluster costs without oversubscribed cores
     python -m bench.scale --only node-loss --cells 10000   # the cluster; 2 nodes removed, 1 added back
     python -m bench.scale --only local --cells 1000        # the driver's RSS at 1,000 (to set against 10,000)
     python -m bench.scale --smoke                          # a few cells each: checks that it runs
