@@ -2,7 +2,8 @@
 over a sweep's results are in `cli_results.py`, what they share in `cli_common.py`. Heavy imports (Ray, torch,
 analysis) happen inside the commands that need them: `augworth query` starts neither Ray nor torch.
 
-Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells, 1 a bug of ours.
+Exit codes: 0 ok, 2 bad input, 3 the sweep finished with failed cells (or some did not finish), 4 the local Ray
+stopped under the driver (`augworth resume SWEEP` goes on; supervise.py), 1 a bug of ours.
 """
 
 from __future__ import annotations
@@ -231,12 +232,17 @@ def presets(
               "scale-down.", highlight=False)
 
 
+SUPERVISED = ("run", "resume", "demo")  # the commands that may start a private local Ray (supervise.py)
+
+
 def main() -> None:
     # A skipped store file is worth one line on stderr, not Python's warning format.
     warnings.showwarning = lambda message, *args, **kwargs: err.print(
         f"[yellow]augworth: warning:[/] {message}", highlight=False, soft_wrap=True)
-    from . import startup
+    from . import startup, supervise
 
+    if sys.argv[1:2] and sys.argv[1] in SUPERVISED and "--dry-run" not in sys.argv and supervise.supported():
+        supervise.become_supervised()  # the parent exits in there; the child (the driver) goes on below
     startup.OVERLAP = True
     try:
         app()

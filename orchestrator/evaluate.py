@@ -40,13 +40,13 @@ class EvaluateReport:
 def parse_eval_set(value: str) -> str | dict[str, Any]:
     """One `--eval-set`: a registered eval set's name, or a YAML mapping as in a spec's `eval_sets`, e.g.
     `{label: c10c_s5, name: cifar10c, root: /data/CIFAR-10-C, options: {severity: 5}}`."""
-    import yaml
+    from search_spaces.yaml_strict import YamlError, load_yaml
 
     if not value.lstrip().startswith("{"):
         return value.strip()
-    try:
-        entry = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
+    try:  # the spec's YAML reader: `5e-4` is the number it is in a spec file, not a string
+        entry = load_yaml(value)
+    except YamlError as exc:
         raise SpecError(f"--eval-set {value!r}: not a YAML mapping ({str(exc).splitlines()[0]})") from None
     if not isinstance(entry, dict):
         raise SpecError(f"--eval-set {value!r}: not a YAML mapping")

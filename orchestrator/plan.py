@@ -196,7 +196,7 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
     from results import connect
     from trainables.datasets import eval_request, eval_set_fingerprint, load_dataset
 
-    before = {e["label"]: e for e in frozen.eval_requests()}
+    before, now = frozen.eval_set_meanings(), spec.eval_set_meanings()
     data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),
                         download=spec.dataset.download)  # loaded by the plan already: cached
     stored: dict[str, set[str]] = {}
@@ -209,10 +209,9 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
     for i, request in enumerate(spec.eval_requests()):
         label, name, root, options = eval_request(request)
         loc = ("eval_sets", i)
-        old = before.get(label)
-        if old is not None and (old["name"], dict(old["options"])) != (name, dict(options)):
-            raise spec_error(f"eval set {label!r} is {old['name']} {dict(old['options'])} in the sweep's frozen spec "
-                             f"and {name} {dict(options)} here: one label, two test sets; give it a new label",
+        if label in before and before[label] != now[label]:
+            raise spec_error(f"eval set {label!r} is {' '.join(before[label])} in the sweep's frozen spec and "
+                             f"{' '.join(now[label])} here: one label, two test sets; give it a new label",
                              text=text, source=source, loc=loc)
         fingerprint = eval_set_fingerprint(data, name, root, options)
         if stored.get(label, {fingerprint}) != {fingerprint}:

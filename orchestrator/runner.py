@@ -32,6 +32,9 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Ray Tune warns about this on every run; our trials report once per cell by design.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+# A trial's lost worker is one line of ours (`StoreWriter.on_trial_recover`/`on_trial_error`), not Tune's traceback:
+# cells catch their own errors, so what reaches Tune is a dead process, and its traceback is Ray's internals.
+os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 MAX_TRIALS_PER_FIT = 256  # trials per Tuner.fit; with up to 64 cells a trial, 16k cells a round
@@ -83,6 +86,11 @@ def connect(address: str | None = None) -> None:
         ray.init(address=address, **common)
     else:
         ray.init(address="local", include_dashboard=False, **common)
+    from .supervise import DriverNews, ray_processes, tell
+
+    # the supervisor (cli.main) watches them: a private Ray's own processes are this driver's children
+    tell(DriverNews("ray", pids=() if address else ray_processes(os.getpid()),
+                    gcs=ray.get_runtime_context().gcs_address))
 
 
 def checkpoint_dir(store: Store, sweep: str, configured: str | None) -> str:
@@ -258,8 +266,15 @@ def _store_writer_class():
             self._cell_done(trial)
             self._update(trials)
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self._cell_done(trial)  # its cell is not running any more; the restarted trial skips written cells
+            self.progress.log(f"trial {trial.trial_id} lost its worker process; Tune starts it again")
+            self._update(trials)
+
         def on_trial_error(self, iteration, trials, trial, **info):
             self._cell_done(trial)  # the worker died: its cell is not running any more (resume re-runs it)
+            self.progress.log(f"trial {trial.trial_id} lost its worker process too often; its cells left are for "
+                              f"`augworth resume {self.sweep}`")
             self._update(trials)
 
     return StoreWriter
@@ -271,6 +286,9 @@ def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progr
 
     `log_cells` (without the live display): one line per cell event on stderr, for logs of batch jobs.
     """
+    from .supervise import DriverNews, tell
+
+    tell(DriverNews("sweep", sweep=plan.spec.name))
     check_gpus(plan, address)
     with SweepLock(store, plan.spec.name):
         return _run_locked(plan, store, address=address, show_progress=show_progress, log_cells=log_cells)

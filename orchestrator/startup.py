@@ -122,6 +122,9 @@ def plan_while_ray_starts(make_plan: Callable[[], T], *, spec: Spec, store: Stor
     if kind == "error":
         import ray
 
+        from .supervise import DriverNews, tell
+
+        tell(DriverNews("stopping"))  # the fresh Ray ends on purpose
         ray.shutdown()
         raise value
     result: T = value
@@ -134,6 +137,9 @@ def fast_exit(code: int) -> None:
     `ray.shutdown()` stays, though it costs ~1.5 s here: a private Ray's processes do die with the driver, but
     its dashboard and runtime-env agents were seen to outlive it, orphaned and still using CPU.
     """
+    from .supervise import DriverNews, tell
+
+    tell(DriverNews("stopping"))  # Ray's processes end now on purpose
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()

@@ -16,8 +16,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
+from typing_extensions import TypeAliasType
 
 from .cells import PROBE_NAMES, ProbeSettings
+from .options import canonical_options, plain_options
 from .search import SearchSpec, check_search
 from .strict import _LocatedError, _Strict
 from .yaml_strict import YamlError, dump_yaml, load_yaml
@@ -41,8 +43,12 @@ class SpecError(ValueError):
         super().__init__(f"{where}: {path + ': ' if path else ''}{message}")
 
 
-# A scalar or a list of scalars: what a registered component's options may hold.
-OptionValue = str | int | float | bool | list[str | int | float | bool]
+# What a registered component's options may hold: JSON-shaped data (scalars, lists, nested mappings). Each
+# options mapping is kept in its canonical form (`options.plain_options`: keys sorted), so the frozen spec, the
+# caches, the eval sets' fingerprints and the comparison of two specs all see one spelling.
+OptionValue = TypeAliasType(  # type: ignore[misc]
+    "OptionValue", "str | int | float | bool | list[OptionValue] | dict[str, OptionValue]")
+Options = dict[str, OptionValue]
 
 
 class DatasetSpec(_Strict):
@@ -50,16 +56,26 @@ class DatasetSpec(_Strict):
     root: str | None = None  # the user's folder for file-based data sets; never part of a cell key
     download: bool = False  # let torchvision download it into root (cifar10, cifar100 only)
     # the loader's own options (e.g. cinic10's recipe: paper); they change the data, so the fingerprint
-    options: dict[str, OptionValue] = {}
+    options: Options = {}
     subsets: Literal["nested", "independent"] = "nested"  # independent: a fresh draw per size (the paper's)
     normalize: bool = False  # inputs standardised by the pool's per-channel mean and std (the paper's)
+
+    @field_validator("options")
+    @classmethod
+    def _canonical_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return plain_options(options)
 
 
 class EvalSetSpec(_Strict):
     name: str
     label: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None  # the store's eval_set; default: name
     root: str | None = None
-    options: dict[str, OptionValue] = {}
+    options: Options = {}
+
+    @field_validator("options")
+    @classmethod
+    def _canonical_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return plain_options(options)
 
     def request(self) -> dict[str, Any]:
         """What a worker needs to build it (plain data: it travels through Ray)."""
@@ -256,6 +272,11 @@ class Spec(_Strict):
     def eval_requests(self) -> list[dict[str, Any]]:
         return [EvalSetSpec(name=e).request() if isinstance(e, str) else e.request() for e in self.eval_sets]
 
+    def eval_set_meanings(self) -> dict[str, tuple[str, str]]:
+        """label -> (eval set name, canonical options): what each label means. One sweep, one meaning per label:
+        the frozen spec and a spec run against it are compared by this (and by the sets' content, in the plan)."""
+        return {r["label"]: (r["name"], canonical_options(r["options"])) for r in self.eval_requests()}
+
     @model_validator(mode="after")
     def _grid(self) -> Spec:
         if self.data_sizes is None and self.data_fractions is None:
@@ -405,8 +426,6 @@ def preset_path(name: str) -> Path:
         raise SpecError(f"unknown preset {name!r} (valid: {', '.join(preset_names())})")
     return Path(str(resources.files("search_spaces") / "presets" / f"{name}.yaml"))
 
-
-# ----- expansion ------------------------------------------------------------------------------------
 
 # ----- smoke scale-down -----------------------------------------------------------------------------
 

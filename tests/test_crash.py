@@ -117,7 +117,8 @@ def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves_and_a_second_dr
     read_until(drivers[0], "cells to run")  # the first driver holds left's lock from here on
     second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "left.yaml", "--store", "store"],
                             cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2 and f"is being run by pid {drivers[0].pid}" in second.stderr
+    (holder,) = children(drivers[0].pid)  # the driver, under the supervisor that `augworth run` is
+    assert second.returncode == 2 and f"is being run by pid {holder}" in second.stderr, second.stderr
     assert [d.wait(timeout=400) for d in drivers] == [0, 0]  # the refused driver took nothing from the holder
     store = Store(tmp_path / "store")
     for name in ("left", "right"):
@@ -140,3 +141,51 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_rest(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     final = mtimes(results)
     assert len(final) == 8 and {k: final[k] for k in kept} == kept
+
+
+LISTED = QUICK_SPEC.replace("eval_sets: [test, corrupted]", "eval_sets: [test, {{name: corrupted, label: c_nb, "
+                            "options: {{corruptions: [noise, blur]}}}}]")
+
+
+def test_a_sweep_whose_ray_stops_says_so_and_resumes_runs_again_and_extends_through_its_frozen_spec(tmp_path):
+    """The eval set's options hold a list, which the frozen spec once compared with a tuple (every resume refused)."""
+    from orchestrator.supervise import RAY_LOST, ray_processes
+
+    spec = LISTED.format(name="listed").replace("cells_per_trial: 4", "cells_per_trial: 1")
+    (tmp_path / "spec.yaml").write_text(spec)
+    results = tmp_path / "store" / "listed" / "results"
+    first = driver("run", "spec.yaml", cwd=tmp_path)
+    read_until(first, r"cell \w+ done")
+    (child,) = children(first.pid)  # the driver, under the supervisor that `augworth run` is
+    gcs_and_raylet = ray_processes(child)
+    assert len(gcs_and_raylet) == 2
+    for pid in gcs_and_raylet:  # what `ray stop` does to a local Ray, here to this driver's only
+        os.kill(pid, signal.SIGTERM)
+    _, rest = first.communicate(timeout=120)
+    assert first.returncode == RAY_LOST, rest
+    assert "Traceback" not in rest and rest.strip().splitlines()[-1].startswith("augworth: the local Ray stopped")
+    assert "`augworth resume listed`" in rest
+    kept = mtimes(results)
+    assert 1 <= len(kept) < 8
+
+    def augworth(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args, "--store", "store", "--no-progress"],
+                              cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+
+    resumed = augworth("resume", "listed")
+    assert resumed.returncode == 0, resumed.stderr
+    done = mtimes(results)
+    assert len(done) == 8 and {k: done[k] for k in kept} == kept
+    again = augworth("run", "spec.yaml")  # the same file: the same sweep, nothing to train
+    assert again.returncode == 0 and "0 cells done now, 8 were already done" in again.stdout, again.stderr
+    (tmp_path / "more.yaml").write_text(spec.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    extended = augworth("run", "more.yaml", "--extend")
+    assert extended.returncode == 0, extended.stderr
+    assert "4 cells done now, 8 were already done" in extended.stdout
+    final = mtimes(results)
+    assert len(final) == 12 and {k: final[k] for k in done} == done  # only the new seed's cells trained
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]

@@ -1,6 +1,7 @@
-"""A plugin as a user writes one: augmentations registered from outside augworth (execution.plugins).
+"""A plugin as a user writes one: components registered from outside augworth (execution.plugins).
 
-These three fail on purpose, each in its own way, so the tests can watch real failures travel through a sweep.
+The three augmentations fail on purpose, each in its own way, so the tests can watch real failures travel
+through a sweep; the data set and eval set at the end take any options.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 import torch
 
 from trainables.augmentations import AUGMENTATIONS
+from trainables.datasets import DATASETS, EVAL_SETS, load_dataset
 
 
 @AUGMENTATIONS.register("boom", default_strength=1.0, strength_range=(0.0, 1.0), doc="raises when strength > 0")
@@ -37,3 +39,15 @@ def slow(strength, fill):
         return x
 
     return augment
+
+
+# A data set and an eval set that take any options, as a user's components may: the spec round trips
+# (tests/test_frozen.py) put every kind of option value through the plan's comparison of a sweep with itself.
+@DATASETS.register("digits_any_options", image_size=16, doc="the digits, whatever options it is given")
+def digits_any_options(root=None, download=False, **options):
+    return load_dataset("digits")
+
+
+@EVAL_SETS.register("any_options", doc="the test split, whatever options it is given")
+def any_options(data, root=None, **options):
+    return data.test_x, data.test_y

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from search_spaces.options import OptionsKey, canonical_options, plain_options
+
 from ..registry import Registry
 
 Tensor = torch.Tensor
@@ -61,7 +63,7 @@ DATASETS: Registry[Callable[..., DataSet]] = Registry("data set", meta=("image_s
 # an option `corruptions` picks some. `analyze --question ood` compares them with the policies' `covers`.
 EVAL_SETS: Registry[Callable[..., tuple[Tensor, Tensor]]] = Registry("eval set", meta=("corruptions",))
 
-Options = tuple[tuple[str, Any], ...]  # a component's options as sorted (name, value) pairs: hashable, cacheable
+Options = OptionsKey  # a component's options as canonical JSON text (search_spaces.options): hashable, cacheable
 STATS_CHUNK = 8192  # images per step when reducing or converting a uint8 set: never a float copy of all of it
 
 
@@ -77,10 +79,10 @@ def to_uint8(x: Tensor) -> Tensor:
     return x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def option_items(options: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> Options:
-    """A mapping or pairs of options as sorted pairs, lists made tuples: the form the caches key on."""
-    pairs = options.items() if isinstance(options, Mapping) else (options or ())
-    return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in pairs))
+def option_items(options: Mapping[str, Any] | Iterable[tuple[str, Any]] | Options | None) -> Options:
+    """Options in their canonical form (`search_spaces.options`): the text the caches key on, and what the
+    frozen spec and the comparison of two specs use too, so a list and a tuple are never two test sets."""
+    return canonical_options(options)
 
 
 def reject_options(what: str, options: Mapping[str, Any], valid: Iterable[str] = ()) -> None:
@@ -142,10 +144,10 @@ def make_dataset(name: str, train_x: Tensor, train_y: Tensor, test_x: Tensor, te
 
 
 def create_dataset(name: str, root: str | None = None,
-                   options: Mapping[str, Any] | Options = (), download: bool = False) -> DataSet:
+                   options: Mapping[str, Any] | Options | None = None, download: bool = False) -> DataSet:
     """Build a data set afresh, without the cache."""
     # download only when asked (None is dropped): a plugin's loader written as fn(root=None) keeps working
-    return DATASETS.create(name, root=root, download=True if download else None, **dict(option_items(options)))
+    return DATASETS.create(name, root=root, download=True if download else None, **plain_options(options))
 
 
 @functools.lru_cache(maxsize=4)
@@ -153,7 +155,7 @@ def _load_dataset_cached(name: str, root: str | None, options: Options, download
     return create_dataset(name, root, options, download)
 
 
-def load_dataset(name: str, root: str | None = None, options: Mapping[str, Any] | Options = (),
+def load_dataset(name: str, root: str | None = None, options: Mapping[str, Any] | Options | None = None,
                  download: bool = False) -> DataSet:
     """Load once per process (Ray reuses worker processes, so once per worker); options as a dict or pairs."""
     return _load_dataset_cached(name, root, option_items(options), bool(download))
@@ -163,21 +165,21 @@ load_dataset.__wrapped__ = create_dataset  # type: ignore[attr-defined]  # funct
 load_dataset.cache_clear = _load_dataset_cached.cache_clear  # type: ignore[attr-defined]
 
 
-def eval_request(entry: str | Mapping[str, Any]) -> tuple[str, str, str | None, tuple[tuple[str, Any], ...]]:
+def eval_request(entry: str | Mapping[str, Any]) -> tuple[str, str, str | None, Options]:
     """(label, name, root, options) of an eval set given by name or as the spec's mapping."""
     if isinstance(entry, str):
-        return entry, entry, None, ()
+        return entry, entry, None, option_items(None)
     return entry.get("label") or entry["name"], entry["name"], entry.get("root"), option_items(entry.get("options"))
 
 
 
 @functools.lru_cache(maxsize=16)
 def _eval_set_cached(data: DataSet, name: str, root: str | None, options: Options) -> tuple[Tensor, Tensor]:
-    return EVAL_SETS.create(name, data=data, root=root, **dict(options))
+    return EVAL_SETS.create(name, data=data, root=root, **plain_options(options))
 
 
 def eval_set(data: DataSet, name: str, root: str | None = None,
-             options: Mapping[str, Any] | Options = ()) -> tuple[Tensor, Tensor]:
+             options: Mapping[str, Any] | Options | None = None) -> tuple[Tensor, Tensor]:
     """Built once per process and (data set, name, root, options), like the data set itself."""
     return _eval_set_cached(data, name, root, option_items(options))
 
@@ -185,12 +187,13 @@ def eval_set(data: DataSet, name: str, root: str | None = None,
 @functools.lru_cache(maxsize=16)
 def _eval_set_identity(data: DataSet, name: str, root: str | None, options: Options) -> str:
     x, y = _eval_set_cached(data, name, root, options)
-    what = json.dumps([name, [list(item) for item in options]], sort_keys=True, default=str)
+    given = plain_options(options)  # [[option, value], ...] sorted: the form fingerprints of stored rows were made in
+    what = json.dumps([name, [[k, given[k]] for k in sorted(given)]], sort_keys=True, default=str)
     return hashlib.sha256(what.encode() + fingerprint(x, y).encode()).hexdigest()[:16]
 
 
 def eval_set_fingerprint(data: DataSet, name: str, root: str | None = None,
-                         options: Mapping[str, Any] | Options = ()) -> str:
+                         options: Mapping[str, Any] | Options | None = None) -> str:
     """What an eval set is, as a row records it: its name, options and content (images and labels, hashed
     as a data set's fingerprint is, once per process). The root is left out: the same files elsewhere are the
     same set; other files under the same label are not."""
