@@ -1,8 +1,11 @@
 """Submit a sweep to a Ray cluster as a Ray Job: the driver then runs on the head, not on this machine.
 
 The job's working directory carries the spec; our packages travel as `py_modules`, so the cluster needs
-only the dependencies. Clusters started with `ray start --head` use token authentication: the user's token
-(`RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`) is passed through, never turned off.
+only the dependencies. Token authentication: Ray 2.60's `ray start --head` turns it on only where a token exists
+on the head or RAY_AUTH_MODE=token is set there (and never makes one: the recipes in docs/recipes do both), and
+a Jobs client sends its token only with RAY_AUTH_MODE=token. So where the user has a token (`RAY_AUTH_TOKEN`,
+`RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`) this sets that mode and the token goes with every request; it never
+turns authentication off.
 """
 
 from __future__ import annotations

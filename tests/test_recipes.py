@@ -8,8 +8,11 @@
   as one) with gpus_per_cell 0.25: four per logical GPU. The cells themselves are not run: a GPU cell
   without CUDA fails by design.
 - KubeRay: the RayJob manifest is parsed; its spec (the ConfigMap) passes augworth's checks, its entrypoint is
-  a valid `augworth run` whose paths are mounted in the head, and each worker pod has room for whole cells.
-  Not tested: a Kubernetes cluster, KubeRay itself, the image.
+  a valid `augworth run` whose paths are mounted in the head, each worker pod has room for whole cells, and the
+  operator is asked for token authentication. Not tested: a Kubernetes cluster, KubeRay itself, the image
+  (its install is: tests/test_install.py).
+- SLURM's token: the script runs with an empty home, makes the token there before the head starts, and the
+  head refuses a client with no token and one with a wrong token.
 """
 
 from __future__ import annotations
@@ -54,10 +57,13 @@ def slurm_cluster(tmp_path_factory):
         (fake / name).chmod(0o755)
     (tmp / "spec.yaml").write_text(tiny_spec("slurm"))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+    home = tmp / "home"  # a user's first job: an empty (shared) home, no token anywhere yet
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
+                                                            "RAY_AUTH_TOKEN_PATH")} | {
         "PATH": f"{fake}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
         "SLURM_JOB_NODELIST": "node-a,node-b", "SLURM_CPUS_PER_TASK": "6", "SLURM_GPUS_PER_TASK": "1",
-        "RAY_PORT": str(port)}
+        "RAY_PORT": str(port), "HOME": str(home)}
     # its own session: the backgrounded `ray start --block` steps (and all they start) go with one killpg. Output
     # to a file: those steps keep the script's stdout open after the script itself has ended
     log_path = tmp / "sbatch.log"
@@ -69,18 +75,47 @@ def slurm_cluster(tmp_path_factory):
         proc.wait(timeout=300)
         log = log_path.read_text()
         ip = subprocess.run(["hostname", "--ip-address"], capture_output=True, text=True).stdout.split()[0]
-        yield proc.returncode, log, tmp, f"{ip}:{port}"  # the head's address, as the script computes it
+        yield proc.returncode, log, tmp, f"{ip}:{port}", env  # the head's address, as the script computes it
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_the_sbatch_script_starts_a_head_and_a_worker_and_runs_augworth(slurm_cluster):
-    code, log, tmp, _ = slurm_cluster
+    code, log, tmp, _, _ = slurm_cluster
     assert code == 0, log[-3000:]
     # the last step is `augworth run ... --dry-run`: the spec's cells counted, nothing trained
     assert "sweep slurm: 12 cells" in log, log[-3000:]
     assert not (tmp / "store" / "slurm" / "results").exists()
+
+
+REFUSED = """\
+import sys
+import ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False)
+except Exception as exc:  # refused: how, in one line
+    print("refused:", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+else:
+    print("connected")
+"""
+
+
+def test_the_slurm_head_made_its_token_in_the_empty_home_and_refuses_clients_without_it(slurm_cluster):
+    code, log, tmp, address, env = slurm_cluster
+    assert code == 0, log[-3000:]
+    token = tmp / "home" / ".ray" / "auth_token"
+    assert token.is_file() and token.stat().st_mode & 0o077 == 0  # made before the head started; yours only
+    assert token.read_text().strip() not in log  # never printed into the job's log
+    stranger = tmp / "stranger"
+    stranger.mkdir()
+    # no token (how a stranger on the cluster's network comes), and a wrong one; Ray's 20 tries of 1 s cut to 2
+    for extra in ({"HOME": str(stranger)}, {"HOME": str(stranger), "RAY_AUTH_MODE": "token",
+                                             "RAY_AUTH_TOKEN": "0" * 64}):
+        extra |= {"RAY_gcs_server_port_wait_time_s": "2"}
+        out = subprocess.run([sys.executable, "-c", REFUSED, address], env=env | extra, capture_output=True,
+                             text=True, timeout=120)
+        assert out.stdout.startswith("refused:"), (extra, out.stdout, out.stderr[-2000:])
 
 
 PACKING = """\
@@ -103,14 +138,14 @@ print(json.dumps({"nodes": [n["NodeID"] for n in ray.nodes() if n["Alive"]], "to
 
 
 def test_the_slurm_cluster_packs_four_quarter_gpu_cells_per_gpu(slurm_cluster):
-    code, log, tmp, address = slurm_cluster
+    code, log, tmp, address, env = slurm_cluster
     assert code == 0, log[-3000:]
     spec = tmp / "quarter.yaml"
     spec.write_text(tiny_spec("gpu").replace("execution: {", "execution: {gpus_per_cell: 0.25, "))
-    # a driver of its own, as the script's: this process's Ray read its auth mode when it was imported
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT),
-                                                                         "RAY_AUTH_MODE": "token"}
-    out = subprocess.run([sys.executable, "-c", PACKING, address, str(spec)], env=env, capture_output=True,
+    # a driver of its own, as the script's (its mode and its home's token): this process's Ray read its auth mode
+    # when it was imported
+    out = subprocess.run([sys.executable, "-c", PACKING, address, str(spec)], env=env | {"RAY_AUTH_MODE": "token"},
+                         capture_output=True,
                          text=True, timeout=200)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -163,3 +198,10 @@ def test_the_rayjob_manifest_runs_a_valid_spec_on_pods_that_fit_its_cells():
         assert cpus % need["CPU"] == 0 and (gpus / need["GPU"]) == cpus / need["CPU"]  # whole cells, none idle
         assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} >= {mounts["store"]}  # checkpoints
     assert float(cluster["headGroupSpec"]["rayStartParams"]["num-gpus"]) == 0  # no cell trains on the head
+    # token authentication by the operator (KubeRay's AuthOptions), never turned off in a container
+    assert cluster["authOptions"] == {"mode": "token"}
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        for container in pod["containers"]:
+            assert not any(e["name"] == "RAY_AUTH_MODE" and e.get("value") != "token" for e in container.get("env", []))
+            assert container["image"] == "ghcr.io/your-org/augworth:latest"  # docs/recipes/Dockerfile's build line

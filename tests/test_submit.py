@@ -1,4 +1,5 @@
-"""`augworth submit` against a real head started with `ray start --head` (token authentication on)."""
+"""`augworth submit` against a real head started with `ray start --head` from an empty home, as a new user starts
+one: a token made with `ray get-auth-token --generate`, token authentication on for the head and the client."""
 
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ RAY = str(Path(sys.executable).parent / "ray")
 def head(tmp_path_factory):
     """A head node in its own process group, ready when `ray start` says so; killed whole at the end."""
     temp = tmp_path_factory.mktemp("ray-head")
+    home = tmp_path_factory.mktemp("home")
     dashboard = free_port()
     # the job's `python` is the head's: this environment's, as for a user who started the head from it
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
-        "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")} | {
+        "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(home), "RAY_AUTH_MODE": "token"}
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    assert (home / ".ray" / "auth_token").is_file()
     proc = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--port", str(free_port()), "--dashboard-host", "127.0.0.1",
          "--dashboard-port", str(dashboard), "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats"],
