@@ -52,7 +52,12 @@ class BadInput(Exception):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]augworth:[/] {message}", highlight=False, soft_wrap=True)
+    # every one-line error goes through here: a store URI or storage URL it quotes loses its secrets
+    from rich.markup import escape
+
+    from search_spaces.secrets import redact
+
+    err.print(f"[bold red]augworth:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -70,16 +75,19 @@ def user_errors(fn: F) -> F:
 
 
 def open_store(root: str) -> Store:
+    from search_spaces.secrets import redact
+
     try:
         return Store(root)
     except (OSError, ValueError) as exc:  # pyarrow: unknown scheme, bad URI
-        raise BadInput(f"--store {root!r}: {exc}") from None
+        raise BadInput(redact(f"--store {root!r}: {exc}")) from None
 
 
 def open_sweep(root: str, sweep: str) -> Store:
     store = open_store(root)
     if not store.has_sweep(sweep):
-        raise BadInput(f"no sweep {sweep!r} in store {root!r} (sweeps there: {', '.join(store.sweeps()) or 'none'})")
+        raise BadInput(f"no sweep {sweep!r} in store {store.shown!r} (sweeps there: "
+                       f"{', '.join(store.sweeps()) or 'none'})")
     return store
 
 

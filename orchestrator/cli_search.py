@@ -25,7 +25,7 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     from results import read_results
     from search_spaces import parse_spec
 
-    from .search import storage_url
+    from .storage import storage_url
 
     opened = open_sweep(store, sweep)
     spec = parse_spec(opened.read_spec(sweep), f"{opened.sweep_dir(sweep)}/spec.yaml")

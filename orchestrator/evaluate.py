@@ -9,13 +9,14 @@ each row appears exactly once, whether the cell sat in its own file or in a comp
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from results import Store, StoreError, cell_rows, connect, rows_to_table
-from search_spaces import PROBE_COLUMNS, Cell, SpecError, parse_spec
+from search_spaces import PROBE_COLUMNS, Cell, SpecError, cell_key, parse_spec
 from search_spaces.yaml_strict import dump_yaml
 
 from .lock import SweepLock
@@ -61,15 +62,8 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
     from trainables.weights import kept_keys
 
     t0 = time.perf_counter()
-    source = f"{store.uri}/{sweep}/spec.yaml"
-    frozen = parse_spec(store.read_spec(sweep), source)
-    spec = _with_eval_sets(frozen, requests, source)
-    text = spec.to_yaml()
-    check_names(spec, text, "--eval-set")
-    data = load_data(spec, text, "--eval-set")  # every eval set builds: a missing file is bad input, here
-    check_eval_sets(spec, frozen, store, text, "--eval-set", extend=False)
-    by_label = {r["label"]: r for r in spec.eval_requests()}
-    wanted = {label: by_label[label] for label in dict.fromkeys(_label(q) for q in requests)}
+    frozen_text = store.read_spec(sweep)
+    frozen, spec, text, data, wanted = _checked(store, sweep, frozen_text, requests)
     folder = weights_dir(store, sweep)
     done, todo = _missing_rows(store, sweep, wanted)
     kept = kept_keys(folder)
@@ -78,11 +72,14 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
                          f"{', '.join(wanted)} (in {folder}): only cells trained with execution.keep_weights: "
                          "true can be evaluated; train the others again, or run the eval sets as a new sweep")
     with SweepLock(store, sweep):
+        if store.read_spec(sweep) != frozen_text:  # a driver froze another spec since: check against that one
+            frozen_text = store.read_spec(sweep)
+            frozen, spec, text, data, wanted = _checked(store, sweep, frozen_text, requests)
         done, todo = _missing_rows(store, sweep, wanted)  # a driver may have finished more cells meanwhile
         grid = store.read_grid(sweep)
         cells = {row["cell_key"]: Cell.from_dict(row) for row in (grid.to_pylist() if grid is not None else [])}
         kept = kept_keys(folder)
-        no_weights = sorted(key for key in todo if key not in kept or key not in cells)
+        no_weights = sorted(key for key in todo if key not in kept)
         if spec.eval_requests() != frozen.eval_requests():
             store.write_spec(sweep, text)  # cells still to train get the new sets; a re-run goes on from here
         runnable = [key for key in todo if key not in no_weights]
@@ -94,6 +91,21 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
             log(f"evaluated {min(start + BATCH_CELLS, len(runnable))}/{len(runnable)} cells")
     return EvaluateReport(sweep, list(wanted), len(runnable) - len(bad), len(done) - len(todo), rows_added,
                           no_weights, bad, time.perf_counter() - t0)
+
+
+def _checked(store: Store, sweep: str, frozen_text: str, requests: Sequence[str | dict[str, Any]]):
+    """(frozen spec, spec with the requests, its text, data set, the requests by label), checked as any spec is:
+    names, every eval set built (a missing file is bad input, here), one meaning per label."""
+    source = f"{store.shown}/{sweep}/spec.yaml"
+    frozen = parse_spec(frozen_text, source)
+    spec = _with_eval_sets(frozen, requests, source)
+    text = spec.to_yaml()
+    check_names(spec, text, "--eval-set")
+    data = load_data(spec, text, "--eval-set")
+    check_eval_sets(spec, frozen, store, text, "--eval-set", extend=False)
+    by_label = {r["label"]: r for r in spec.eval_requests()}
+    wanted = {label: by_label[label] for label in dict.fromkeys(_label(q) for q in requests)}
+    return frozen, spec, text, data, wanted
 
 
 def _missing_rows(store: Store, sweep: str, wanted: dict[str, dict[str, Any]]
@@ -148,7 +160,12 @@ def _evaluate_batch(store: Store, sweep: str, todo: dict[str, list[dict[str, Any
         if template is None:
             bad[key] = "no final row to take the training time and provenance from"
             continue
-        cell = cells[key]
+        # a grid cell from the grid; a search's cell (never in the grid) from its own rows' config
+        cell = cells.get(key) or Cell.from_dict(json.loads(template["config_json"]) if template.get("config_json")
+                                                else template)
+        if cell_key(cell) != key:
+            bad[key] = "its rows' config is another cell's"
+            continue
         try:  # a weights file that is missing, unreadable, another cell's or another model's: that cell's fault
             measured = evaluate_weights(cell, data, load_weights(folder, key), requests, device=device)
         except (OSError, ValueError, KeyError) as exc:  # run-time errors (CUDA, memory) stop the command instead

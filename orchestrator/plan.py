@@ -24,6 +24,9 @@ class Plan:
     frozen: str  # "new": no sweep yet; "same": the frozen spec matches; "extend": a superset replaces it
     notes: list[str] = field(default_factory=list)
     studies: list[Study] = field(default_factory=list)  # the search block's (search.py); none without one
+    frozen_text: str | None = None  # the frozen spec this plan was compared with (None: a new sweep)
+    extend: bool = False
+    retry_failed: bool = False
 
     @property
     def keys(self) -> set[str]:
@@ -129,18 +132,22 @@ def expand(spec: Spec, text: str | None, source: str, *, studies: bool = False) 
 def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, retry_failed: bool = False) -> Plan:
     spec = parse_spec(text, source)
     check_names(spec, text, source)
+    from .storage import check_storage
+
+    check_storage(spec, store, text, source)
     cells = expand(spec, text, source)
     keys = {c.cell_key for c in cells}
-    frozen = "new"
-    if store.has_sweep(spec.name):
-        old = parse_spec(store.read_spec(spec.name), f"{store.uri}/{spec.name}/spec.yaml")
+    frozen, frozen_text = "new", store.read_spec(spec.name) if store.has_sweep(spec.name) else None
+    if frozen_text is not None:
+        old = parse_spec(frozen_text, f"{store.shown}/{spec.name}/spec.yaml")
+        check_storage_kept(old, spec, text, source)
         if old.grid_fields() == spec.grid_fields():
             frozen = "same"
         elif not extend:
             only_eval_sets = ({k: v for k, v in old.grid_fields().items() if k != "eval_sets"}
                               == {k: v for k, v in spec.grid_fields().items() if k != "eval_sets"})
             raise SpecError(
-                f"sweep {spec.name!r} already exists in {store.uri} with a different spec "
+                f"sweep {spec.name!r} already exists in {store.shown} with a different spec "
                 + ("(only its eval sets differ: `augworth evaluate` may have added some; list them in your spec, "
                    f"or run `augworth resume {spec.name}`)" if only_eval_sets else
                    "(use --extend for a superset of its grid, or another name)"), source=source)
@@ -152,14 +159,27 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
                                 f"are not in the new one", source=source)
             check_search_extension(old, spec, source)
             frozen = "extend"
-    if store.has_sweep(spec.name):
+    if frozen_text is not None:
         check_eval_sets(spec, old, store, text, source, extend=frozen == "extend")
     done = store.done_keys(spec.name) & keys
     failed = set(store.failures(spec.name)) & keys - done
     skip = done if retry_failed else done | failed
     pending = [c for c in cells if c.cell_key not in skip]
     return Plan(spec, text, source, cells, done, failed, pending, frozen, notes=redundant_treatments(cells),
-                studies=expand(spec, text, source, studies=True))
+                studies=expand(spec, text, source, studies=True), frozen_text=frozen_text, extend=extend,
+                retry_failed=retry_failed)
+
+
+def plan_again_if_frozen_changed(plan: Plan, store: Store) -> Plan:
+    """Under the sweep's lock: `plan` as it is where the sweep's frozen spec is still the one it was compared with;
+    else made again against what is frozen now (another driver froze, extended or added eval sets to the sweep
+    between this plan and this lock). A resume (its spec was the frozen one) takes the new frozen spec."""
+    now = store.read_spec(plan.spec.name) if store.has_sweep(plan.spec.name) else None
+    if now == plan.frozen_text:
+        return plan
+    resumed = plan.frozen_text is not None and plan.text == plan.frozen_text and now is not None
+    return plan_sweep(now if resumed else plan.text, f"{store.shown}/{plan.spec.name}/spec.yaml" if resumed
+                      else plan.source, store, extend=plan.extend, retry_failed=plan.retry_failed)
 
 
 def redundant_treatments(cells: list[Cell]) -> list[str]:
@@ -172,6 +192,18 @@ def redundant_treatments(cells: list[Cell]) -> list[str]:
             f"leave them out with `exclude: [{{augmentation: {aug}, invariance: {inv}}}]`"
             for (aug, inv), n in sorted(counts.items())
             if aug in INVARIANCES.get(inv).meta.get("makes_redundant", ()) and ("none", inv) in counts]
+
+
+def check_storage_kept(old: Spec, new: Spec, text: str, source: str) -> None:
+    """A sweep's studies live in its frozen `search.storage`: a spec that names another is refused, whatever else
+    it changes (a search opened there would start every study from zero while `status` and `best` read the old)."""
+    before, after = (s.search.storage if s.search is not None else None for s in (old, new))
+    if old.search is not None and new.search is not None and before != after:
+        from search_spaces.secrets import redact
+
+        raise spec_error(f"is {redact(str(after))} here and {redact(str(before))} in the sweep's frozen spec, where "
+                         "its studies live; keep that one (to move the studies, copy them and edit the frozen "
+                         "spec.yaml)", text=text, source=source, loc=("search", "storage"))
 
 
 def check_search_extension(old: Spec, new: Spec, source: str) -> None:
@@ -227,4 +259,4 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
 
 
 def plan_resume(store: Store, sweep: str, *, retry_failed: bool = False) -> Plan:
-    return plan_sweep(store.read_spec(sweep), f"{store.uri}/{sweep}/spec.yaml", store, retry_failed=retry_failed)
+    return plan_sweep(store.read_spec(sweep), f"{store.shown}/{sweep}/spec.yaml", store, retry_failed=retry_failed)

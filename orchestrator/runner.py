@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from results import Store
+from results import Store, check_sweep_name
 
 from .lock import SweepLock
 from .plan import Plan
@@ -95,14 +95,12 @@ def connect(address: str | None = None) -> None:
 
 def checkpoint_dir(store: Store, sweep: str, configured: str | None) -> str:
     """Where running cells checkpoint: the spec's choice, else inside the sweep folder (a URI stays a URI)."""
-    return configured or weights_dir(store, sweep).rsplit("/", 1)[0] + "/checkpoints"
+    return configured or store.files.location(check_sweep_name(sweep), "checkpoints")
 
 
 def weights_dir(store: Store, sweep: str) -> str:
     """Where cells keep their final weights (execution.keep_weights): inside the sweep folder."""
-    if store.local:
-        return f"{store.sweep_dir(sweep)}/weights"
-    return f"{store.uri.rstrip('/')}/{sweep}/weights"
+    return store.files.location(check_sweep_name(sweep), "weights")
 
 
 def warn_if_unshared(path: str, nodes: int, what: str = "checkpoint storage",
@@ -291,6 +289,9 @@ def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progr
     tell(DriverNews("sweep", sweep=plan.spec.name))
     check_gpus(plan, address)
     with SweepLock(store, plan.spec.name):
+        from .plan import plan_again_if_frozen_changed
+
+        plan = plan_again_if_frozen_changed(plan, store)  # what is frozen is only ever compared under the lock
         return _run_locked(plan, store, address=address, show_progress=show_progress, log_cells=log_cells)
 
 
@@ -339,9 +340,15 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
 
     trials_in_prestarted_workers()
     spec, sweep = plan.spec, plan.spec.name
-    if plan.frozen != "same" or store.read_grid(sweep) is None:
+    grid = store.read_grid(sweep)
+    # the spec first, then its grid; a grid that is not the frozen spec's (a crash between the two writes) is
+    # written again by the next run, whichever of them it missed
+    gridded = set(grid.column("cell_key").to_pylist()) if grid is not None and "cell_key" in grid.column_names \
+        else set()  # a search alone has an empty grid
+    if plan.frozen != "same" or grid is None or gridded != plan.keys:
+        if plan.frozen != "same":
+            store.write_spec(sweep, spec.to_yaml())
         store.write_grid(sweep, [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
-        store.write_spec(sweep, spec.to_yaml())
     done_now = store.done_keys(sweep)  # a driver that held the lock before us may have finished more
     plan.pending = [c for c in plan.pending if c.cell_key not in done_now]
     skipped = len(plan.cells) - len(plan.pending)

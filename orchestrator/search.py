@@ -24,49 +24,18 @@ import warnings
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from results import Store, StoreError
+from results import Store
 from search_spaces import Spec, Study
 
 from .progress import SweepProgress
 from .resources import cell_bundle, concurrent_cells
+from .storage import open_storage, own_journal, storage_url
 
-STORAGE_NAME = "optuna.log"
 log = logging.getLogger("augworth")
-
-
-def storage_url(spec: Spec, store: Store) -> str:
-    """Where the sweep's studies live: the spec's `search.storage`, else a journal file in the sweep's folder."""
-    return sweep_storage_url(store, spec.name, spec.search.storage if spec.search is not None else None)
-
-
-def sweep_storage_url(store: Store, sweep: str, configured: str | None) -> str:
-    if configured:
-        return configured
-    if not store.local:
-        raise StoreError(f"a search on a store at a URI ({store.uri}) needs search.storage: a journal file path "
-                         "or a database URL that the driver reaches")
-    return f"{store.sweep_dir(sweep)}/{STORAGE_NAME}"
-
-
-def open_storage(url: str, *, stale_lock: bool = False):  # -> optuna.storages.BaseStorage
-    """A journal file (a path) or an RDB storage (a URL with '://'). `stale_lock`: a driver holding the sweep's
-    lock removes a lock file that a killed driver left (Optuna would wait out its 30 s grace period)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if "://" in url:
-        return optuna.storages.RDBStorage(url)
-    from optuna.storages.journal import JournalFileBackend
-
-    Path(url).parent.mkdir(parents=True, exist_ok=True)
-    if stale_lock:
-        Path(url + ".lock").unlink(missing_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(url))
 
 
 def distributions(spec: Spec, policy: str) -> dict[str, Any]:
@@ -244,7 +213,7 @@ def start_search(spec: Spec, studies: list[Study], store: Store) -> SearchRun:
 
     assert spec.search is not None
     url = storage_url(spec, store)
-    storage = open_storage(url, stale_lock=True)
+    storage = open_storage(url, own=url == own_journal(store, spec.name))  # under the sweep's lock (runner)
     run = SearchRun(spec, store, url, {})
     for study in studies:
         existing = len(_existing_trials(storage, study.name))

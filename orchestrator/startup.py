@@ -94,7 +94,7 @@ def plan_while_ray_starts(make_plan: Callable[[], T], *, spec: Spec, store: Stor
         return make_plan()  # an object store's client may run threads of its own: no fork then
     if store.has_sweep(spec.name) and (SweepLock(store, spec.name).holder() is not None
                                        or not may_have_cells_to_run(spec, store, retry_failed=retry_failed)):
-        return make_plan()  # finished, or held by a driver that may be alive: refused without Ray
+        return make_plan()  # finished, or held by a live driver: refused without Ray
     import multiprocessing
 
     context = multiprocessing.get_context("fork")

@@ -13,7 +13,7 @@ from typing import Any
 from results import Store, StoreError
 from search_spaces.cells import LABEL_COLUMNS
 
-from .lock import SweepLock, _alive
+from .lock import SweepLock
 
 STATES = ("done", "failed", "running", "missing")
 
@@ -38,9 +38,10 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
     frame = grid.to_pylist()  # plain rows: `status` loads no pandas (the command answers in well under 1 s)
     done = store.done_keys(sweep)
     failures = store.failures(sweep)
-    holder = SweepLock(store, sweep).holder()
-    live = holder is not None and (holder.get("host") != SweepLock(store, sweep).me["host"]
-                                   or _alive(int(holder.get("pid", -1))))
+    lock = SweepLock(store, sweep)
+    holder = lock.holder()  # a live driver's record (the OS lock or the lease says so, never a pid)
+    live = holder is not None
+    dead = None if live else lock.dead_holder()
     running = set(store.read_running(sweep)) if live else set()
 
     def state(key: str) -> str:
@@ -69,13 +70,13 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
         for r in frame if r["state"] == "failed"
     ]
     notes = []
-    if holder is not None and not live:
-        notes.append(f"a driver (pid {holder.get('pid')} on {holder.get('host')}) died without finishing: "
+    if dead is not None:
+        notes.append(f"a driver (pid {dead.get('pid')} on {dead.get('host')}) died without finishing: "
                      "run it again to go on")
     treatment = ["augmentation", "strength"] + [
         c for c in LABEL_COLUMNS if len({str(r.get(c)) for r in frame}) > 1]
     search = search_counts(store, sweep)
-    if search and holder is not None and not live and any(s["running"] for s in search):
+    if search and dead is not None and any(s["running"] for s in search):
         notes.append("search trials marked running belong to the dead driver: `augworth resume` settles them "
                      "against the store (told where their cells are there, else run again under their numbers)")
     return SweepStatus(sweep, totals, table(treatment), table(["data_size"]), failed,
@@ -103,7 +104,7 @@ def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
         return []
     from analysis.search import read_trials, trial_counts
 
-    from .search import sweep_storage_url
+    from .storage import sweep_storage_url
 
     url = sweep_storage_url(store, sweep, search.get("storage"))
     if "://" not in url and not store.files.exists(url):

@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 RAY_LOST = 4  # exit code: Ray stopped under the driver; `augworth resume SWEEP` goes on
-GRACE_S = 5.0  # how long a driver whose Ray is gone may take to end by itself
+GRACE_S = 2.0  # how long a driver whose Ray is gone may take to end by itself
 PROBE_S = 1.0  # how often the GCS's port is tried while the driver runs
 _channel: int | None = None  # the driver's end of the pipe, where it has a supervisor
 

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from search_spaces.secrets import redact
+
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
@@ -36,7 +38,9 @@ def check_sweep_name(name: str) -> str:
 
 
 class Root:
-    """A folder on a file system: `path` is '/'-separated (absolute where local), `uri` as the user gave it."""
+    """A folder on a file system: `path` is '/'-separated (absolute where local), `uri` as the user gave it
+    (`shown`: the same with its secrets redacted, for messages). A `file://` URI is a local folder: its writes
+    rename and fsync, and the sweep lock is an OS lock, as for a plain path."""
 
     def __init__(self, root: str | Path) -> None:
         import pyarrow.fs as pafs
@@ -45,12 +49,22 @@ class Root:
         root = str(root)
         if "://" in root:
             self.fs, base = pafs.FileSystem.from_uri(root)
-            self.local = False
         else:
-            self.fs, base = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
-            self.local = True
+            self.fs, base = pafs.LocalFileSystem(), root
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        if self.local:
+            base = str(Path(base).expanduser().resolve())
         self.path = base.rstrip("/")
         self.uri = root
+        self.shown = redact(root)
+
+    def location(self, *parts: str) -> str:
+        """Where `parts` (below this root) are, as another process opens them with `Root(...)`: a local path, or
+        this root's URI with the parts added to its path (its query, such as an S3 endpoint, kept)."""
+        if self.local:
+            return "/".join([self.path, *parts])
+        head, sep, query = self.uri.partition("?")
+        return "/".join([head.rstrip("/"), *parts]) + sep + query
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != self._pafs.FileType.NotFound

@@ -101,6 +101,7 @@ class Store:
     def __init__(self, root: str | Path) -> None:
         self.files = Root(root)  # every read, write and delete goes through it
         self.fs, self.local, self.root, self.uri = self.files.fs, self.files.local, self.files.path, self.files.uri
+        self.shown = self.files.shown  # the URI with its secrets redacted: what messages say
 
     # ----- paths -------------------------------------------------------------------------------
     def sweep_dir(self, sweep: str) -> str:
@@ -131,7 +132,7 @@ class Store:
     def read_spec(self, sweep: str) -> str:
         path = f"{self.sweep_dir(sweep)}/spec.yaml"
         if not self.files.exists(path):
-            raise StoreError(f"no sweep {sweep!r} in store {self.uri} ({path} not found)")
+            raise StoreError(f"no sweep {sweep!r} in store {self.shown} ({path} not found)")
         return self.files.read_bytes(path).decode()
 
     def write_grid(self, sweep: str, cells: Sequence[dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from .cells import Cell
+from .secrets import written_secret
 from .strict import _LocatedError, _Strict
 
 Spec = Any  # search_spaces.spec.Spec, which imports this module (so no import back, not even for typing)
@@ -59,7 +60,17 @@ class SearchSpec(_Strict):
     objective: Objective = Objective()
     sampler: Sampler = Sampler()
     pruner: Literal["none", "successive_halving"] = "none"
-    storage: str | None = None  # None: a journal file <store>/<sweep>/optuna.log; else a journal path or an RDB URL
+    # None: a journal file <store>/<sweep>/optuna.log; else a journal path or an RDB URL, with any password
+    # written as ${VAR} (filled from the environment where the storage is opened; secrets.py)
+    storage: str | None = None
+
+    @model_validator(mode="after")
+    def _no_written_secret(self) -> SearchSpec:
+        secret = written_secret(self.storage) if self.storage else None
+        if secret:
+            raise _LocatedError(f"{secret} written here would be frozen into the sweep's spec.yaml and shown: write "
+                                "it as ${VAR} and set VAR in the environment of the driver", ("storage",))
+        return self
 
     @model_validator(mode="after")
     def _known(self) -> SearchSpec:
@@ -77,8 +88,10 @@ class SearchSpec(_Strict):
         return self
 
     def grid_fields(self) -> dict[str, Any]:
-        """What must match for a resumed search to be the same one (the storage may move)."""
-        return self.model_dump(mode="json", exclude={"storage"})
+        """What must match for a resumed search to be the same one: the storage too, where its studies live (a
+        resume that opened another storage would start every study from zero while `status` and `best` read
+        the old one)."""
+        return self.model_dump(mode="json")
 
 
 def searched_policies(spec: Spec) -> list[str]:

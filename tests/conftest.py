@@ -42,6 +42,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+NAMESPACE = ["unshare", "--pid", "--fork", "--mount-proc"]  # a command under it has its own PID namespace (pid 1)
+
+
+def unshare_works() -> bool:
+    """Whether this machine lets a test start a process in a PID namespace of its own (root, Linux)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run([*NAMESPACE, "true"], capture_output=True).returncode == 0
+
+
 PLUGINS = ROOT / "tests" / "plugins"  # a user's plugin module (execution.plugins), importable by every worker
 
 

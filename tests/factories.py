@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from search_spaces import Cell
+from search_spaces import Cell, canonical_json
 
 
 def make_cell(**over) -> Cell:
@@ -20,7 +20,7 @@ def rows_for(cell: Cell, n_steps: int = 2, eval_sets=("test", "corrupted")) -> l
         for name in eval_sets:
             rows.append(cell.to_dict() | {"step": 5 * i, "final": i == n_steps, "eval_set": name, "accuracy": 0.5,
                                           "loss": 1.0, "n_eval": 10, "train_seconds": 0.1 * i,
-                                          "created_at": dt.datetime.now(dt.UTC)})
+                                          "created_at": dt.datetime.now(dt.UTC), "config_json": canonical_json(cell)})
     return rows
 
 

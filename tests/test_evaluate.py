@@ -75,3 +75,67 @@ def test_cells_with_missing_or_foreign_weights_are_named_and_keep_their_rows(swe
     again = rows[rows["eval_set"] == "again"]
     assert sorted(again["cell_key"]) == sorted(c.cell_key for c in good) and again["final"].all()
     assert again["accuracy"].between(0, 1).all() and len(rows) == 12 * 4 + 2
+
+
+def test_a_weights_file_whose_model_is_not_a_state_dict_is_named_not_a_crash(swept):
+    import torch
+
+    store, plan = swept
+    folder = weights_dir(store, "e")
+    Path(folder).mkdir(parents=True)
+    cell = plan.cells[0]
+    torch.save({"cell_key": cell.cell_key, "model": [1, 2, 3]}, f"{folder}/{cell.cell_key}.pt")
+    result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", "{name: test, label: again}",
+                                      "--store", "store", "--device", "cpu"])
+    assert result.exit_code == 3, (result.stdout, result.stderr, result.exception)
+    assert f"{cell.cell_key}: ValueError: " in result.stdout and "not a state dict" in result.stdout
+
+
+def test_a_search_cell_which_the_grid_does_not_list_is_evaluated_from_its_own_rows(swept):
+    import pyarrow as pa
+
+    from trainables.datasets import load_dataset
+    from trainables.device import device_settings
+    from trainables.train import build_model
+    from trainables.weights import save_weights
+
+    store, plan = swept
+    searched = plan.cells[0]  # a search's cells are in results/ but never in grid.parquet
+    grid = store.read_grid("e")
+    store.write_grid("e", [r for r in grid.to_pylist() if r["cell_key"] != searched.cell_key])
+    assert searched.cell_key not in pa.Table.to_pydict(store.read_grid("e"))["cell_key"]
+    save_weights(weights_dir(store, "e"), searched, build_model(searched, load_dataset("digits"),
+                                                                 device_settings("cpu")))
+    result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", "{name: test, label: again}",
+                                      "--store", "store", "--device", "cpu"])
+    assert "1 cells evaluated on again (1 rows added)" in result.stdout, (result.stdout, result.stderr)
+    rows = read_results(store, "e")
+    assert list(rows.loc[rows["eval_set"] == "again", "cell_key"]) == [searched.cell_key]
+
+
+def test_a_spec_frozen_by_a_driver_while_evaluate_checked_is_checked_again_and_kept(swept, monkeypatch):
+    # between evaluate's checks and its lock, a driver extends the sweep (one seed more): evaluate must add its
+    # eval set to that frozen spec, not write back the one it read before
+    import orchestrator.evaluate as evaluate
+    import trainables.weights
+    from search_spaces import parse_spec
+    from trainables.datasets import load_dataset
+    from trainables.device import device_settings
+    from trainables.train import build_model
+
+    store, plan = swept
+    cell = plan.cells[0]
+    trainables.weights.save_weights(weights_dir(store, "e"), cell, build_model(cell, load_dataset("digits"),
+                                                                               device_settings("cpu")))
+    extended = parse_spec(tiny_spec("e").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")).to_yaml()
+    kept_keys = trainables.weights.kept_keys
+
+    def a_driver_extends_the_sweep_meanwhile(folder):
+        if parse_spec(store.read_spec("e")).seeds != [0, 1, 2]:
+            store.write_spec("e", extended)
+        return kept_keys(folder)
+
+    monkeypatch.setattr(trainables.weights, "kept_keys", a_driver_extends_the_sweep_meanwhile)
+    evaluate.evaluate_sweep(store, "e", [{"name": "test", "label": "again"}])
+    frozen = parse_spec(store.read_spec("e"))
+    assert frozen.seeds == [0, 1, 2] and "again" in frozen.eval_set_meanings()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from conftest import tiny_spec
 from factories import finished_sweep
@@ -83,31 +81,6 @@ def test_plan_refuses_a_changed_spec_unless_extended_to_a_superset(tmp_path):
     assert plan_sweep(tiny_spec("p", retries=5), "p.yaml", store).frozen == "same"
 
 
-def test_one_driver_per_sweep_and_stale_locks_are_taken_over(tmp_path):
-    import json
-    import socket
-    import subprocess
-    import sys
-
-    from orchestrator.lock import SweepLock, SweepLocked
-
-    store = Store(tmp_path)
-    with SweepLock(store, "s") as lock:
-        with pytest.raises(SweepLocked, match=r"being run by pid \d+"):
-            SweepLock(store, "s").acquire()
-        assert SweepLock(store, "other").acquire().held  # other sweeps are free
-    assert not (tmp_path / "s" / ".lock").exists()  # released
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / "s" / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
-    with SweepLock(store, "s") as lock:  # the holder's pid is gone: stale, taken over
-        assert lock.holder()["pid"] == lock.me["pid"]
-
-    (tmp_path / "s" / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
-    with pytest.raises(SweepLocked, match="remove .*/s/.lock"):
-        SweepLock(store, "s").acquire()
-
-
 def test_extend_refuses_an_added_eval_set_on_finished_cells_and_a_label_with_a_new_meaning(tmp_path):
     store = Store(tmp_path)
     finished_sweep(store, tiny_spec("e"))
@@ -131,62 +104,6 @@ def test_a_label_whose_data_changed_since_its_rows_were_written_is_refused(tmp_p
     finished_sweep(store, tiny_spec("c"), {"test": "0" * 16, "corrupted": eval_set_fingerprint(digits, "corrupted")})
     with pytest.raises(SpecError, match="eval_sets\\[0\\].*'test' is not the set its stored rows were measured on"):
         plan_sweep(tiny_spec("c"), "c.yaml", store)
-
-
-CONTENDER = """
-import sys
-from results import Store
-from orchestrator.lock import SweepLock, SweepLocked
-store, lock = Store(sys.argv[1]), None
-for line in sys.stdin:
-    if line.strip() == "go":
-        try:
-            lock = SweepLock(store, "s").acquire()
-            print("won", flush=True)
-        except SweepLocked:
-            print("lost", flush=True)
-    else:
-        if lock is not None:
-            lock.release()
-        lock = None
-        print("released", flush=True)
-"""
-
-
-@pytest.mark.parametrize("start", ["free", "stale"])
-def test_of_many_drivers_racing_for_a_sweep_exactly_one_takes_it(tmp_path, start):
-    # real processes, started together by a line on their stdin, each holding what it won until all have tried
-    import json
-    import socket
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    contenders = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(tmp_path)], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(8)]
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / "s").mkdir()
-    try:
-        for _ in range(12):
-            if start == "stale":  # a lock its driver left when it died on this host
-                (tmp_path / "s" / ".lock").write_text(json.dumps({"host": socket.gethostname(),
-                                                                   "pid": int(dead.stdout)}))
-            for proc in contenders:
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-            outcomes = [proc.stdout.readline().strip() for proc in contenders]
-            assert outcomes.count("won") == 1, outcomes
-            for proc in contenders:
-                proc.stdin.write("release\n")
-                proc.stdin.flush()
-            assert [proc.stdout.readline().strip() for proc in contenders] == ["released"] * len(contenders)
-            assert not (tmp_path / "s" / ".lock").exists()
-    finally:
-        for proc in contenders:
-            proc.stdin.close()
-            proc.wait(timeout=60)
 
 
 def test_status_tells_done_failed_running_and_missing_from_the_store_alone(tmp_path):
@@ -249,3 +166,53 @@ def test_gpu_hour_estimates_scale_with_the_image_size_from_the_registry_or_the_o
     assert hours("{name: synthetic, options: {image_size: 16}}") == pytest.approx(digits)
     # synthetic is 32x32 unless an option says otherwise: four times the pixels, ~four times the FLOPs
     assert 3.5 < hours("{name: synthetic}") / digits < 4.1
+
+
+def test_a_plan_made_before_another_driver_froze_the_sweep_is_checked_again_under_the_lock(tmp_path):
+    from orchestrator.lock import SweepLock
+    from orchestrator.plan import plan_again_if_frozen_changed, plan_resume
+    from orchestrator.runner import run_plan
+
+    store = Store(tmp_path)
+    mine = plan_sweep(tiny_spec("r"), "mine.yaml", store)
+    theirs = plan_sweep(tiny_spec("r").replace("seeds: [0, 1]", "seeds: [5]"), "theirs.yaml", store)
+    assert mine.frozen == theirs.frozen == "new"  # both planned before either froze the sweep
+    store.write_spec("r", theirs.spec.to_yaml())  # the driver that took the lock first froze its grid
+    frozen = store.read_spec("r")
+    with pytest.raises(SpecError, match="already exists .* with a different spec"):
+        run_plan(mine, store, show_progress=False)  # refused under the lock, before Ray or any write
+    assert store.read_spec("r") == frozen and store.read_grid("r") is None
+    with SweepLock(store, "r"):
+        assert plan_again_if_frozen_changed(plan_sweep(tiny_spec("r").replace("seeds: [0, 1]", "seeds: [5]"),
+                                                       "theirs.yaml", store), store).frozen == "same"
+    # a resume planned on the frozen spec, which a driver extends before the resume takes the lock
+    resume = plan_resume(store, "r")
+    store.write_spec("r", plan_sweep(tiny_spec("r").replace("seeds: [0, 1]", "seeds: [5, 6]"), "more.yaml", store,
+                                     extend=True).spec.to_yaml())
+    with SweepLock(store, "r"):
+        again = plan_again_if_frozen_changed(resume, store)
+    assert again.frozen == "same" and {c.seed for c in again.cells} == {5, 6}
+
+
+@pytest.mark.parametrize("torn", ["grid written, spec not", "spec written, grid not"])
+def test_a_crash_between_the_spec_and_grid_writes_of_an_extend_heals_on_the_next_run(tmp_path, torn):
+    from orchestrator.plan import plan_resume
+    from orchestrator.runner import run_plan
+
+    store = Store(tmp_path)
+    small = finished_sweep(store, tiny_spec("x"))
+    extended = tiny_spec("x").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    big = plan_sweep(extended, "x.yaml", store, extend=True)
+    if torn == "grid written, spec not":
+        store.write_grid("x", [{"cell_key": c.cell_key} | c.to_dict() for c in big.cells])
+        want = small.keys
+    else:
+        store.write_spec("x", big.spec.to_yaml())
+        want = big.keys
+    from factories import rows_for
+
+    for cell in big.cells:  # every cell done, so the run below needs no Ray: it only puts the store right
+        if cell.cell_key not in store.done_keys("x"):
+            store.write_cell("x", cell.cell_key, rows_for(cell))
+    run_plan(plan_resume(store, "x"), store, show_progress=False)
+    assert set(store.read_grid("x").column("cell_key").to_pylist()) == want

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.plan import plan_sweep
 from orchestrator.runner import run_plan
-from orchestrator.search import make_sampler, open_storage, sampler_seed, start_search, storage_url
+from orchestrator.search import make_sampler, sampler_seed, start_search
+from orchestrator.storage import open_storage, storage_url
 from results import Store, read_results
 
 BASE = """\
@@ -201,4 +202,19 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     for t in trials.itertuples():
         assert set(t.cell_keys) == set(cells.loc[(cells["search_study"] == t.study)
                                                  & (cells["search_trial"] == t.number), "cell_key"])
+
+    # then the journal's last line torn (a full disk, a power loss, NFS) and Optuna's lock file left behind: the
+    # next resume cuts the tail under the sweep's lock, settles the trial whose last event was lost against the
+    # store, and every later read works (Optuna would append after the torn line and fail from then on)
+    from pathlib import Path
+
+    from search_spaces import parse_spec
+
+    journal = Path(storage_url(parse_spec(store.read_spec("killed")), store))
+    journal.write_bytes(journal.read_bytes()[:-7])
+    Path(f"{journal}.lock").symlink_to(journal)
+    assert run_plan(plan_resume(store, "killed"), store, show_progress=False).exit_code == 0
+    again = trials_of(store, "killed")
+    assert sorted(again["number"]) == [0, 1, 2, 3] and set(again["state"]) == {"complete"}
+    assert journal.read_bytes().endswith(b"\n") and not Path(f"{journal}.lock").exists()
 

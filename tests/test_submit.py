@@ -4,9 +4,11 @@ one: a token made with `ray get-auth-token --generate`, token authentication on 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,21 +19,18 @@ from results import Store
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-@pytest.fixture(scope="module")
-def head(tmp_path_factory):
-    """A head node in its own process group, ready when `ray start` says so; killed whole at the end."""
-    temp = tmp_path_factory.mktemp("ray-head")
-    home = tmp_path_factory.mktemp("home")
+def start_head(temp: Path, home: Path, path: str):
+    """`ray start --head` in its own process group, from `home` (a token made there first) with `path` as its
+    PATH (so the job's `python` is the first one there); ready when it says so. (process, address, env)"""
     dashboard = free_port()
-    # the job's `python` is the head's: this environment's, as for a user who started the head from it
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")} | {
-        "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HOME": str(home), "RAY_AUTH_MODE": "token"}
+        "PYTHONPATH": str(ROOT), "PATH": path, "HOME": str(home), "RAY_AUTH_MODE": "token"}
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
     assert (home / ".ray" / "auth_token").is_file()
     proc = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--port", str(free_port()), "--dashboard-host", "127.0.0.1",
-         "--dashboard-port", str(dashboard), "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats"],
+         "--dashboard-port", str(dashboard), "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats",
+         "--dashboard-agent-listen-port", str(free_port())],  # not the default port: two heads run at once here
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     seen = []
     for line in proc.stdout:  # blocks until the head reports it is up
@@ -40,11 +39,23 @@ def head(tmp_path_factory):
             break
     else:
         raise RuntimeError("ray start failed:\n" + "".join(seen))
-    yield f"http://127.0.0.1:{dashboard}", env
+    return proc, f"http://127.0.0.1:{dashboard}", env
+
+
+def stop_head(proc: subprocess.Popen) -> None:
     # SIGKILL to the whole group (head, raylet, GCS, workers): a SIGTERM'd head takes ~30 s to wind down, and
     # nothing of it outlives the test: its temp dir is pytest's
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A head whose job `python` is this environment's, as for a user who started the head from it."""
+    proc, address, env = start_head(tmp_path_factory.mktemp("ray-head"), tmp_path_factory.mktemp("home"),
+                                    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    yield address, env
+    stop_head(proc)
 
 
 def test_submit_runs_the_sweep_as_a_job_and_the_store_holds_the_cells(head, tmp_path):
@@ -70,3 +81,36 @@ def test_submit_refuses_a_relative_store_and_an_unreachable_head(head, tmp_path)
                                "--store", "store"], env=env, capture_output=True, text=True, timeout=120)
     assert relative.returncode == 2 and "absolute path" in relative.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_submit_to_a_head_whose_python_lacks_the_dependencies_says_so_in_one_line(tmp_path):
+    # a head started with the environment's `ray` but without the environment on PATH: the job's `python` is
+    # a bare interpreter (site-packages off), as on a cluster whose image lacks augworth's dependencies
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").write_text(f"#!/bin/sh\nexec {sys.base_prefix}/bin/python3 -S \"$@\"\n")
+    (bare / "python").chmod(0o755)
+    temp = Path(tempfile.mkdtemp(prefix="augworth-ray-"))  # Ray's socket paths must stay under 108 bytes
+    proc, address, env = start_head(temp, tmp_path / "home", f"{bare}{os.pathsep}/usr/bin:/bin")
+    try:
+        spec = tmp_path / "tiny.yaml"
+        spec.write_text(tiny_spec("bare"))
+        client_env = env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address", address,
+                                 "--store", str(tmp_path / "store"), "--wait"], env=client_env, capture_output=True,
+                                text=True, timeout=300, cwd=tmp_path)
+    finally:
+        stop_head(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert result.returncode == 3 and "FAILED" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "augworth: the cluster's Python" in result.stdout and "typer" in result.stdout
+    assert "Traceback" not in result.stdout and not (tmp_path / "store").exists()
+
+
+def test_submit_refuses_a_store_uri_with_credentials_which_the_entrypoint_would_keep(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec("creds"))
+    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address",
+                             "http://127.0.0.1:1", "--store", "s3://KEY:hunter2@bucket/store"],
+                            capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "carries credentials" in result.stderr and "hunter2" not in result.stderr

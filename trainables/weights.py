@@ -56,7 +56,11 @@ def load_weights(folder: str, key: str) -> dict[str, torch.Tensor]:
     if not isinstance(saved, dict) or saved.get("cell_key") != key:
         held = saved.get("cell_key") if isinstance(saved, dict) else None
         raise ValueError(f"{path} holds the weights of cell {held}, not {key}")
-    return saved["model"]
+    state = saved.get("model")
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                 for k, v in state.items()):
+        raise ValueError(f"{path}: its model is not a state dict (names to tensors) but {type(state).__name__}")
+    return dict(state)
 
 
 def evaluate_weights(cell: Cell, data: DataSet, state: Mapping[str, torch.Tensor],
