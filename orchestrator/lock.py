@@ -41,6 +41,7 @@ import uuid
 from typing import Any
 
 from results import Store, StoreError
+from search_spaces.secrets import redact
 
 LOCK_NAME = ".lock"
 LEASE_NAME = ".lease"
@@ -62,7 +63,7 @@ def _read(path: str) -> str | None:
 def identity() -> dict[str, Any]:
     """Who this driver is, for the messages of drivers it refuses (never for deciding liveness)."""
     me: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                          "command": " ".join(["augworth", *sys.argv[1:3]]) if sys.argv else "augworth"}
+                          "command": redact(" ".join(["augworth", *sys.argv[1:3]]))}
     me["boot_id"] = _read("/proc/sys/kernel/random/boot_id")
     with contextlib.suppress(OSError):
         me["pid_namespace"] = os.readlink("/proc/self/ns/pid")
