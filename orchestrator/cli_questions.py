@@ -37,7 +37,7 @@ def eval_set_corruptions(requests: Iterable[dict[str, Any]]) -> dict[str, tuple[
 
 
 def policy_covers(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """Policy -> the corruptions its op space includes (the augmentation registry's `covers`)."""
+    """Policy -> the corruptions it covers: those the ops it applies can make (`trainables.augmentations.covers`)."""
     from trainables.augmentations import covers
 
     found = {}

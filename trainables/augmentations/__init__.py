@@ -22,6 +22,7 @@ from __future__ import annotations
 from . import auto_augment, composites, perspective, simple, trivialaugment  # noqa: F401  (they register)
 from .core import (
     AUGMENTATIONS,
+    OP_COVERS,
     SCALED_MAGNITUDES,
     Augment,
     Fill,
@@ -38,6 +39,7 @@ __all__ = [
     "Augment",
     "Fill",
     "KERNEL_OPS",
+    "OP_COVERS",
     "SCALED_MAGNITUDES",
     "TA_OPS",
     "augmentation_names",

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import torch
 
-from .core import AUGMENTATIONS, COVERS_AUTO, COVERS_GEOMETRY, SCALED_MAGNITUDES, Augment, Fill
+from .core import AUGMENTATIONS, SCALED_MAGNITUDES, Augment, Fill
 from .trivialaugment import KERNEL_OPS, OP_INDEX, apply_kernel_ops, scale_magnitudes
 
-__all__ = ["AA_CIFAR10_POLICY", "AA_OPS", "AUGMIX_OPS", "RA_META", "RA_OPS"]
+__all__ = ["AA_CIFAR10_POLICY", "AA_OPS", "AA_POLICY_OPS", "AUGMIX_OPS", "RA_META", "RA_OPS"]
 
 
 # -----------------------------------------------------------------------------
@@ -158,7 +158,7 @@ RA_META = dict(default_strength=9.0, strength_range=(0.0, float(RA_NUM_BINS - 1)
 @AUGMENTATIONS.register(
     "randaugment",
     **RA_META,
-    covers=COVERS_AUTO,
+    ops=RA_OPS,
     doc="RandAugment(num_ops=2, magnitude=`strength`, 31 bins): `strength` is the bin, a whole number in 0..30",
 )
 def randaugment(strength: float | None, fill: Fill) -> Augment:
@@ -199,6 +199,8 @@ AA_CIFAR10_POLICY: tuple[tuple[tuple[str, float, int | None], tuple[str, float, 
     (("Equalize", 0.8, None), ("Invert", 0.1, None)),
     (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
 )
+# the ops this policy applies: those of its sub-policies with p > 0 (Invert at p = 0.0 in one never is)
+AA_POLICY_OPS: tuple[str, ...] = tuple(dict.fromkeys(op for sub in AA_CIFAR10_POLICY for op, p, _ in sub if p > 0))
 
 
 @functools.lru_cache(maxsize=8)
@@ -236,7 +238,7 @@ def draw_autoaugment(
 @AUGMENTATIONS.register(
     "autoaugment",
     **SCALED_MAGNITUDES,
-    covers=COVERS_AUTO,
+    ops=AA_POLICY_OPS,
     doc="AutoAugment, CIFAR-10 policy (one sub-policy per image); `strength` in (0, 1] scales its magnitudes",
 )
 def autoaugment(strength: float | None, fill: Fill) -> Augment:
@@ -311,7 +313,7 @@ def apply_augmix(x: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor, w
 
 @AUGMENTATIONS.register(
     "augmix",
-    covers=COVERS_GEOMETRY,
+    ops=AUGMIX_OPS,
     default_strength=3.0,
     strength_range=(1.0, float(AUGMIX_NUM_BINS)),
     strength_integer=True,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .auto_augment import RA_META, randaugment
-from .core import AUGMENTATIONS, COVERS_AUTO, COVERS_SHIFT, SCALED_MAGNITUDES, Augment, Fill, identity
-from .simple import crop, cutout, flip
-from .trivialaugment import trivialaugment
+from .auto_augment import RA_META, RA_OPS, randaugment
+from .core import AUGMENTATIONS, SCALED_MAGNITUDES, Augment, Fill, identity
+from .simple import CROP_OPS, CUTOUT_OPS, FLIP_OPS, crop, cutout, flip
+from .trivialaugment import TA_OPS, trivialaugment
 
 CROP_PADDING = 4  # RandomCrop(32, padding=4) in every composite
 
@@ -30,6 +30,9 @@ def chain(*parts: Augment) -> Augment:
     return augment
 
 
+CROP_FLIP_OPS = (*CROP_OPS, *FLIP_OPS)  # what crop_flip_parts applies
+
+
 def crop_flip_parts(fill: Fill) -> tuple[Augment, Augment]:
     return crop(float(CROP_PADDING), fill), flip(None, fill)
 
@@ -40,7 +43,7 @@ def crop_flip_parts(fill: Fill) -> tuple[Augment, Augment]:
 
 @AUGMENTATIONS.register(
     "crop_flip",
-    covers=COVERS_SHIFT,
+    ops=CROP_FLIP_OPS,
     default_strength=4.0,
     strength_range=(0.0, float("inf")),
     strength_integer=True,
@@ -53,7 +56,7 @@ def crop_flip(strength: float | None, fill: Fill) -> Augment:
 @AUGMENTATIONS.register(
     "trivialaugment_crop_flip",
     **SCALED_MAGNITUDES,
-    covers=COVERS_AUTO,
+    ops=(*TA_OPS, *CROP_FLIP_OPS),
     doc="TrivialAugmentWide (`strength` in (0, 1] scales its magnitudes), then crop(4), then flip",
 )
 def trivialaugment_crop_flip(strength: float | None, fill: Fill) -> Augment:
@@ -62,7 +65,7 @@ def trivialaugment_crop_flip(strength: float | None, fill: Fill) -> Augment:
 
 @AUGMENTATIONS.register(
     "cutout_crop_flip",
-    covers=COVERS_SHIFT,
+    ops=(*CUTOUT_OPS, *CROP_FLIP_OPS),
     default_strength=lambda image_size: image_size // 2,
     strength_range=(0.0, float("inf")),
     strength_integer=True,
@@ -75,7 +78,7 @@ def cutout_crop_flip(strength: float | None, fill: Fill) -> Augment:
 @AUGMENTATIONS.register(
     "randaugment_crop_flip",
     **RA_META,
-    covers=COVERS_AUTO,
+    ops=(*RA_OPS, *CROP_FLIP_OPS),
     doc="RandAugment(num_ops=2, magnitude=`strength` in 0..30, 31 bins), then crop(4), then flip",
 )
 def randaugment_crop_flip(strength: float | None, fill: Fill) -> Augment:

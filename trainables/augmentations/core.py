@@ -26,22 +26,45 @@ PolicyFactory = Callable[[float | None, Fill], Augment]
 #   strength_range:   (lo, hi) inclusive, or None for a policy that takes no strength
 #   strength_open_low: True where lo itself is not allowed (trivialaugment: (0, 1])
 #   strength_integer: True where the strength must be a whole number (pixels, magnitude bins, severity)
-#   covers:           the corruptions (eval-set names: `corrupted`'s and CIFAR-10-C's) its op space includes:
-#                     `analyze --question ood` calls a shift held out for the policy only where it covers none
+#   ops:              the ops it applies, by name (the very tables its code draws from: TA_OPS, RA_OPS, ...);
+#                     what it covers follows from them (`covers`), so the label cannot drift from the code
 #   doc:              one line for `augworth presets` and error messages
 AUGMENTATIONS: Registry[PolicyFactory] = Registry(
-    "augmentation", meta=("default_strength", "strength_range", "strength_integer", "strength_open_low", "covers"))
-# Op spaces, by the corruptions they include. Shifts and rotations are geometry; TrivialAugment, RandAugment and
-# AutoAugment also change brightness, colour and contrast, and their sharpness op with a factor below 1 smooths
-# (so blur counts as covered). AugMix leaves brightness, colour, contrast and sharpness out on purpose.
-COVERS_SHIFT = ("shift",)
-COVERS_GEOMETRY = ("shift", "rotation")
-COVERS_AUTO = ("shift", "rotation", "brightness", "contrast", "blur", "defocus_blur")
+    "augmentation", meta=("default_strength", "strength_range", "strength_integer", "strength_open_low", "ops"))
+
+# What each op can do to an image, in the names of the corruptions the eval sets hold (`corrupted`'s and
+# CIFAR-10-C's). A policy covers a corruption where one of its ops does: `analyze --question ood` calls a shift
+# held out for a policy only where it covers none of the shift's corruptions. The colour ops are signed (a factor
+# 1 ± m), so each goes both ways: Sharpness below 1 smooths (blur), Color changes the saturation, Brightness and
+# Contrast darken, brighten and flatten. Shear, Posterize, Solarize, AutoContrast, Equalize and Invert change
+# the image in ways no eval set's corruption names; a flip and a cutout square likewise.
+OP_COVERS: dict[str, tuple[str, ...]] = {
+    "Identity": (),
+    "ShearX": (), "ShearY": (),
+    "TranslateX": ("shift",), "TranslateY": ("shift",),
+    "Rotate": ("rotation",),
+    "Brightness": ("brightness",),
+    "Color": ("saturate",),
+    "Contrast": ("contrast",),
+    "Sharpness": ("blur", "gaussian_blur", "defocus_blur"),
+    "Posterize": (), "Solarize": (), "AutoContrast": (), "Equalize": (), "Invert": (),
+    "Crop": ("shift",),  # a random crop of a padded image moves it by up to the padding
+    "HorizontalFlip": (),
+    "Cutout": (),
+    "Perspective": ("shift", "rotation"),  # moved corners shift and turn the image as a whole, among other things
+}
 
 
 def covers(name: str) -> tuple[str, ...]:
-    """The corruptions policy `name`'s op space includes (its registry entry's `covers`; none by default)."""
-    return tuple(AUGMENTATIONS.get(name).meta.get("covers", ()))
+    """The corruptions policy `name` covers: those some op it applies (its registry entry's `ops`) can make."""
+    ops = AUGMENTATIONS.get(name).meta.get("ops", ())
+    unknown = [op for op in ops if op not in OP_COVERS]
+    if unknown:
+        raise ValueError(f"augmentation {name!r} declares ops {', '.join(unknown)} that OP_COVERS does not know "
+                         f"(known: {', '.join(OP_COVERS)})")
+    return tuple(sorted({c for op in ops for c in OP_COVERS[op]}))
+
+
 # The metadata of a policy whose strength in (0, 1] scales torchvision's magnitudes (1: torchvision's own).
 SCALED_MAGNITUDES: dict[str, object] = dict(default_strength=1.0, strength_range=(0.0, 1.0), strength_open_low=True)
 

@@ -104,7 +104,7 @@ def _inside_weight(g: torch.Tensor, size: int) -> torch.Tensor:
 
 @AUGMENTATIONS.register(
     "perspective",
-    covers=("shift", "rotation"),  # moved corners shift and turn the image as a whole, among other things
+    ops=("Perspective",),
     default_strength=0.5,
     strength_range=(0.0, 1.0),
     doc="RandomPerspective(distortion_scale=`strength`, p=0.5), bilinear, 0 outside",

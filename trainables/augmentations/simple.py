@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from .core import AUGMENTATIONS, Augment, Fill, identity, inverse_affine_matrices, warp
 
 # -----------------------------------------------------------------------------
-# Simple policies
+# Simple policies (their `ops`: core.OP_COVERS)
+
+FLIP_OPS, CROP_OPS, CUTOUT_OPS = ("HorizontalFlip",), ("Crop",), ("Cutout",)
 
 
 @AUGMENTATIONS.register("none", default_strength=None, strength_range=None, doc="identity (the baseline)")
@@ -23,6 +25,7 @@ def none(strength: float | None, fill: Fill) -> Augment:
 # strength. None and 0.5 flip alike.
 @AUGMENTATIONS.register(
     "flip",
+    ops=FLIP_OPS,
     default_strength=None,
     strength_range=(0.0, 1.0),
     doc="horizontal flip with probability `strength` per image (default None: p = 0.5)",
@@ -46,7 +49,7 @@ def flip(strength: float | None, fill: Fill) -> Augment:
 
 @AUGMENTATIONS.register(
     "crop",
-    covers=("shift",),
+    ops=CROP_OPS,
     default_strength=4.0,
     strength_range=(0.0, math.inf),
     strength_integer=True,
@@ -111,7 +114,7 @@ def shift_padded(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) 
 
 @AUGMENTATIONS.register(
     "rotate",
-    covers=("rotation",),
+    ops=("Rotate",),
     default_strength=15.0,
     strength_range=(0.0, 180.0),
     doc="rotation by an angle uniform in [-strength, strength] degrees, bilinear, 0 outside",
@@ -138,6 +141,7 @@ def _fill_tensor(fill: Fill, dtype: torch.dtype, device: torch.device) -> torch.
 
 @AUGMENTATIONS.register(
     "cutout",
+    ops=CUTOUT_OPS,
     default_strength=lambda image_size: image_size // 2,
     strength_range=(0.0, math.inf),
     strength_integer=True,

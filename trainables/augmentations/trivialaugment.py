@@ -10,7 +10,6 @@ import torch
 from ..lazy_torchvision import tf
 from .core import (
     AUGMENTATIONS,
-    COVERS_AUTO,
     SCALED_MAGNITUDES,
     Augment,
     Fill,
@@ -252,7 +251,7 @@ def apply_kernel_op(
 @AUGMENTATIONS.register(
     "trivialaugment",
     **SCALED_MAGNITUDES,
-    covers=COVERS_AUTO,
+    ops=TA_OPS,
     doc="TrivialAugmentWide, one op per image; strength in (0, 1] scales its magnitudes (1 = torchvision's)",
 )
 def trivialaugment(strength: float | None, fill: Fill) -> Augment:
