@@ -17,9 +17,18 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from analysis.families import reference_families
 from analysis.fit import fit_batch, inverse_power_law, power_law, profile_asymptote
 from analysis.intervals import FEW_SEEDS, expanded_tail, percentile_interval, seed_replicates
-from analysis.verdicts import EXTRAPOLATION_LIMIT, fit_diagnostics, measured_bounds
+from analysis.verdicts import (
+    EXTRAPOLATION_LIMIT,
+    accuracy_lower_bound,
+    family_verdicts,
+    fit_diagnostics,
+    flat_references,
+    holdout_largest,
+    measured_bounds,
+)
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
@@ -100,12 +109,14 @@ def exchange_rates(
     points = _final_points(results, keys)
     columns = [*keys, "data_size", "n_seeds", "accuracy_mean", "accuracy_std", "accuracy_fit",
                "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded", "indeterminate",
-               "extrapolation_factor", "beyond_extrapolation_limit", "ref_size_max", "v_bound_low", "v_bound_high",
+               "extrapolation_factor", "beyond_extrapolation_limit", "families_disagree", "v_censored",
+               "x_plus_v_pure_power", "x_plus_v_exponential", "ref_size_max", "v_bound_low", "v_bound_high",
                *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high",
                   "accuracy_fit_ci_low", "accuracy_fit_ci_high"] if n_bootstrap else []),
                "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p", "b_profile_low",
                "b_profile_high", "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone",
-               "ref_b_profile_low", "ref_b_profile_high", "is_reference"]
+               "ref_b_profile_low", "ref_b_profile_high", "ref_lack_of_fit_p_pure_power",
+               "ref_lack_of_fit_p_exponential", "ref_holdout_error", "ref_holdout_size_ratio", "is_reference"]
     if points.empty:
         return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else []
                              for name in columns})
@@ -150,6 +161,11 @@ def exchange_rates(
             reason[f] = f"ambiguous reference: {len(refs)} treatments with augmentation {reference!r}"
         elif own_reason[refs[0]] is not None:
             reason[f] = f"reference fit failed: {own_reason[refs[0]]}"
+    ref_ids = sorted({int(r) for r in ref_of_fit if r >= 0 and own_reason[r] is None})
+    flat = flat_references(points, ref_ids)  # a reference that does not improve with data defines no v
+    for f in range(n_fits):
+        if reason[f] is None and ref_of_fit[f] in flat:
+            reason[f] = flat[int(ref_of_fit[f])]
     fit_ok = np.array([r is None for r in reason])
 
     # measured range of each reference fit's sizes
@@ -188,24 +204,41 @@ def exchange_rates(
     out["ref_size_max"] = np.where(ok, hi, np.nan)
     out["v_bound_low"] = np.where(own, 0.0, np.where(ok, bound_low, np.nan))
     out["v_bound_high"] = np.where(own, 0.0, np.where(ok, bound_high, np.nan))
-    supported = np.zeros(x.size, dtype=bool)  # unbounded only where the data reach past the asymptote's interval
     if n_bootstrap:
         ci = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
         out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]
         out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:6]
         out["accuracy_fit_ci_low"], out["accuracy_fit_ci_high"] = ci[6:]
-        supported = out["accuracy_mean"].to_numpy(dtype=float) > ci[5]  # ref_asymptote_high
         few = sorted(set(out.loc[fit_ok[fit] & (out["ci_seeds"] < FEW_SEEDS), "ci_seeds"]))
         if few:
             warnings.warn(f"exchange-rate intervals from {', '.join(map(str, few))} seeds: below {FEW_SEEDS} seeds "
                           "they are wide and their coverage is poorly known", FewSeedsWarning, stacklevel=2)
-    out["unbounded"] = below_asymptote & supported
-    out["indeterminate"] = below_asymptote & ~supported
+    # what the row may claim, once the other families and the reference's own data have had their say
+    at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, plain_sse)
+    families = reference_families(sizes, errors, point_w, ref_ids, a, b, c, lack_of_fit, b_profile[0])
+    verdict = family_verdicts(
+        ok=ok, own=own, below_asymptote=below_asymptote, extrapolated=out["extrapolated"].to_numpy(dtype=bool),
+        x=x, x_equiv=x_equiv, e_aug=e_aug, asymptote_high=ci[5] if n_bootstrap else None, size_lo=lo, size_hi=hi,
+        limit=extrapolation_limit,
+        lower_acc=accuracy_lower_bound(out["accuracy_mean"].to_numpy(dtype=float),
+                                       out["accuracy_std"].to_numpy(dtype=float), out["n_seeds"].to_numpy(dtype=float)),
+        ref={name: {k: v[np.maximum(ref, 0)] for k, v in per_fit.items()} for name, per_fit in families.items()})
+    for name, values in verdict.items():
+        out[name] = values
+    # a verdict the paper's curve does not give (it misfits a reference that another family fits): v is +inf
+    newly = verdict["unbounded"] & np.isfinite(x_equiv)
+    out.loc[newly, ["effective_extra_samples", "exchange_ratio"]] = np.inf
+    if n_bootstrap:
+        out.loc[newly, ["v_ci_low", "v_ci_high"]] = np.nan  # the misfitting curve's interval says nothing here
+    holdout_error, holdout_ratio = holdout_largest(sizes, errors, point_w, ref_ids)
+    ref_index = np.maximum(ref, 0)
+    out["ref_holdout_error"] = np.where(has_ref, holdout_error[ref_index], np.nan)
+    out["ref_holdout_size_ratio"] = np.where(has_ref, holdout_ratio[ref_index], np.nan)
+    for name in ("pure_power", "exponential"):
+        out[f"ref_lack_of_fit_p_{name}"] = np.where(has_ref, families[name]["lack_of_fit_p"][ref_index], np.nan)
     out["fit_ok"] = ok
     out["fit_reason"] = pd.Series([reason[f] for f in fit], dtype=object)
     out["a"], out["b"], out["c"], out["rmse"] = a[fit], b[fit], c[fit], rmse[fit]
-    at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, plain_sse)
-    ref_index = np.maximum(ref, 0)
     out["fit_at_bound"] = pd.Series([at_bound[f] for f in fit], dtype=object)
     out["lack_of_fit_p"] = lack_of_fit[fit]
     out["ref_fit_at_bound"] = pd.Series([at_bound[r] if h else None for r, h in zip(ref_index, has_ref, strict=True)],

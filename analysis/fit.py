@@ -29,6 +29,9 @@ C_MIN, C_MAX = 1e-3, 5.0  # exponent range searched; c = 5 already means error �
 A_MIN = 1e-12  # a > 0, in units where the largest size is 1
 B_MAX = 1.0 - 1e-9  # b < 1
 _GRID = np.geomspace(C_MIN, C_MAX, 64)
+# rates of the exponential family a·exp(−c·x) + b, x scaled so the largest size is 1: from nearly linear over
+# the sizes (0.05) to a decay within 1/200 of the largest size
+EXP_C_GRID = np.geomspace(0.05, 1000.0, 200)
 _CHUNK_ELEMENTS = 1 << 21  # rows × grid × points per batch, to bound memory (~16 MB per temporary)
 
 FloatArray = NDArray[np.float64]
@@ -257,6 +260,7 @@ def _profile(
 
 def profile_asymptote(
     sizes: FloatArray, errors: FloatArray, weights: FloatArray, sse: FloatArray, level: float = 0.95,
+    family: str = "power",
 ) -> tuple[FloatArray, FloatArray]:
     """Per row of (F, n) arrays (as `fit_batch` takes them, `sse` its result), the profile interval of b.
 
@@ -266,6 +270,7 @@ def profile_asymptote(
     (steps of 0.0025). It shows how well the data
     pin the asymptote: a curve far from saturation gives a wide one. Points are treated as independent (seeds
     are correlated across sizes), so read it as a diagnostic. NaN where a row has 3 points or fewer, or no fit.
+    `family`: "power" (a·x^(−c) + b), or "exponential" (a·exp(−c·x) + b, sizes scaled as above; families.py).
     """
     from scipy import stats
 
@@ -274,14 +279,15 @@ def profile_asymptote(
     n_points = np.sum(np.asarray(weights) > 0, axis=1)
     low, high = np.full(len(size_of), np.nan), np.full(len(size_of), np.nan)
     b_grid = np.linspace(0.0, B_MAX, 401)
-    c_grid = np.geomspace(C_MIN, C_MAX, 200)
+    c_grid = np.geomspace(C_MIN, C_MAX, 200) if family == "power" else EXP_C_GRID
     for i in np.flatnonzero((n_points > 3) & np.isfinite(sse)):
         used = weight_of[i] > 0
         if used.sum() < MIN_SIZES:
             continue
         w, m = weight_of[i, used], mean_of[i, used]
-        log_s = np.log(size_of[i, used] / size_of[i, used].max())
-        u = np.exp(-c_grid[:, None] * log_s[None, :])  # (C, k)
+        scaled = size_of[i, used] / size_of[i, used].max()
+        t = np.log(scaled) if family == "power" else scaled  # u = x^(−c), or exp(−c·x), x scaled to (0, 1]
+        u = np.exp(-c_grid[:, None] * t[None, :])  # (C, k)
         r = m[None, :] - b_grid[:, None]  # (B, k): what a·x^(−c) has to explain at each b
         a = np.maximum((r * w) @ u.T / ((w * u * u).sum(1))[None, :], A_MIN)  # (B, C)
         resid = r[:, None, :] - a[..., None] * u[None, :, :]

@@ -107,7 +107,9 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
     Filled markers: x + v inside the reference's measured sizes; hollow: extrapolated. Unbounded points
     (v = +inf, `unbounded`) are drawn as triangles at the top edge, hollow where `indeterminate`; a v whose
     x + v is past EXTRAPOLATION_LIMIT × the largest reference size is censored: a hollow caret at that bound. With
-    bootstrap columns, vertical bars show the interval. The reference is the 0 line. Returns the path written.
+    bootstrap columns, vertical bars show the interval. A v censored by the verdicts (`v_censored`: the curve
+    families that fit the reference disagree) is drawn the same way at the bound the measured means support. The
+    reference is the 0 line. Returns the path written.
     """
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
@@ -141,11 +143,16 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
             # censored: x + v past the extrapolation limit; drawn at that bound, hollow, not at the curve's number
             censored = (t_rows["beyond_extrapolation_limit"].to_numpy(dtype=bool)
                         if "beyond_extrapolation_limit" in t_rows else np.zeros(len(v), dtype=bool)) & np.isfinite(v)
+            bound = EXTRAPOLATION_LIMIT * t_rows["ref_size_max"].to_numpy(dtype=float) - x
+            if "v_censored" in t_rows:  # families that fit disagree, or the power law misfits: the measured bound
+                measured = t_rows["v_censored"].to_numpy(dtype=bool) & ~t_rows["indeterminate"].to_numpy(dtype=bool)
+                measured &= np.isfinite(v)
+                bound = np.where(measured, t_rows["v_bound_low"].to_numpy(dtype=float), bound)
+                censored |= measured
             shown = np.isfinite(v) & ~censored
             if censored.any():
-                bound = EXTRAPOLATION_LIMIT * t_rows["ref_size_max"].to_numpy(dtype=float) - x
                 ax.plot(x[censored], bound[censored], marker=6, ls="", ms=9, mfc="white", mec=color, mew=1.3)
-                finite = np.concatenate([finite, bound[censored]])
+                finite = np.concatenate([finite, bound[censored][np.isfinite(bound[censored])]])
                 any_censored = True
             extrapolated = t_rows["extrapolated"].to_numpy(dtype=bool)
             unbounded = t_rows["unbounded"].to_numpy(dtype=bool)
@@ -193,8 +200,8 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
                              label="unbounded: accurate past the reference's asymptote interval (v = +∞)"))
     if any_censored:
         extras.append(Line2D([], [], ls="", marker=6, mfc="white", mec="gray",
-                             label=f"censored: x + v past {EXTRAPOLATION_LIMIT:g} × the largest reference size "
-                             "(drawn at that bound)"))
+                             label=f"censored, drawn at the bound: x + v past {EXTRAPOLATION_LIMIT:g} × the largest "
+                             "reference size, or v ≥ what the measured means support (curve families disagree)"))
     if any_indeterminate:
         extras.append(Line2D([], [], ls="", marker="^", mfc="white", mec="gray",
                              label="indeterminate: below the reference's asymptote by the fit, not by the data"))

@@ -35,9 +35,6 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.9em; }
 """
 
-RATE_COLUMNS = ("data_size", "n_seeds", "accuracy_mean", "accuracy_fit", "effective_extra_samples", "v_ci_low",
-                "v_ci_high", "exchange_ratio", "unbounded", "indeterminate", "v_bound_low",
-                "beyond_extrapolation_limit", "extrapolated")
 DIAGNOSTIC_COLUMNS = ("a", "b", "c", "rmse", "b_profile_low", "b_profile_high", "fit_at_bound", "lack_of_fit_p",
                       "fit_reason")
 
@@ -103,10 +100,26 @@ def rate_tables(rates: pd.DataFrame, labels: pd.Series, group_columns: Sequence[
     groups = [c for c in group_columns if c in rates.columns and rates[c].astype(str).nunique() > 1]
     for eval_set in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
         mine = rates[(rates["eval_set"] == eval_set) & ~rates["is_reference"]]
-        columns = [*groups, "treatment", *[c for c in RATE_COLUMNS if c in mine.columns]]
-        out.append((f"exchange rates on '{eval_set}' (95% CI of v: whole seeds resampled)", mine[columns]))
+        out.append((f"exchange rates on '{eval_set}' (95% CI of v: whole seeds resampled; ≥ N: v censored at what "
+                    "the measured means support; > N: past twice the reference's largest size)",
+                    rate_frame(mine, groups)))
         fits = rates[rates["eval_set"] == eval_set].drop_duplicates([*groups, "treatment"])
         columns = [*groups, "treatment", *[c for c in DIAGNOSTIC_COLUMNS if c in fits.columns]]
         out.append((f"fits on '{eval_set}': e(x) = a·x^(−c) + b, with diagnostics (b's profile interval treats "
                     "points as independent: a diagnostic)", fits[columns]))
     return out
+
+
+def rate_frame(rows: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
+    """The rows as the terminal table reads them (`formatting.rate_text`): one formatter for both."""
+    from analysis.formatting import number, rate_text
+
+    shown = []
+    for d in rows.to_dict("records"):
+        text = rate_text(d)
+        shown.append({**{g: d[g] for g in groups}, "treatment": d["treatment"], "size x": d["data_size"],
+                      "seeds": d.get("n_seeds"), "acc": number(d.get("accuracy_mean")),
+                      "acc fit": number(d.get("accuracy_fit")), "extra v": text.v, "95% CI of v": text.ci,
+                      "(x+v)/x": text.ratio, "note": text.note})
+    return pd.DataFrame(shown, columns=[*groups, "treatment", "size x", "seeds", "acc", "acc fit", "extra v",
+                                        "95% CI of v", "(x+v)/x", "note"])

@@ -16,6 +16,8 @@ from rich.text import Text
 
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
+from .formatting import EXTRAPOLATION_LIMIT, difference, interval, missing, number, rate_text, samples
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -32,12 +34,7 @@ def whole(table: Table, *headers: str) -> Table:
     return table
 
 
-def cell_text(v: Any) -> str:
-    if _missing(v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+cell_text = number  # a value in a table cell: "" where missing, floats to 4 significant digits
 
 
 def frame_table(df: pd.DataFrame, title: str | None = None) -> Table:
@@ -71,22 +68,22 @@ def probe_table(probed: pd.DataFrame) -> Table:
     for r in summary.itertuples(index=False):
         d = r._asdict()
         table.add_row(label(d, labelled), str(d["data_size"]), str(d["step"]),
-                      *[f"{d[p + '_mean']:.4g}" + ("" if _missing(d[p + "_std"]) else f" ± {d[p + '_std']:.2g}")
+                      *[f"{d[p + '_mean']:.4g}" + ("" if missing(d[p + "_std"]) else f" ± {d[p + '_std']:.2g}")
                         for p in probes])
     return whole(table, "treatment")
 
 
 def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Table:
     """One row per (treatment, size): measured and fitted accuracy, v with its interval where the frame has one,
-    the ratio and what to make of them. A number of samples past `extrapolation_limit` times the largest
-    reference size prints as "> bound": the curve, not the data, would be speaking."""
+    the ratio and what to make of them, as `formatting.rate_text` reads them."""
     has_ci = "v_ci_low" in rates
     seeds = sorted(set(rates["ci_seeds"][rates["ci_seeds"] > 0])) if has_ci else []
-    caption = ("acc: mean over seeds; unbounded: accurate beyond the reference's asymptote interval (worth more "
-               "than any amount of real data); indeterminate: the fit says so, the data do not (v ≥ the measured "
-               f"bound shown); > N: x + v past {extrapolation_limit:g} × the largest reference size; extrapolated: "
-               "x + v outside the reference's measured sizes; misfits: the power law misses the size means beyond "
-               "seed scatter (lack-of-fit F test, p < 0.01)")
+    caption = ("acc: mean over seeds; unbounded: every curve family that fits the reference puts its asymptote "
+               "below the treatment's accuracy (worth more than any amount of real data); ≥ N: v censored at what "
+               "the measured means support (indeterminate: the fit says unbounded, the data do not; or the families "
+               f"that fit disagree, or the power law misfits); > N: x + v past {extrapolation_limit:g} × the largest "
+               "reference size; extrapolated: x + v outside the reference's measured sizes; misfits: the curve "
+               "misses the size means beyond seed scatter (lack-of-fit F test, p < 0.01)")
     if has_ci:
         caption += (f"; 95% CI of v: whole seeds resampled, paired across treatments ({'/'.join(map(str, seeds))} "
                     "seeds; expanded percentile)")
@@ -96,29 +93,10 @@ def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Tabl
     labelled = varying(rows)  # what tells rows apart besides the policy: views, invariance, the model ...
     for r in rows.itertuples(index=False):
         d = r._asdict()
-        x, limit = d["data_size"], extrapolation_limit * d.get("ref_size_max", math.inf)
-
-        v, ratio = d["effective_extra_samples"], d.get("exchange_ratio")
-        if not d.get("fit_ok", True):
-            note = f"no fit: {d.get('fit_reason')}"
-        elif d.get("unbounded"):
-            note = "unbounded"
-        elif d.get("indeterminate"):
-            note = f"indeterminate: v ≥ {round(d['v_bound_low'])} measured"
-            v = ratio = math.nan
-        else:
-            note = "extrapolated" if d.get("extrapolated") else ""
-        note = "; ".join(n for n in (note, *_diagnostics(d)) if n)
-        if d.get("beyond_extrapolation_limit") and not _missing(ratio) and ratio != math.inf:
-            ratio_text = f"> {limit / x:.3g}"
-        else:
-            ratio_text = "inf" if ratio == math.inf else cell_text(ratio)
-        ci = []
-        if has_ci:
-            low, high = (_samples(d[k], x, limit) for k in ("v_ci_low", "v_ci_high"))
-            ci = [f"[{low}, {high}]" if low or high else ""]
-        table.add_row(label(d, labelled), str(x), cell_text(d.get("accuracy_mean")), cell_text(d.get("accuracy_fit")),
-                      _samples(v, x, limit), *ci, ratio_text, note)
+        text = rate_text(d, extrapolation_limit)
+        table.add_row(label(d, labelled), str(d["data_size"]), cell_text(d.get("accuracy_mean")),
+                      cell_text(d.get("accuracy_fit")), escape(text.v), *([escape(text.ci)] if has_ci else []),
+                      escape(text.ratio), escape(text.note))
     return whole(table, "treatment", "note", *(["95% CI of v"] if has_ci else []))
 
 
@@ -129,40 +107,13 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
                   "the reference; p: signs of log(x+v_first) − log(x+v_second) flipped over seeds; Holm across sizes",
                   caption_justify="left")
     for d in rows.to_dict("records"):
-        ci = f"[{_samples(d['v_diff_ci_low'], 0, math.inf)}, {_samples(d['v_diff_ci_high'], 0, math.inf)}]"
-        table.add_row(str(d["data_size"]), *(_samples(d[k], 0, math.inf) for k in ("v_first", "v_second", "v_diff")),
-                      ci, str(d["n_seeds"]), f"{d['p_sign_flip']:.3g}", f"{d['p_holm']:.3g}",
-                      "too few seeds" if _missing(d["differs"]) else "yes" if d["differs"] else "no")
+        limit = d.get("ref_size_max", math.inf) * EXTRAPOLATION_LIMIT
+        table.add_row(str(d["data_size"]), *(samples(d[k], d["data_size"], limit) for k in ("v_first", "v_second")),
+                      escape(difference(d, "v_first", "v_second", "v_diff", limit)),
+                      escape(interval(d["v_diff_ci_low"], d["v_diff_ci_high"])), str(d["n_seeds"]),
+                      f"{d['p_sign_flip']:.3g}", f"{d['p_holm']:.3g}",
+                      "too few seeds" if missing(d["differs"]) else "yes" if d["differs"] else "no")
     return whole(table, "95% CI")
-
-
-def _diagnostics(d: Mapping[str, Any], misfit: float = 0.01, wide_asymptote: float = 0.1) -> list[str]:
-    """A row's fit diagnostics worth a reader's attention (exchange.py's columns), in words. A reference
-    asymptote whose profile interval spans more than `wide_asymptote` is named where v leans on it."""
-    notes = []
-    for prefix, who in (("", "curve"), ("ref_", "reference curve")):
-        p = d.get(f"{prefix}lack_of_fit_p")
-        if not _missing(p) and p < misfit:
-            notes.append(f"{who} misfits (p={p:.1g})")
-        if d.get(f"{prefix}fit_at_bound"):
-            notes.append(f"{who}: {d[f'{prefix}fit_at_bound']}")
-    if d.get("ref_monotone") is False or d.get("ref_monotone") == 0:
-        notes.append("reference falls with size")
-    low, high = d.get("ref_b_profile_low"), d.get("ref_b_profile_high")
-    leans_on_asymptote = d.get("unbounded") or d.get("indeterminate") or d.get("extrapolated")
-    if leans_on_asymptote and not _missing(low) and not _missing(high) and high - low > wide_asymptote:
-        notes.append(f"reference asymptote acc {1 - high:.2f}-{1 - low:.2f} (profile)")
-    return notes
-
-
-def _samples(v: Any, x: float, limit: float) -> str:
-    """Extra samples v at size x: whole, inf, or "> bound" where x + v is past `limit` samples."""
-    if _missing(v):
-        return ""
-    if v == math.inf or v == -math.inf:
-        return "inf" if v > 0 else "-inf"
-    return f"> {round(limit - x)}" if x + v > limit * (1 + 1e-9) else str(round(v))
-
 
 
 def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
@@ -188,7 +139,3 @@ def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
             table.add_row(f["cell_key"], label(f, []), str(f["data_size"]), str(f["seed"]), escape(f["reason"]))
         tables.append(whole(table, "cell_key", "treatment"))
     return tables
-
-
-def _missing(v: Any) -> bool:
-    return v is None or type(v).__name__ == "NAType" or (isinstance(v, float) and math.isnan(v))  # pd.NA

@@ -9,7 +9,9 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from .tables import _missing, _samples, cell_text, whole
+from .formatting import difference, interval, samples
+from .formatting import missing as _missing
+from .tables import cell_text, whole
 from .verdicts import EXTRAPOLATION_LIMIT
 
 _CI = "95% CI: whole seeds resampled, one draw for every curve compared (expanded percentile)"
@@ -20,21 +22,27 @@ _V = (f"> N: x + v past {EXTRAPOLATION_LIMIT:g} × the reference's largest size 
       "data support it)")
 
 
+def _limit(d: dict[str, Any]) -> float:
+    return EXTRAPOLATION_LIMIT * d.get("ref_size_max", math.inf)
+
+
 def _v(d: dict[str, Any], key: str) -> str:
     """A number of samples v at size x: "> N" past the extrapolation limit, as the exchange-rate tables do."""
-    return _samples(d[key], d["data_size"], EXTRAPOLATION_LIMIT * d.get("ref_size_max", math.inf))
+    return samples(d[key], d["data_size"], _limit(d))
 
 
-def _ci(d: dict[str, Any], key: str, samples: bool = True) -> str:
-    low, high = d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high")
-    if _missing(low) and _missing(high):
-        return ""
-    x, limit = (d["data_size"], EXTRAPOLATION_LIMIT * d.get("ref_size_max", math.inf)) if samples else (0, math.inf)
-    return f"[{_samples(low, x, limit)}, {_samples(high, x, limit)}]"
+def _ci(d: dict[str, Any], key: str, in_samples: bool = True) -> str:
+    x, limit = (d["data_size"], _limit(d)) if in_samples else (0, math.inf)
+    return escape(interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), x, limit))
+
+
+def _diff(d: dict[str, Any], first: str, second: str, key: str = "v_diff") -> str:
+    """first − second: a bound where either v is only a bound (`formatting.difference`)."""
+    return escape(difference(d, first, second, key, _limit(d)))
 
 
 def _raw(d: dict[str, Any], key: str) -> str:
-    return _samples(d[key], 0, math.inf)
+    return samples(d[key], 0, math.inf)
 
 
 def _yes(value: Any) -> str:
@@ -49,8 +57,8 @@ def ood_table(rows: pd.DataFrame, title: str) -> Table:
     for d in rows.to_dict("records"):
         shift = d["shift"] + (f" ({d['covered']})" if d["covered"] else "")
         table.add_row(escape(d["treatment"]), d["eval_set"], shift, str(d["data_size"]), _v(d, "v_id"),
-                      _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _raw(d, "v_diff"), _ci(d, "v_diff", False),
-                      cell_text(d["p_holm"]), _yes(d["differs"]))
+                      _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _diff(d, "v_ood", "v_id"),
+                      _ci(d, "v_diff", False), cell_text(d["p_holm"]), _yes(d["differs"]))
     return whole(table, "treatment", "shifted set", "95% CI")
 
 
@@ -62,9 +70,11 @@ def invariance_table(rows: pd.DataFrame, title: str) -> Table:
                   "the sizes; its CI from the same resampling)")
     for d in rows.to_dict("records"):
         trend = "" if _missing(d["trend_per_doubling"]) else f"{d['trend_per_doubling']:+.3f}"
-        trend_ci = "" if _missing(d["trend_ci_low"]) else f"[{d['trend_ci_low']:+.3f}, {d['trend_ci_high']:+.3f}]"
+        trend_ci = "" if _missing(d["trend_ci_low"]) else escape(
+            f"[{d['trend_ci_low']:+.3f}, {d['trend_ci_high']:+.3f}]")
         table.add_row(escape(d["augmentation"]), escape(d["invariant_model"]), str(d["data_size"]), _v(d, "v_aug"),
-                      _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _raw(d, "v_diff"), _ci(d, "v_diff", False),
+                      _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _diff(d, "v_aug", "v_inv"),
+                      _ci(d, "v_diff", False),
                       cell_text(d["p_holm"]), trend, trend_ci)
     return whole(table, "augmentation", "invariant model", "95% CI")
 
@@ -91,7 +101,7 @@ def probe_difference_table(rows: pd.DataFrame, title: str) -> Table:
     for d in rows.to_dict("records"):
         table.add_row(escape(d["treatment"]), str(d["data_size"]), d["probe"], str(d["n_seeds"]),
                       cell_text(d["mean_mode"]), cell_text(d["mean_random"]), cell_text(d["diff"]),
-                      f"[{d['diff_ci_low']:.3g}, {d['diff_ci_high']:.3g}]", cell_text(d["p_sign_flip"]))
+                      escape(f"[{d['diff_ci_low']:.3g}, {d['diff_ci_high']:.3g}]"), cell_text(d["p_sign_flip"]))
     return whole(table, "treatment", "95% CI")
 
 
@@ -100,7 +110,7 @@ def correlation_table(rows: pd.DataFrame, title: str) -> Table:
                   caption="Pearson's r over a group's treatments between the probe's mean and log((x+v)/x); "
                   "95% CI: whole seeds resampled for both (the treatments are these, not a sample of treatments)")
     for d in rows.to_dict("records"):
-        ci = "" if _missing(d["r_ci_low"]) else f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]"
+        ci = "" if _missing(d["r_ci_low"]) else escape(f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]")
         table.add_row(d["eval_set"], str(d["data_size"]), d["probe"], str(d["n_treatments"]),
                       "" if _missing(d["r"]) else f"{d['r']:+.2f}", ci)
     return whole(table, "95% CI")

@@ -8,6 +8,9 @@ per cell (`noise`, absolute).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -16,30 +19,72 @@ AUG = (1.5, 0.04, 0.50)
 SIZES = (50, 100, 200, 400, 800, 1600)
 
 
+@dataclass(frozen=True)
+class Curve:
+    """A true error curve outside the power-law family: error(x) = floor + reducible(x), reducible(x) > 0
+    falling with x. Seed effects scale the reducible part, as they scale a·x^(−c) of a power law."""
+
+    reducible: Callable[[np.ndarray], np.ndarray]
+    floor: float = 0.0
+
+    def error(self, x: np.ndarray) -> np.ndarray:
+        return self.floor + self.reducible(np.asarray(x, dtype=float))
+
+
+def two_power_laws(a1: float, c1: float, a2: float, c2: float) -> Curve:
+    """a1·x^(−c1) + a2·x^(−c2), no asymptote: with c2 small, a power law with an asymptote fits it closely over
+    a few decades, and every true v is finite."""
+    return Curve(lambda x: a1 * x ** -c1 + a2 * x ** -c2)
+
+
+def exponential_saturation(floor: float, a: float, scale: float) -> Curve:
+    """floor + a·exp(−x / scale): saturates faster than any power law."""
+    return Curve(lambda x: a * np.exp(-x / scale), floor)
+
+
+def curve_of(truth) -> Curve:
+    if isinstance(truth, Curve):
+        return truth
+    a, b, c = truth
+    return Curve(lambda x: a * x ** -c, b)
+
+
 def true_v(x: np.ndarray, ref=REF, aug=AUG) -> np.ndarray:
-    (ra, rb, rc), (a, b, c) = ref, aug
-    e = a * x ** -c + b
-    with np.errstate(invalid="ignore"):
-        return np.where(e <= rb, np.inf, ((e - rb) / ra) ** (-1 / rc) - x)
+    """v(x) = f_ref⁻¹(f_aug(x)) − x of the true curves (+inf where the treatment is at or below the reference's
+    floor); a curve outside the family is inverted numerically, on sizes up to 1e15."""
+    x = np.asarray(x, dtype=float)
+    if not isinstance(ref, Curve) and not isinstance(aug, Curve):
+        (ra, rb, rc), (a, b, c) = ref, aug
+        e = a * x ** -c + b
+        with np.errstate(invalid="ignore"):
+            return np.where(e <= rb, np.inf, ((e - rb) / ra) ** (-1 / rc) - x)
+    ref, aug = curve_of(ref), curve_of(aug)
+    grid = np.geomspace(1e-3, 1e15, 200_001)
+    e_ref = ref.error(grid)  # falling with size
+    e = aug.error(x)
+    found = np.interp(-e, -e_ref, grid)  # the size whose reference error is e
+    return np.where(e <= ref.floor, np.inf, np.where(e >= e_ref[0], grid[0], found)) - x
 
 
 def synthetic_sweeps(n_sweeps: int, *, seeds: int = 10, shared: float = 0.0, own: float = 0.0,
                      noise: float = 0.005, subset: str = "nested", rng_seed: int = 0, ref=REF, aug=AUG,
                      sizes=SIZES, more: dict | None = None) -> pd.DataFrame:
-    """`more`: further treatments, name -> (a, b, c), with the same seed structure."""
+    """`ref`, `aug` and `more` (further treatments, name -> truth): (a, b, c) of a power law, or a `Curve`; the same
+    seed structure for all."""
     rng = np.random.default_rng(rng_seed)
     frames = []
     for sweep in range(n_sweeps):
         u = rng.normal(0.0, shared, seeds)  # per seed, shared by every treatment (and size, when nested)
-        for name, (a, b, c) in (("none", ref), ("crop", aug), *(more or {}).items()):
+        for name, truth in (("none", ref), ("crop", aug), *(more or {}).items()):
+            curve = curve_of(truth)
             w = rng.normal(0.0, own, seeds)  # per seed, this treatment's own
             for x in sizes:
                 if subset == "independent":  # another subset at each size: the seed's effect is redrawn
                     u_x, w_x = rng.normal(0.0, shared, seeds), rng.normal(0.0, own, seeds)
                 else:
                     u_x, w_x = u, w
-                reducible = a * x ** -c
-                err = b + reducible * (1.0 + u_x + w_x) + rng.normal(0.0, noise, seeds)
+                reducible = curve.reducible(np.asarray(float(x)))
+                err = curve.floor + reducible * (1.0 + u_x + w_x) + rng.normal(0.0, noise, seeds)
                 frames.append(pd.DataFrame({
                     "width": sweep, "subset": subset, "augmentation": name, "data_size": x,
                     "seed": np.arange(seeds), "eval_set": "test", "accuracy": np.clip(1.0 - err, 0.0, 1.0)}))

@@ -166,8 +166,12 @@ def test_error_below_the_reference_asymptote_is_unbounded():
     with pytest.warns(UserWarning, match="from 3 seeds"):  # the asymptote's interval needs the bootstrap
         trivial = rows_of(exchange_rates(frame, n_bootstrap=200), "trivial")
     below = trivial["data_size"] > 2500
-    assert trivial["unbounded"].tolist() == below.tolist() == [False, False, False, True, True]
-    assert not trivial["indeterminate"].any() and (trivial["ref_asymptote_high"] < 1 - 0.01 - 2 / 3000**0.5).all()
+    assert below.tolist() == [False, False, False, True, True]
+    # at 3,000 the treatment's mean (0.9535) is within its own seeds' t interval (3 seeds: ±0.005) of the
+    # reference's asymptote (0.95): the fit says unbounded, the data do not show it; at 10,000 (0.97) they do
+    assert trivial["unbounded"].tolist() == [False, False, False, False, True]
+    assert trivial["indeterminate"].tolist() == [False, False, False, True, False]
+    assert (trivial["ref_asymptote_high"] < 1 - 0.01 - 2 / 3000**0.5).all()
     # without an interval for the reference's asymptote the fit's say-so is not a verdict: indeterminate
     plain = rows_of(exchange_rates(frame), "trivial")
     assert not plain["unbounded"].any() and plain["indeterminate"].tolist() == below.tolist()
