@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.exchange import reference_mask
+from analysis.intervals import warn_few_seeds
 from analysis.paired import difference, final_rows, paired_v
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
@@ -60,7 +61,9 @@ def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = 
         if set(group["_label"]) == {*roles, _REFERENCE}:
             frame = _compare_group(group, [*roles, _REFERENCE], group_cols, n_bootstrap, seed, level)
             out.append(frame.assign(first=first, second=second, reference=reference))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    warn_few_seeds("compare", result.get("n_seeds", []), "difference")
+    return result
 
 
 def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str], n_bootstrap: int, seed: int,

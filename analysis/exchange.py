@@ -12,14 +12,18 @@ TREATMENT_COLUMNS that the frame has are used, with missing values kept as their
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from analysis.families import reference_families
 from analysis.fit import fit_batch, inverse_power_law, power_law, profile_asymptote
-from analysis.intervals import FEW_SEEDS, expanded_tail, percentile_interval, seed_replicates
+from analysis.intervals import (  # noqa: F401  (FewSeedsWarning: callers catch it from here)
+    FewSeedsWarning,
+    expanded_tail,
+    percentile_interval,
+    seed_replicates,
+    warn_few_seeds,
+)
 from analysis.verdicts import (
     EXTRAPOLATION_LIMIT,
     accuracy_lower_bound,
@@ -35,10 +39,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_
 CI_LEVEL = 0.95
 _RTOL = 1e-9  # x + v at the edge of the measured range counts as inside
 WEIGHTINGS = ("equal", "inverse_variance")
-
-
-class FewSeedsWarning(UserWarning):
-    """An exchange-rate interval rests on fewer than FEW_SEEDS seeds."""
 
 
 def load_results(store_root: str, sweep: str) -> pd.DataFrame:
@@ -79,10 +79,10 @@ def exchange_rates(
     and the flags False. The reference's own rows have v = 0 and ratio 1.
 
     n_bootstrap > 0 adds an interval for v at CI_LEVEL (v_ci_low, v_ci_high) that treats seeds as clusters:
-    whole seeds are redrawn, one draw shared by every treatment of a group and its reference (within each
-    size where the group's `subset` is independent; a frame without `subset` is nested), and the interval is
-    the expanded percentile interval of the refits (`intervals.py`); `seed` fixes the draws. Also ci_seeds
-    (the seeds resampled; per size, the fewest, where independent) and ci_resamples (distinct resamples
+    whole seeds are redrawn, one draw shared by every treatment of a group and its reference (independent
+    subsets too: a seed's initial weights and batch order persist across sizes), and the interval is the
+    expanded percentile interval of the refits (`intervals.py`); `seed` fixes the draws. Also ci_seeds
+    (the seeds resampled) and ci_resamples (distinct resamples
     drawn), accuracy_fit_ci_low/high (the fitted accuracy's interval at the row's size, for the plots'
     bands); a FewSeedsWarning below FEW_SEEDS seeds.
 
@@ -209,10 +209,7 @@ def exchange_rates(
         out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]
         out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:6]
         out["accuracy_fit_ci_low"], out["accuracy_fit_ci_high"] = ci[6:]
-        few = sorted(set(out.loc[fit_ok[fit] & (out["ci_seeds"] < FEW_SEEDS), "ci_seeds"]))
-        if few:
-            warnings.warn(f"exchange-rate intervals from {', '.join(map(str, few))} seeds: below {FEW_SEEDS} seeds "
-                          "they are wide and their coverage is poorly known", FewSeedsWarning, stacklevel=2)
+        warn_few_seeds("exchange rates", out.loc[fit_ok[fit], "ci_seeds"])
     # what the row may claim, once the other families and the reference's own data have had their say
     at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, plain_sse)
     families = reference_families(sizes, errors, point_w, ref_ids, a, b, c, lack_of_fit, b_profile[0])

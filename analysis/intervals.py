@@ -5,8 +5,10 @@ treatment) and its batch order. So one seed's points are one cluster, across siz
 within a size, a treatment and the reference trained on the same seed move together, and one seed's
 residuals at different sizes move together. A replicate therefore draws whole seeds with replacement, one
 draw per group shared by every treatment of the group and its reference, and each point weighs as often as
-its seed was drawn. With `subset: independent` a seed's subsets differ between sizes, so seeds are drawn
-within each size (still one draw per size shared by the treatments).
+its seed was drawn. With `subset: independent` a seed's subsets differ between sizes, but its initial weights
+and batch order do not: its effect persists across sizes all the same, so whole seeds are drawn there too
+(drawn within each size, coverage fell to 0.88 at small sizes with a persistent seed effect, and intervals were
+far wider than needed with a shared one).
 
 The interval is the expanded percentile interval (Hesterberg, "What teachers should know about the
 bootstrap", 2015): percentiles of the replicates at the tail where a normal quantile equals
@@ -28,6 +30,31 @@ from scipy import stats
 from analysis.fit import fit_batch
 
 FEW_SEEDS = 5  # fewer seeds than this in a group: intervals are wide and their coverage poorly known
+# Coverage of nominal 95% intervals measured at few seeds (`python -m bench.intervals --seeds`, synthetic sweeps
+# with seed effects shared across treatments and sizes): what each entry point's warning quotes. v: the
+# exchange-rate interval of `exchange_rates`; difference: the paired interval of v_A − v_B (`compare` and the
+# questions).
+MEASURED_COVERAGE: dict[str, dict[int, float]] = {"v": {2: 0.50, 3: 0.76, 4: 0.86},
+                                                  "difference": {2: 0.48, 3: 0.77, 4: 0.88}}
+
+
+class FewSeedsWarning(UserWarning):
+    """An interval rests on fewer than FEW_SEEDS seeds."""
+
+
+def warn_few_seeds(what: str, seed_counts, kind: str = "v") -> None:
+    """One warning, naming `what` (the entry point) and the seed counts below FEW_SEEDS among `seed_counts`, with
+    the coverage measured at each where there is a measurement."""
+    import warnings
+
+    few = sorted({int(n) for n in seed_counts if 0 < n < FEW_SEEDS})
+    if not few:
+        return
+    measured = [f"{MEASURED_COVERAGE[kind][n]:.2f} at {n}" for n in few if n in MEASURED_COVERAGE[kind]]
+    warnings.warn(f"{what}: intervals from {', '.join(map(str, few))} seeds: below {FEW_SEEDS} seeds they are wide "
+                  + (f"and 95% intervals held the truth less often on synthetic sweeps ({'; '.join(measured)})"
+                     if measured else "and their coverage is poorly known"),
+                  FewSeedsWarning, stacklevel=3)
 _ELEMENTS = 1 << 22  # points per batched refit, to bound memory
 
 
@@ -35,8 +62,7 @@ _ELEMENTS = 1 << 22  # points per batched refit, to bound memory
 class SeedReplicates:
     """Refits on resampled seeds: per fit id, (a, b, c) arrays of n_bootstrap replicates (NaN where a refit
     failed); per group id, the clusters drawn from, the distinct resamples drawn, and the draws themselves:
-    per block (None when the group's seeds are nested, else each data size), its seeds and their (B, seeds)
-    counts."""
+    per block (one, keyed None: whole seeds, whatever the subsets), its seeds and their (B, seeds) counts."""
 
     params: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
     clusters: dict[int, int]
@@ -54,18 +80,11 @@ def seed_replicates(points: pd.DataFrame, fits: list[int], n_bootstrap: int, see
     all_draws: dict[int, dict[object, tuple[np.ndarray, np.ndarray]]] = {}
     wanted = points[points["_fit"].isin(fits)]
     for g, group in wanted.groupby("_group", sort=True):
-        independent = "subset" in group.columns and bool((group["subset"].astype(object) == "independent").any())
-        column = pd.Series(0, index=group.index)  # each point's column among the group's draws
-        draws, offset = [], 0
-        blocks = group.groupby(group["data_size"] if independent else np.zeros(len(group)), sort=True)
-        for key, block in blocks:  # one block of all sizes (nested), or one per size (independent)
-            seeds = np.sort(block["seed"].unique())
-            draws.append(rng.multinomial(seeds.size, np.full(seeds.size, 1.0 / seeds.size), size=n_bootstrap))
-            all_draws.setdefault(int(g), {})[key if independent else None] = (seeds, draws[-1])
-            column[block.index] = offset + np.searchsorted(seeds, block["seed"].to_numpy())
-            offset += seeds.size
-        counts = np.concatenate(draws, axis=1)  # (B, columns): one draw for every treatment of the group
-        clusters[int(g)] = min(d.shape[1] for d in draws)
+        seeds = np.sort(group["seed"].unique())  # whole seeds: one draw for every size and treatment of the group
+        counts = rng.multinomial(seeds.size, np.full(seeds.size, 1.0 / seeds.size), size=n_bootstrap)  # (B, seeds)
+        all_draws[int(g)] = {None: (seeds, counts)}
+        column = pd.Series(np.searchsorted(seeds, group["seed"].to_numpy()), index=group.index)
+        clusters[int(g)] = seeds.size
         distinct[int(g)] = int(np.unique(counts, axis=0).shape[0])
         for f, fit_points in group.groupby("_fit", sort=True):
             weights[int(f)] = counts[:, column[fit_points.index].to_numpy()].astype(float)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
+from analysis.intervals import warn_few_seeds
 from analysis.paired import difference, final_rows, interval, paired_v
 from results import GROUP_COLUMNS
 
@@ -84,7 +85,9 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
                "data_size", "n_seeds", "ref_size_max", "v_id", "v_id_ci_low", "v_id_ci_high", "v_id_unbounded",
                "v_ood", "v_ood_ci_low", "v_ood_ci_high", "v_ood_unbounded", "v_diff", "v_diff_ci_low",
                "v_diff_ci_high", "ci_excludes_0", "mean_log_ratio", "p_sign_flip", "p_holm", "differs"]
-    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+    result = pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+    warn_few_seeds("ood", result["n_seeds"], "difference")
+    return result
 
 
 def _two_sets(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: float) -> pd.DataFrame:
@@ -138,7 +141,9 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
                "v_inv_ci_high", "v_inv_unbounded", "v_diff", "v_diff_ci_low", "v_diff_ci_high", "ci_excludes_0",
                "p_sign_flip", "p_holm", "differs", "trend_per_doubling", "trend_ci_low", "trend_ci_high",
                "trend_sizes"]
-    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+    result = pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+    warn_few_seeds("invariance", result["n_seeds"], "difference")
+    return result
 
 
 def _against_invariance(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: float) -> pd.DataFrame:

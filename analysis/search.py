@@ -23,7 +23,7 @@ from results.schema import GROUP_COLUMNS
 
 from .exchange import reference_mask
 from .fit import fit_power_law, inverse_power_law
-from .intervals import expanded_tail, percentile_interval, seed_replicates
+from .intervals import expanded_tail, percentile_interval, seed_replicates, warn_few_seeds
 from .paired import final_rows
 from .verdicts import EXTRAPOLATION_LIMIT
 
@@ -124,7 +124,9 @@ def best_points(results: pd.DataFrame, trials: pd.DataFrame, *, objective: str =
         # cells trained: a trial that repeats an earlier point reuses its cells
         row["search_cells"] = len(set().union(*map(set, trials.loc[trials["study"] == study, "cell_keys"])))
         out.append(row)
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    warn_few_seeds("best", frame.get("seeds", []))
+    return frame
 
 
 def _no_v(note: str) -> dict[str, Any]:
@@ -146,8 +148,7 @@ def _one_reference(ref: pd.DataFrame, searched: Sequence[str], own: set[str]) ->
 
 def _exchange(ref: pd.DataFrame, cells: pd.DataFrame, x: float, level: float, n_bootstrap: int,
               seed: int) -> dict[str, Any]:
-    """v at x of the point's mean accuracy against the reference curve, resampling the seeds both have (for
-    independent subsets, the seeds of the reference's cells at x, where the point shares them)."""
+    """v at x of the point's mean accuracy against the reference curve, resampling the seeds both have."""
     empty = _no_v("no reference curve")
     common = sorted(set(ref["seed"]) & set(cells["seed"]))
     ref = ref[ref["seed"].isin(common)]
@@ -155,10 +156,7 @@ def _exchange(ref: pd.DataFrame, cells: pd.DataFrame, x: float, level: float, n_
         return empty
     points = ref.assign(_fit=0, _group=0).sort_values(["_fit", "data_size"], ignore_index=True)
     replicates = seed_replicates(points, [0], n_bootstrap, seed)
-    draws = replicates.draws[0]
-    if None not in draws and x not in draws:  # independent subsets: the point shares no cell draw with the curve
-        return empty | {"v_note": f"independent subsets: the reference has no cells at {x:g} to pair with"}
-    seeds, counts = draws[None] if None in draws else draws[x]
+    seeds, counts = replicates.draws[0][None]  # whole seeds, whatever the subsets
     common = [s for s in seeds if s in set(cells["seed"])]
     if len(common) < len(seeds):  # a seed of the curve's draw the point lacks: nothing to pair it with
         return empty | {"v_note": "the point lacks seeds of the reference's cells"}

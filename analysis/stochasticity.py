@@ -22,6 +22,7 @@ from scipy import stats
 
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
+from analysis.intervals import warn_few_seeds
 from analysis.paired import PairedV, difference, final_rows, interval, paired_v, sign_flip
 from analysis.questions import LEVEL, QuestionError, unbounded_flags
 from results import GROUP_COLUMNS, PROBE_COLUMNS
@@ -66,8 +67,10 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
     for _, group in plain.groupby(group_cols, dropna=False, sort=True) if not plain.empty else []:
         differences.append(_probe_differences(group, level, seed).assign(
             **{c: group[c].iloc[0] for c in group_cols}))
-    return {"repetitions": _concat(repetitions), "probe_differences": _concat(differences),
-            "correlations": _concat(correlations)}
+    out = {"repetitions": _concat(repetitions), "probe_differences": _concat(differences),
+           "correlations": _concat(correlations)}
+    warn_few_seeds("stochasticity", out["repetitions"].get("n_seeds", []), "difference")
+    return out
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -165,7 +168,7 @@ def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes
         log_ratio = np.minimum(np.log((sizes + paired.point[1:]) / sizes), np.log(1e12))  # (T, k)
         log_ratio_boot = np.minimum(np.log((sizes + paired.replicates[1:]) / sizes), np.log(1e12))  # (T, B, k)
     for j, size in enumerate(sizes):
-        seeds, counts = paired.draws.get(None) or paired.draws.get(size) or (None, None)
+        seeds, counts = paired.draws.get(None) or (None, None)
         if seeds is None:
             continue
         for probe in columns:

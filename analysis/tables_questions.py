@@ -53,7 +53,8 @@ def ood_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "shifted set", "shift", "size x", "v in dist.", "95% CI", "v shifted", "95% CI",
                   "shifted − in dist.", "95% CI", "p (Holm)", "differs", title=title, caption_justify="left",
                   caption=f"shift: held-out = none of the set's corruptions is in the policy's op space; covered "
-                  f"(or partly) = the policy can produce them; undeclared = a natural shift. {_V}. {_CI}; {_TEST}")
+                  f"(or partly) = the policy can produce them; undeclared = a natural shift. {_V}. {_CI}; {_TEST}; the "
+                  "test's null: each seed's log((x+v_ood)/(x+v_id)) has mean 0 (not v_ood = v_id in samples)")
     for d in rows.to_dict("records"):
         shift = d["shift"] + (f" ({d['covered']})" if d["covered"] else "")
         table.add_row(escape(d["treatment"]), d["eval_set"], shift, str(d["data_size"]), _v(d, "v_id"),

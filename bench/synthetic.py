@@ -68,13 +68,15 @@ def true_v(x: np.ndarray, ref=REF, aug=AUG) -> np.ndarray:
 
 def synthetic_sweeps(n_sweeps: int, *, seeds: int = 10, shared: float = 0.0, own: float = 0.0,
                      noise: float = 0.005, subset: str = "nested", rng_seed: int = 0, ref=REF, aug=AUG,
-                     sizes=SIZES, more: dict | None = None) -> pd.DataFrame:
+                     sizes=SIZES, more: dict | None = None, persistent: float = 0.0) -> pd.DataFrame:
     """`ref`, `aug` and `more` (further treatments, name -> truth): (a, b, c) of a power law, or a `Curve`; the same
-    seed structure for all."""
+    seed structure for all. `persistent`: a seed's effect that no subset redraws (its initial weights and batch
+    order), shared by every treatment at every size, independent subsets too."""
     rng = np.random.default_rng(rng_seed)
     frames = []
     for sweep in range(n_sweeps):
         u = rng.normal(0.0, shared, seeds)  # per seed, shared by every treatment (and size, when nested)
+        kept = rng.normal(0.0, persistent, seeds) if persistent else np.zeros(seeds)  # per seed, at every size
         for name, truth in (("none", ref), ("crop", aug), *(more or {}).items()):
             curve = curve_of(truth)
             w = rng.normal(0.0, own, seeds)  # per seed, this treatment's own
@@ -84,7 +86,7 @@ def synthetic_sweeps(n_sweeps: int, *, seeds: int = 10, shared: float = 0.0, own
                 else:
                     u_x, w_x = u, w
                 reducible = curve.reducible(np.asarray(float(x)))
-                err = curve.floor + reducible * (1.0 + u_x + w_x) + rng.normal(0.0, noise, seeds)
+                err = curve.floor + reducible * (1.0 + u_x + w_x + kept) + rng.normal(0.0, noise, seeds)
                 frames.append(pd.DataFrame({
                     "width": sweep, "subset": subset, "augmentation": name, "data_size": x,
                     "seed": np.arange(seeds), "eval_set": "test", "accuracy": np.clip(1.0 - err, 0.0, 1.0)}))
