@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.exchange import reference_mask
 from analysis.intervals import warn_few_seeds
-from analysis.paired import difference, final_rows, paired_v
+from analysis.paired import difference, family_p, final_rows, paired_v
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
@@ -33,8 +33,9 @@ def treatment_labels(results: pd.DataFrame, shown: pd.Series | None = None) -> p
 def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = "none", n_bootstrap: int = 1000,
             seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """One row per (group, eval set, size) where both treatments and the reference have fits: v of each, the
-    difference v_first − v_second with its interval at `level`, the sign-flip p-value over seeds and its Holm
-    correction across the comparison's sizes, and `differs` (Holm p below 1 − level).
+    difference v_first − v_second with its interval at `level`, the sign-flip p-value over seeds of each size
+    alone, the family-wise p over the rows of one eval set (the printed table: `paired.family_p`) and `differs`
+    (that p below 1 − level).
 
     `first` and `second` are treatments as `augworth analyze` tables print them, less any group columns
     ('crop(2)', 'crop(2) [fixed 4]'); `reference` is chosen as `exchange_rates` chooses it (this augmentation,
@@ -61,7 +62,7 @@ def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = 
         if set(group["_label"]) == {*roles, _REFERENCE}:
             frame = _compare_group(group, [*roles, _REFERENCE], group_cols, n_bootstrap, seed, level)
             out.append(frame.assign(first=first, second=second, reference=reference))
-    result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    result = family_p(pd.concat(out, ignore_index=True), ["eval_set"], level, seed) if out else pd.DataFrame()
     warn_few_seeds("compare", result.get("n_seeds", []), "difference")
     return result
 

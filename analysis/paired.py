@@ -9,9 +9,14 @@ all paired over seeds:
   the ratio of the two exchange ratios, so an unbounded v counts as large, not as NaN); under "no difference"
   each d_s is as likely negative as positive, and p is the share of the 2^n sign patterns (10,000 random ones
   above 12 seeds, the observed one among them) whose mean is at least as far from 0 as the observed one;
-- Holm's step-down correction across the sizes of one comparison. With n seeds and k sizes the smallest
-  Holm p is k·2/2^n (6 sizes: 8 seeds before any p can fall below 0.05), so where that is not below 1 − level
-  `differs` is None, "too few seeds to test", never a silent "no"; `ci_excludes_0` says what the interval says.
+- the family-wise error over everything one table claims (`family_p`): the signs of each seed are flipped
+  together for every claim of the table (they share the seeds), and each claim's p is the share of flips whose
+  largest statistic, over the table's claims not already judged larger, reaches the claim's own (Westfall and
+  Young's step-down max-T; the statistic is |mean| / root mean square of the seed values, which a flip leaves
+  unchanged in scale).
+  With n seeds the smallest such p is 2/2^n (times the number of seed sets a table mixes), so where that is not
+  below 1 − level `differs` is None, "too few seeds to test", never a silent "no"; `ci_excludes_0` says what
+  the interval says.
 """
 
 from __future__ import annotations
@@ -77,9 +82,10 @@ def interval(paired: PairedV, values: np.ndarray, level: float) -> tuple[np.ndar
     return percentile_interval(values, expanded_tail(paired.clusters, level))
 
 
-def difference(paired: PairedV, first: int, second: int, level: float, seed: int) -> dict[str, np.ndarray]:
+def difference(paired: PairedV, first: int, second: int, level: float, seed: int) -> dict[str, object]:
     """v of pair `first` minus v of pair `second` at each size: the point difference, its interval, the mean
-    per-seed log ratio, the sign-flip p, its Holm correction and `differs` (Holm p below 1 − level)."""
+    per-seed log ratio, the sign-flip p of each size alone, and (`_d`, `_seeds`) each row's per-seed log ratios
+    and their seeds, for the table's family-wise p (`family_p`)."""
     with np.errstate(invalid="ignore"):  # both unbounded: no difference to speak of (NaN, left out)
         low, high = interval(paired, paired.replicates[first] - paired.replicates[second], level)
         v_diff = paired.point[first] - paired.point[second]
@@ -87,22 +93,68 @@ def difference(paired: PairedV, first: int, second: int, level: float, seed: int
         logs = np.minimum(np.log(np.maximum(paired.sizes + paired.per_seed, 1.0)), _LOG_CAP)
     d = logs[:, first, :] - logs[:, second, :]  # (n seeds, sizes)
     p = sign_flip(d, seed)
-    adjusted = holm(p)
-    testable = smallest_holm_p(d.shape[0], p.size) < 1.0 - level
     with np.errstate(invalid="ignore"):
         excludes_0 = (low > 0) | (high < 0)
     return {"v_diff": v_diff, "v_diff_ci_low": low, "v_diff_ci_high": high, "ci_excludes_0": excludes_0,
             "mean_log_ratio": np.nanmean(d, axis=0) if d.shape[0] else np.full(p.size, np.nan), "p_sign_flip": p,
-            "p_holm": adjusted,
-            "differs": pd.array([bool(a < 1.0 - level) if testable else None for a in adjusted], dtype="boolean")}
+            "_d": list(d.T), "_seeds": [tuple(paired.seeds.tolist())] * p.size}
 
 
-def smallest_holm_p(n_seeds: int, n_sizes: int) -> float:
-    """The smallest Holm-adjusted p a sign-flip test over n seeds can reach across n sizes."""
-    if n_seeds < 1:
-        return 1.0
-    smallest = 2.0 / 2**n_seeds if n_seeds <= EXACT_SEEDS else 1.0 / 10_000
-    return min(1.0, n_sizes * smallest)
+def family_p(frame: pd.DataFrame, by: list[str], level: float, seed: int) -> pd.DataFrame:
+    """The family-wise p of each row's claim (`p_family`), over the rows that share `by` (one printed table),
+    `family_claims` (how many), and `differs` (p_family below 1 − level; None where the seeds cannot reach it);
+    rows carry `_d` (their per-seed values) and `_seeds`, which are dropped. A family whose rows rest on several
+    seed sets gets each set's max-T p times the number of sets (Bonferroni across them)."""
+    frame = frame.reset_index(drop=True)
+    p_family = np.full(len(frame), np.nan)
+    claims = np.zeros(len(frame), dtype=int)
+    testable = np.zeros(len(frame), dtype=bool)
+    keys = [c for c in by if c in frame.columns]
+    families = frame.groupby(keys, dropna=False, sort=False).groups.values() if keys else [frame.index]
+    for rows in families:
+        rows = [i for i in rows if isinstance(frame.at[i, "_d"], np.ndarray)]  # rows that make no claim: none
+        by_seeds: dict[tuple, list[int]] = {}
+        for i in rows:
+            by_seeds.setdefault(frame.at[i, "_seeds"], []).append(i)
+        for members in by_seeds.values():
+            d = np.stack([frame.at[i, "_d"] for i in members], axis=1)  # (n seeds, claims)
+            p_family[members] = np.minimum(1.0, max_t(d, seed) * len(by_seeds))
+            smallest = (2.0 / 2 ** d.shape[0] if d.shape[0] <= EXACT_SEEDS else 1.0 / 10_000) * len(by_seeds)
+            testable[members] = d.shape[0] > 0 and smallest < 1.0 - level
+        claims[list(rows)] = len(rows)
+    return frame.drop(columns=["_d", "_seeds"]).assign(
+        p_family=p_family, family_claims=claims,
+        differs=pd.array([bool(p < 1.0 - level) if t else None for p, t in zip(p_family, testable, strict=True)],
+                         dtype="boolean"))
+
+
+def max_t(d: np.ndarray, seed: int) -> np.ndarray:
+    """Per column of (n, m) per-seed values of m claims that share the seeds, the step-down max-T p over sign
+    flips of the seeds (every pattern up to EXACT_SEEDS seeds, else 10,000 with the observed one among them)."""
+    n = d.shape[0]
+    if n == 0:
+        return np.full(d.shape[1], np.nan)
+    signs = _patterns(n, seed)
+    finite = np.where(np.isnan(d), 0.0, d)
+    scale = np.sqrt(np.mean(finite * finite, axis=0))  # a flip leaves it as it is
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.where(scale > 0, np.abs(finite.mean(axis=0)) / scale, 0.0)
+        null = np.where(scale > 0, np.abs(signs @ finite / n) / scale, 0.0)  # (patterns, m)
+    # step-down: the claim with the largest statistic is judged against the maximum over all claims, the next
+    # against the maximum over all but it, and so on; p never falls down the order
+    order = np.argsort(-observed, kind="stable")
+    remaining_max = np.maximum.accumulate(null[:, order][:, ::-1], axis=1)[:, ::-1]  # (patterns, m)
+    stepped = np.maximum.accumulate(np.mean(remaining_max >= observed[order][None, :] * (1 - 1e-12), axis=0))
+    p = np.empty(d.shape[1])
+    p[order] = stepped
+    return p
+
+
+def _patterns(n: int, seed: int) -> np.ndarray:
+    if n <= EXACT_SEEDS:
+        return np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    # random patterns, the observed one (all +1) among them: a p-value is never 0
+    return np.vstack([np.ones(n), np.random.default_rng(seed).choice((1.0, -1.0), size=(9_999, n))])
 
 
 def _fit_all(points: pd.DataFrame, fit_of: np.ndarray, n_fits: int, weights: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -133,11 +185,7 @@ def _v_of_pairs(params: tuple[np.ndarray, ...], pairs: list[tuple[int, int]], si
 def sign_flip(d: np.ndarray, seed: int) -> np.ndarray:
     """Per column of (n, k) per-seed differences, the two-sided sign-flip p-value of their mean (NaN as 0)."""
     n = d.shape[0]
-    if n <= EXACT_SEEDS:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-    else:
-        # random patterns, the observed one (all +1) among them: a p-value is never 0
-        signs = np.vstack([np.ones(n), np.random.default_rng(seed).choice((1.0, -1.0), size=(9_999, n))])
+    signs = _patterns(n, seed)
     finite = np.where(np.isnan(d), 0.0, d)
     observed = np.abs(finite.mean(axis=0))
     flipped = np.abs(signs @ finite / n)  # (patterns, k)

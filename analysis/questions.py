@@ -24,7 +24,7 @@ import pandas as pd
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
 from analysis.intervals import warn_few_seeds
-from analysis.paired import difference, final_rows, interval, paired_v
+from analysis.paired import difference, family_p, final_rows, interval, paired_v
 from results import GROUP_COLUMNS
 
 LEVEL = 0.95
@@ -53,7 +53,8 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
         covers: Mapping[str, Iterable[str]] | None = None, corruptions: Mapping[str, Iterable[str]] | None = None,
         n_bootstrap: int = 1000, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
     """One row per (group, treatment, shifted eval set, size): v in distribution and on the shifted set, each
-    with its interval, v_diff = v_ood − v_id with its interval, the sign-flip test and Holm across sizes.
+    with its interval, v_diff = v_ood − v_id with its interval, the sign-flip test of each size and the family-wise
+    p over the treatment's shifted sets and sizes (its printed table: `paired.family_p`).
 
     `covers`: policy -> the corruptions its op space includes; `corruptions`: eval-set label -> the
     corruptions it holds (`shift_kind` names the row's shift from them; missing ones are 'undeclared')."""
@@ -84,8 +85,11 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
     columns = [*group_cols, "treatment", "augmentation", "eval_set", "in_distribution", "shift", "covered",
                "data_size", "n_seeds", "ref_size_max", "v_id", "v_id_ci_low", "v_id_ci_high", "v_id_unbounded",
                "v_ood", "v_ood_ci_low", "v_ood_ci_high", "v_ood_unbounded", "v_diff", "v_diff_ci_low",
-               "v_diff_ci_high", "ci_excludes_0", "mean_log_ratio", "p_sign_flip", "p_holm", "differs"]
-    result = pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+               "v_diff_ci_high", "ci_excludes_0", "mean_log_ratio", "p_sign_flip", "p_family", "family_claims",
+               "differs"]
+    # one family per printed table: a treatment's shifted sets and sizes within its group
+    result = family_p(pd.concat(out, ignore_index=True), [*group_cols, "treatment"], level, seed)[columns] if out \
+        else pd.DataFrame(columns=columns)
     warn_few_seeds("ood", result["n_seeds"], "difference")
     return result
 
@@ -139,9 +143,11 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
     columns = [*group_cols, "eval_set", "augmentation", "invariance", "invariant_model", "data_size", "n_seeds",
                "ref_size_max", "v_aug", "v_aug_ci_low", "v_aug_ci_high", "v_aug_unbounded", "v_inv", "v_inv_ci_low",
                "v_inv_ci_high", "v_inv_unbounded", "v_diff", "v_diff_ci_low", "v_diff_ci_high", "ci_excludes_0",
-               "p_sign_flip", "p_holm", "differs", "trend_per_doubling", "trend_ci_low", "trend_ci_high",
-               "trend_sizes"]
-    result = pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+               "p_sign_flip", "p_family", "family_claims", "differs", "trend_per_doubling", "trend_ci_low",
+               "trend_ci_high", "trend_sizes"]
+    # one family per printed table: the group's augmentations, invariant models and sizes on one eval set
+    result = family_p(pd.concat(out, ignore_index=True), [*group_cols, "eval_set"], level, seed)[columns] if out \
+        else pd.DataFrame(columns=columns)
     warn_few_seeds("invariance", result["n_seeds"], "difference")
     return result
 

@@ -23,7 +23,7 @@ from scipy import stats
 from analysis.comparisons import treatment_labels
 from analysis.exchange import reference_mask
 from analysis.intervals import warn_few_seeds
-from analysis.paired import PairedV, difference, final_rows, interval, paired_v, sign_flip
+from analysis.paired import PairedV, difference, family_p, final_rows, holm, interval, paired_v, sign_flip
 from analysis.questions import LEVEL, QuestionError, unbounded_flags
 from results import GROUP_COLUMNS, PROBE_COLUMNS
 
@@ -67,10 +67,34 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
     for _, group in plain.groupby(group_cols, dropna=False, sort=True) if not plain.empty else []:
         differences.append(_probe_differences(group, level, seed).assign(
             **{c: group[c].iloc[0] for c in group_cols}))
-    out = {"repetitions": _concat(repetitions), "probe_differences": _concat(differences),
-           "correlations": _concat(correlations)}
+    # one family per printed table: a group's eval set (repetitions), a group's probe (the other two)
+    out = {"repetitions": _family(_concat(repetitions), [*group_cols, "eval_set"], level, seed),
+           "probe_differences": _family(_concat(differences), [*group_cols, "probe"], level, seed),
+           "correlations": _holm_family(_concat(correlations), [*group_cols, "probe"], level)}
     warn_few_seeds("stochasticity", out["repetitions"].get("n_seeds", []), "difference")
     return out
+
+
+def _family(frame: pd.DataFrame, by: list[str], level: float, seed: int) -> pd.DataFrame:
+    """`paired.family_p` where the frame makes claims (rows with per-seed values)."""
+    if frame.empty or "_d" not in frame.columns:
+        return frame.drop(columns=["_d", "_seeds"], errors="ignore")
+    return family_p(frame.assign(_d=frame["_d"].where(frame["_d"].notna(), None)), by, level, seed)
+
+
+def _holm_family(frame: pd.DataFrame, by: list[str], level: float) -> pd.DataFrame:
+    """Correlations: each r's bootstrap p (twice the share of replicates on the other side of 0), Holm-adjusted
+    over the rows of one printed table (`p_family`), and `nonzero` (that p below 1 − level)."""
+    if frame.empty:
+        return frame
+    frame = frame.reset_index(drop=True)
+    adjusted = np.full(len(frame), np.nan)
+    keys = [c for c in by if c in frame.columns]
+    for rows in frame.groupby(keys, dropna=False, sort=False).groups.values():
+        rows = np.asarray(list(rows))
+        adjusted[rows] = holm(frame.loc[rows, "_p_boot"].to_numpy(float))
+    return frame.drop(columns="_p_boot").assign(p_family=adjusted, family_claims=frame.groupby(
+        keys, dropna=False, sort=False)["r"].transform("size"), nonzero=adjusted < 1.0 - level)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -104,8 +128,8 @@ def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, s
         if random and mode != "random":
             d = difference(paired, random[0], i, level, seed)
             frame = frame.assign(v_random_minus=d["v_diff"], v_random_minus_ci_low=d["v_diff_ci_low"],
-                                 v_random_minus_ci_high=d["v_diff_ci_high"], p_holm=d["p_holm"],
-                                 differs=d["differs"])
+                                 v_random_minus_ci_high=d["v_diff_ci_high"], p_sign_flip=d["p_sign_flip"],
+                                 _d=d["_d"], _seeds=d["_seeds"])
         fixed = {_mode(kinds[names[j - 1]])[1]: j for j in same if _mode(kinds[names[j - 1]])[0] == "fixed"}
         if mode == "fixed" and len(fixed) > 1 and r > min(fixed):
             base, r0 = fixed[min(fixed)], min(fixed)
@@ -153,7 +177,8 @@ def _probe_differences(group: pd.DataFrame, level: float, seed: int) -> pd.DataF
                             "n_seeds": int(d.size), "mean_mode": float(paired["mode"].mean()),
                             "mean_random": float(paired["random"].mean()), "diff": float(d.mean()),
                             "diff_ci_low": float(d.mean() - half), "diff_ci_high": float(d.mean() + half),
-                            "p_sign_flip": float(sign_flip(d[:, None], seed)[0])})
+                            "p_sign_flip": float(sign_flip(d[:, None], seed)[0]), "_d": d,
+                            "_seeds": tuple(paired.index.tolist())})
     return pd.DataFrame(out)
 
 
@@ -184,8 +209,10 @@ def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes
             r = _pearson(np.nanmean(values, axis=1)[:, None], log_ratio[:, j][:, None])[0]
             r_boot = _pearson(boot_means, log_ratio_boot[:, :, j])
             low, high = interval(paired, r_boot[:, None], level)
+            finite = r_boot[np.isfinite(r_boot)]
+            p_boot = min(1.0, 2.0 * min(np.mean(finite <= 0), np.mean(finite >= 0))) if finite.size else np.nan
             out.append({"data_size": int(size), "probe": probe, "n_treatments": len(names), "r": float(r),
-                        "r_ci_low": float(low[0]), "r_ci_high": float(high[0])})
+                        "r_ci_low": float(low[0]), "r_ci_high": float(high[0]), "_p_boot": p_boot})
     return pd.DataFrame(out)
 
 

@@ -102,16 +102,17 @@ def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Tabl
 
 def compare_table(rows: pd.DataFrame, title: str) -> Table:
     """`analyze --compare`: per size, v of both treatments, their difference with its interval, the test."""
-    table = Table("size x", "v first", "v second", "v first − second", "95% CI", "seeds", "p (sign flip)", "p (Holm)",
-                  "differs", title=title, caption="95% CI: whole seeds resampled, one draw for both treatments and "
-                  "the reference; p: signs of log(x+v_first) − log(x+v_second) flipped over seeds; Holm across sizes",
+    table = Table("size x", "v first", "v second", "v first − second", "95% CI", "seeds", "p (sign flip)",
+                  "p (table)", "differs", title=title, caption="95% CI: whole seeds resampled, one draw for both "
+                  "treatments and the reference; p: signs of log(x+v_first) − log(x+v_second) flipped over seeds; "
+                  "p (table): family-wise over this table's rows (max-T: the seeds' signs flipped together for all)",
                   caption_justify="left")
     for d in rows.to_dict("records"):
         limit = d.get("ref_size_max", math.inf) * EXTRAPOLATION_LIMIT
         table.add_row(str(d["data_size"]), *(samples(d[k], d["data_size"], limit) for k in ("v_first", "v_second")),
                       escape(difference(d, "v_first", "v_second", "v_diff", limit)),
                       escape(interval(d["v_diff_ci_low"], d["v_diff_ci_high"])), str(d["n_seeds"]),
-                      f"{d['p_sign_flip']:.3g}", f"{d['p_holm']:.3g}",
+                      f"{d['p_sign_flip']:.3g}", f"{d['p_family']:.3g}",
                       "too few seeds" if missing(d["differs"]) else "yes" if d["differs"] else "no")
     return whole(table, "95% CI")
 

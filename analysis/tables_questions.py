@@ -15,8 +15,9 @@ from .tables import cell_text, whole
 from .verdicts import EXTRAPOLATION_LIMIT
 
 _CI = "95% CI: whole seeds resampled, one draw for every curve compared (expanded percentile)"
-_TEST = ("p: signs of each seed's log ratio flipped; Holm across sizes; differs: too few seeds where no p could "
-         "reach 0.05")
+_TEST = ("p (table): signs of each seed flipped together for every claim of this table, its largest statistic "
+         "per flip giving each claim's family-wise p (max-T over the table's claims); differs: too few seeds where "
+         "no p could reach 0.05")
 _V = (f"> N: x + v past {EXTRAPOLATION_LIMIT:g} × the reference's largest size (the curve, not the data, would "
       "speak); inf: the fit puts the treatment past the reference's asymptote (`augworth analyze` says whether the "
       "data support it)")
@@ -51,7 +52,7 @@ def _yes(value: Any) -> str:
 
 def ood_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "shifted set", "shift", "size x", "v in dist.", "95% CI", "v shifted", "95% CI",
-                  "shifted − in dist.", "95% CI", "p (Holm)", "differs", title=title, caption_justify="left",
+                  "shifted − in dist.", "95% CI", "p (table)", "differs", title=title, caption_justify="left",
                   caption=f"shift: held-out = none of the set's corruptions is in the policy's op space; covered "
                   f"(or partly) = the policy can produce them; undeclared = a natural shift. {_V}. {_CI}; {_TEST}; the "
                   "test's null: each seed's log((x+v_ood)/(x+v_id)) has mean 0 (not v_ood = v_id in samples)")
@@ -59,13 +60,13 @@ def ood_table(rows: pd.DataFrame, title: str) -> Table:
         shift = d["shift"] + (f" ({d['covered']})" if d["covered"] else "")
         table.add_row(escape(d["treatment"]), d["eval_set"], shift, str(d["data_size"]), _v(d, "v_id"),
                       _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _diff(d, "v_ood", "v_id"),
-                      _ci(d, "v_diff", False), cell_text(d["p_holm"]), _yes(d["differs"]))
+                      _ci(d, "v_diff", False), cell_text(d["p_family"]), _yes(d["differs"]))
     return whole(table, "treatment", "shifted set", "95% CI")
 
 
 def invariance_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("augmentation", "invariant model", "size x", "v aug", "95% CI", "v invariance", "95% CI",
-                  "aug − invariance", "95% CI", "p (Holm)", "trend / doubling", "95% CI", title=title,
+                  "aug − invariance", "95% CI", "p (table)", "trend / doubling", "95% CI", title=title,
                   caption_justify="left", caption=f"both v against the plain model without augmentation. {_V}. {_CI}; "
                   f"{_TEST}. trend: per doubling of x, the change of log(x+v_aug) − log(x+v_inv) (slope over "
                   "the sizes; its CI from the same resampling)")
@@ -76,13 +77,13 @@ def invariance_table(rows: pd.DataFrame, title: str) -> Table:
         table.add_row(escape(d["augmentation"]), escape(d["invariant_model"]), str(d["data_size"]), _v(d, "v_aug"),
                       _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _diff(d, "v_aug", "v_inv"),
                       _ci(d, "v_diff", False),
-                      cell_text(d["p_holm"]), trend, trend_ci)
+                      cell_text(d["p_family"]), trend, trend_ci)
     return whole(table, "augmentation", "invariant model", "95% CI")
 
 
 def repetition_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "size x", "v", "95% CI", "(x+v)/x", "v per extra view", "95% CI",
-                  "random − this", "95% CI", "p (Holm)", "differs", title=title, caption_justify="left",
+                  "random − this", "95% CI", "p (table)", "differs", title=title, caption_justify="left",
                   caption=f"v against the plain model without augmentation; per extra view: (v_r − v_r0)/(r − r0) "
                   f"against the fewest fixed views. {_V}. {_CI}; {_TEST}")
     for d in rows.to_dict("records"):
@@ -90,28 +91,33 @@ def repetition_table(rows: pd.DataFrame, title: str) -> Table:
         minus = "" if _missing(d.get("v_random_minus")) else _raw(d, "v_random_minus")
         table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"),
                       cell_text(d["exchange_ratio"]), per_view, _ci(d, "v_per_extra_view", False), minus,
-                      _ci(d, "v_random_minus", False), cell_text(d.get("p_holm")),
+                      _ci(d, "v_random_minus", False), cell_text(d.get("p_family")),
                       "" if _missing(d.get("v_random_minus")) else _yes(d.get("differs")))
     return whole(table, "treatment", "95% CI")
 
 
 def probe_difference_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "size x", "probe", "seeds", "this", "random views", "this − random", "95% CI", "p",
-                  title=title, caption_justify="left", caption="per seed, this view mode minus random views (same "
-                  "subset, same initial weights) at the last probed step; t interval over seeds; p: sign flip")
+                  "p (table)", "differs", title=title, caption_justify="left", caption="per seed, this view mode "
+                  "minus random views (same subset, same initial weights) at the last probed step; t interval over "
+                  f"seeds; p: sign flip of this row alone; {_TEST}")
     for d in rows.to_dict("records"):
         table.add_row(escape(d["treatment"]), str(d["data_size"]), d["probe"], str(d["n_seeds"]),
                       cell_text(d["mean_mode"]), cell_text(d["mean_random"]), cell_text(d["diff"]),
-                      escape(f"[{d['diff_ci_low']:.3g}, {d['diff_ci_high']:.3g}]"), cell_text(d["p_sign_flip"]))
+                      escape(f"[{d['diff_ci_low']:.3g}, {d['diff_ci_high']:.3g}]"), cell_text(d["p_sign_flip"]),
+                      cell_text(d.get("p_family")), _yes(d.get("differs")))
     return whole(table, "treatment", "95% CI")
 
 
 def correlation_table(rows: pd.DataFrame, title: str) -> Table:
-    table = Table("eval set", "size x", "probe", "treatments", "r", "95% CI", title=title, caption_justify="left",
+    table = Table("eval set", "size x", "probe", "treatments", "r", "95% CI", "p (table)", "nonzero", title=title,
+                  caption_justify="left",
                   caption="Pearson's r over a group's treatments between the probe's mean and log((x+v)/x); "
-                  "95% CI: whole seeds resampled for both (the treatments are these, not a sample of treatments)")
+                  "95% CI: whole seeds resampled for both (the treatments are these, not a sample of treatments); "
+                  "p (table): twice the share of resamples on the other side of 0, Holm over this table's rows")
     for d in rows.to_dict("records"):
         ci = "" if _missing(d["r_ci_low"]) else escape(f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]")
         table.add_row(d["eval_set"], str(d["data_size"]), d["probe"], str(d["n_treatments"]),
-                      "" if _missing(d["r"]) else f"{d['r']:+.2f}", ci)
+                      "" if _missing(d["r"]) else f"{d['r']:+.2f}", ci, cell_text(d.get("p_family")),
+                      "" if _missing(d.get("p_family")) else ("yes" if d.get("nonzero") else "no"))
     return whole(table, "95% CI")

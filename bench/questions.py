@@ -7,7 +7,7 @@ Rows: ood (v_ood − v_id, a 4-10× difference; and a null: the same truth on bo
 effects and noise drawn independently), invariance
 (v_aug − v_inv; its trend, flat and falling), stochasticity (v_random − v_fixed4, worth per extra view,
 the gradient-noise difference). Coverage is the share of (sweep, size) intervals holding the truth (nominal
-0.95); `claimed` the share of rows whose Holm-corrected test says "differs".
+0.95); `claimed` the share of rows whose test, family-wise over its table, says "differs".
 """
 
 from __future__ import annotations

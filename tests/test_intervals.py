@@ -132,7 +132,7 @@ def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
     better = (1.1, 0.04, 0.5)
     frame = synthetic_sweeps(12, shared=0.1, own=0.05, more={"same": AUG, "better": better}, rng_seed=2)
     same = compare(frame, "crop", "same", n_bootstrap=200)
-    assert len(same) == 12 * 6 and not same["differs"].any()  # Holm: no false "differs" in any of 12 sweeps
+    assert len(same) == 12 * 6 and not same["differs"].any()  # family-wise over the table: no false "differs"
     assert ((same["v_diff_ci_low"] <= 0) & (same["v_diff_ci_high"] >= 0)).mean() >= 0.9
     found = compare(frame, "better", "crop", n_bootstrap=200)
     truth = true_v(found["data_size"].to_numpy(float), aug=better) - true_v(found["data_size"].to_numpy(float))
@@ -259,3 +259,22 @@ def test_every_entry_point_says_what_its_intervals_are_worth_at_few_seeds():
     trials = trials.assign(cell_keys=[[k for k in keys if k in set(kept["cell_key"])] for keys in trials["cell_keys"]])
     with pytest.warns(exchange.FewSeedsWarning, match=r"^best: intervals from 3 seeds"):
         best_points(kept, trials, n_bootstrap=50)
+
+
+def test_a_tables_family_wise_p_holds_its_error_over_every_claim_and_still_finds_real_ones():
+    from analysis.paired import max_t, sign_flip
+
+    rng = np.random.default_rng(0)
+    any_false, any_false_alone, found = 0, 0, 0
+    tables = 300
+    for t in range(tables):
+        seeds = rng.normal(0.0, 1.0, (10, 1))  # a seed's effect shared by a table's claims, as its cells share it
+        d = 0.5 * seeds + rng.normal(0.0, 1.0, (10, 24))  # 24 claims (shifts x sizes), none true
+        any_false += bool((max_t(d, t) < 0.05).any())
+        any_false_alone += bool((sign_flip(d, t) < 0.05).any())
+        real = d.copy()
+        real[:, 0] += 2.5  # one claim true, and large
+        found += bool(max_t(real, t)[0] < 0.05)
+    assert any_false / tables <= 0.08, any_false / tables  # nominal 0.05 over the whole table
+    assert any_false_alone / tables >= 0.4  # each claim tested alone: most tables claim something false
+    assert found / tables >= 0.9
