@@ -202,8 +202,10 @@ def exchange_rates(
     out["beyond_extrapolation_limit"] = ok & ~own & (x_equiv > extrapolation_limit * hi * (1 + _RTOL))
     bound_low, bound_high = measured_bounds(points, fit, ref_of_fit, x, out["accuracy_mean"].to_numpy(dtype=float))
     out["ref_size_max"] = np.where(ok, hi, np.nan)
-    out["v_bound_low"] = np.where(own, 0.0, np.where(ok, bound_low, np.nan))
-    out["v_bound_high"] = np.where(own, 0.0, np.where(ok, bound_high, np.nan))
+    # the measured bounds need no curve: also against a reference that does not improve (no v, but a bound)
+    measurable = ok | np.isin(ref, list(flat)) & (fit != ref)
+    out["v_bound_low"] = np.where(own, 0.0, np.where(measurable, bound_low, np.nan))
+    out["v_bound_high"] = np.where(own, 0.0, np.where(measurable, bound_high, np.nan))
     if n_bootstrap:
         ci = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
         out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]

@@ -76,8 +76,9 @@ def rate_text(d: Mapping[str, Any], extrapolation_limit: float = EXTRAPOLATION_L
     limit = extrapolation_limit * d.get("ref_size_max", math.inf)
     v, ratio = d.get("effective_extra_samples"), d.get("exchange_ratio")
     ci = interval(d.get("v_ci_low"), d.get("v_ci_high"), x, limit)
-    if not d.get("fit_ok", True):
-        return RateText("", "", "", f"no fit: {d.get('fit_reason')}")
+    if not d.get("fit_ok", True):  # no curve to invert; a bound from the measured means, where there is one
+        bound = d.get("v_bound_low")
+        return RateText("" if missing(bound) else f"≥ {round(bound)}", "", "", f"no fit: {d.get('fit_reason')}")
     notes = []
     if d.get("unbounded"):
         notes.append("unbounded")
@@ -106,10 +107,13 @@ def rate_text(d: Mapping[str, Any], extrapolation_limit: float = EXTRAPOLATION_L
             ratio_text = "inf" if ratio == math.inf else number(ratio)
         if d.get("extrapolated"):
             notes.append("extrapolated")
-    leans = d.get("extrapolated") or d.get("unbounded") or d.get("indeterminate")
+    beyond = d.get("unbounded") or d.get("indeterminate") or (not missing(v) and x + v > d.get("ref_size_max",
+                                                                                                 math.inf))
     held = d.get("ref_holdout_size_ratio")
-    if leans and not missing(held) and held > 0 and abs(math.log2(held)) > HOLDOUT_OFF:
-        notes.append(f"the reference's curve without its largest size put that size's accuracy at {held:.2g}× it")
+    if beyond and not missing(held) and held > 0 and (held == math.inf or abs(math.log2(held)) > HOLDOUT_OFF):
+        notes.append("the reference's curve fitted without its largest size " + (
+            "never reaches that size's accuracy" if held == math.inf else f"reaches it only at {held:.2g}× that size"
+            if held > 1 else f"reaches it already at {held:.2g}× that size"))
     notes.extend(diagnostics(d))
     return RateText(v_text, ci, ratio_text, "; ".join(notes))
 

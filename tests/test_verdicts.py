@@ -89,7 +89,10 @@ def test_a_flat_reference_gets_a_verdict_of_its_own():
     rows = crop_rows(frame, n_bootstrap=50)
     assert not rows["fit_ok"].any() and rows["effective_extra_samples"].isna().all()
     assert rows["fit_reason"].str.startswith("the reference does not improve with data").all()
-    assert rate_text(rows.iloc[0].to_dict()).note.startswith("no fit: the reference does not improve with data")
+    # no curve to invert, but the measured means still bound v: the treatment beats the reference at every size
+    assert (rows["v_bound_low"] == 1600 - rows["data_size"]).all()
+    text = rate_text(rows.iloc[0].to_dict())
+    assert text.note.startswith("no fit: the reference does not improve with data") and text.v == "≥ 1550"
 
 
 def test_the_largest_size_held_out_is_predicted_by_the_curve_fitted_without_it():
