@@ -60,6 +60,26 @@ def difference(d: Mapping[str, Any], first: str, second: str, key: str, limit: f
     return samples(diff, 0, math.inf)
 
 
+def bounded(v: Any, limit: float) -> str:
+    """A difference of two v's of one row, in samples: past ±`limit` (the extrapolation limit in samples) one of
+    the two must be past it (every x + v >= 0), so it reads as the bound "> N" / "< −N", not as the curve's
+    extrapolated number."""
+    if missing(v):
+        return ""
+    if v == math.inf or v == -math.inf:
+        return "inf" if v > 0 else "-inf"
+    if v > limit:
+        return f"> {round(limit)}"
+    return f"< {-round(limit)}" if v < -limit else str(round(v))
+
+
+def difference_interval(low: Any, high: Any, limit: float) -> str:
+    """The interval of a difference of two v's, its ends as `bounded` reads them."""
+    if missing(low) and missing(high):
+        return ""
+    return f"[{bounded(low, limit)}, {bounded(high, limit)}]"
+
+
 @dataclass(frozen=True)
 class RateText:
     """One exchange-rate row as it reads: v, its interval, the ratio (x + v)/x and the note."""

@@ -180,9 +180,9 @@ def trend(paired, level: float) -> tuple[float, float, float, int]:
     t = t - t.mean()
 
     def slope(v: np.ndarray) -> np.ndarray:  # v: (2, ..., k) at the finite sizes
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf − inf: NaN, and that replicate is left out
             logs = np.log(paired.sizes[finite] + v)  # NaN or inf where a replicate is unbounded or x + v <= 0
-        d = logs[0] - logs[1]
+            d = logs[0] - logs[1]
         return np.where(np.isfinite(d).all(-1), (np.where(np.isfinite(d), d, 0.0) * t).sum(-1) / np.sum(t * t),
                         np.nan)
 

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
 
-from .formatting import EXTRAPOLATION_LIMIT, difference, interval, missing, number, rate_text, samples
+from .formatting import EXTRAPOLATION_LIMIT, difference, difference_interval, missing, number, rate_text, samples
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,7 +111,7 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
         limit = d.get("ref_size_max", math.inf) * EXTRAPOLATION_LIMIT
         table.add_row(str(d["data_size"]), *(samples(d[k], d["data_size"], limit) for k in ("v_first", "v_second")),
                       escape(difference(d, "v_first", "v_second", "v_diff", limit)),
-                      escape(interval(d["v_diff_ci_low"], d["v_diff_ci_high"])), str(d["n_seeds"]),
+                      escape(difference_interval(d["v_diff_ci_low"], d["v_diff_ci_high"], limit)), str(d["n_seeds"]),
                       f"{d['p_sign_flip']:.3g}", f"{d['p_family']:.3g}",
                       "too few seeds" if missing(d["differs"]) else "yes" if d["differs"] else "no")
     return whole(table, "95% CI")
@@ -130,9 +130,11 @@ def status_tables(status: Any, states: Iterable[str]) -> list[Table]:
     if getattr(status, "search", None):
         from .search import STATES as SEARCH_STATES
 
-        table = Table("study", *SEARCH_STATES, title="search trials per study")
+        table = Table("study", *SEARCH_STATES, "confirmation", title="search trials per study")
         for row in status.search:
-            table.add_row(row["study"], *[str(row[s]) for s in SEARCH_STATES])
+            confirm = (f"trial {row['confirm_trial']}: {row['confirm_done']}/{row['confirm_cells']} cells"
+                       if "confirm_trial" in row else "-")
+            table.add_row(row["study"], *[str(row[s]) for s in SEARCH_STATES], confirm)
         tables.append(whole(table, "study"))
     if status.failed:
         table = Table("cell_key", "treatment", "size", "seed", Column("reason", overflow="fold"), title="failed cells")

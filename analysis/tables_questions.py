@@ -9,7 +9,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from .formatting import difference, interval, samples
+from .formatting import bounded, difference, difference_interval, interval, samples
 from .formatting import missing as _missing
 from .tables import cell_text, whole
 from .verdicts import EXTRAPOLATION_LIMIT
@@ -32,9 +32,13 @@ def _v(d: dict[str, Any], key: str) -> str:
     return samples(d[key], d["data_size"], _limit(d))
 
 
-def _ci(d: dict[str, Any], key: str, in_samples: bool = True) -> str:
-    x, limit = (d["data_size"], _limit(d)) if in_samples else (0, math.inf)
-    return escape(interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), x, limit))
+def _ci(d: dict[str, Any], key: str) -> str:
+    return escape(interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), d["data_size"], _limit(d)))
+
+
+def _diff_ci(d: dict[str, Any], key: str) -> str:
+    """A difference's interval: ends past the extrapolation limit as bounds (`formatting.difference_interval`)."""
+    return escape(difference_interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), _limit(d)))
 
 
 def _diff(d: dict[str, Any], first: str, second: str, key: str = "v_diff") -> str:
@@ -43,7 +47,8 @@ def _diff(d: dict[str, Any], first: str, second: str, key: str = "v_diff") -> st
 
 
 def _raw(d: dict[str, Any], key: str) -> str:
-    return samples(d[key], 0, math.inf)
+    """A difference of v's as one number (`formatting.bounded`)."""
+    return bounded(d[key], _limit(d))
 
 
 def _yes(value: Any) -> str:
@@ -60,7 +65,7 @@ def ood_table(rows: pd.DataFrame, title: str) -> Table:
         shift = d["shift"] + (f" ({d['covered']})" if d["covered"] else "")
         table.add_row(escape(d["treatment"]), d["eval_set"], shift, str(d["data_size"]), _v(d, "v_id"),
                       _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _diff(d, "v_ood", "v_id"),
-                      _ci(d, "v_diff", False), cell_text(d["p_family"]), _yes(d["differs"]))
+                      _diff_ci(d, "v_diff"), cell_text(d["p_family"]), _yes(d["differs"]))
     return whole(table, "treatment", "shifted set", "95% CI")
 
 
@@ -76,7 +81,7 @@ def invariance_table(rows: pd.DataFrame, title: str) -> Table:
             f"[{d['trend_ci_low']:+.3f}, {d['trend_ci_high']:+.3f}]")
         table.add_row(escape(d["augmentation"]), escape(d["invariant_model"]), str(d["data_size"]), _v(d, "v_aug"),
                       _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _diff(d, "v_aug", "v_inv"),
-                      _ci(d, "v_diff", False),
+                      _diff_ci(d, "v_diff"),
                       cell_text(d["p_family"]), trend, trend_ci)
     return whole(table, "augmentation", "invariant model", "95% CI")
 
@@ -90,8 +95,8 @@ def repetition_table(rows: pd.DataFrame, title: str) -> Table:
         per_view = "" if _missing(d.get("v_per_extra_view")) else _raw(d, "v_per_extra_view")
         minus = "" if _missing(d.get("v_random_minus")) else _raw(d, "v_random_minus")
         table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"),
-                      cell_text(d["exchange_ratio"]), per_view, _ci(d, "v_per_extra_view", False), minus,
-                      _ci(d, "v_random_minus", False), cell_text(d.get("p_family")),
+                      cell_text(d["exchange_ratio"]), per_view, _diff_ci(d, "v_per_extra_view"), minus,
+                      _diff_ci(d, "v_random_minus"), cell_text(d.get("p_family")),
                       "" if _missing(d.get("v_random_minus")) else _yes(d.get("differs")))
     return whole(table, "treatment", "95% CI")
 

@@ -145,3 +145,48 @@ def searched_sweeps(n: int, rng_seed: int = 11) -> tuple[pd.DataFrame, pd.DataFr
                "params": {"strength": 2.0}, "cell_keys": list(cells["cell_key"]), "pruned_at": None}
               for study, cells in frame[crop].groupby("search_study")]
     return frame, pd.DataFrame(trials)
+
+
+def selected_sweeps(n: int, *, trials: int, seeds: int = 5, confirm: int = 5, shared: float = 0.1,
+                    own: float = 0.05, noise: float = 0.005, rng_seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`n` searched sweeps (one per width) in which every trial is the same point in truth (AUG at SEARCHED_SIZE):
+    the reference `none` at every size and each trial's cells share the seeds' effects (`shared`, per seed, at every
+    size and trial); a trial adds its own per seed (`own`) and each cell its noise. The best trial (the highest
+    mean) is then confirmed on `confirm` fresh seeds, with fresh effects, as the orchestrator does. Returns the
+    rows (with search_study, search_trial, search_confirm) and the trials, as `read_trials` gives them."""
+    rng = np.random.default_rng(rng_seed)
+    a, b, c = AUG
+    truth = a * SEARCHED_SIZE ** -c
+    rows, trial_rows = [], []
+    for sweep in range(n):
+        study = f"s{sweep}/crop/n{SEARCHED_SIZE}"
+        u = rng.normal(0.0, shared, seeds)
+        for x in SIZES:
+            reducible = REF[0] * x ** -REF[2]
+            err = REF[1] + reducible * (1.0 + u + rng.normal(0.0, own, seeds)) + rng.normal(0.0, noise, seeds)
+            rows.append(pd.DataFrame({"width": sweep, "augmentation": "none", "data_size": x, "seed": np.arange(seeds),
+                                      "accuracy": 1.0 - err, "search_study": None, "search_trial": np.nan,
+                                      "search_confirm": None}))
+        means = []
+        for t in range(trials):
+            err = b + truth * (1.0 + u + rng.normal(0.0, own, seeds)) + rng.normal(0.0, noise, seeds)
+            rows.append(pd.DataFrame({"width": sweep, "augmentation": "crop", "data_size": SEARCHED_SIZE,
+                                      "seed": np.arange(seeds), "accuracy": 1.0 - err, "search_study": study,
+                                      "search_trial": t, "search_confirm": None}))
+            means.append((1.0 - err).mean())
+        best = int(np.argmax(means))
+        fresh = np.arange(seeds, seeds + confirm)
+        err = b + truth * (1.0 + rng.normal(0.0, shared, confirm) + rng.normal(0.0, own, confirm)) \
+            + rng.normal(0.0, noise, confirm)
+        rows.append(pd.DataFrame({"width": sweep, "augmentation": "crop", "data_size": SEARCHED_SIZE, "seed": fresh,
+                                  "accuracy": 1.0 - err, "search_study": study, "search_trial": best,
+                                  "search_confirm": True}))
+        trial_rows.extend({"study": study, "number": t, "state": "complete", "value": m, "params": {"strength": 1.0},
+                           "cell_keys": [f"w{sweep}t{t}s{s}" for s in range(seeds)], "pruned_at": None}
+                          for t, m in enumerate(means))
+    frame = pd.concat(rows, ignore_index=True).assign(eval_set="test", subset="nested")
+    keys = np.where(frame["search_study"].notna() & frame["search_confirm"].isna(),
+                    "w" + frame["width"].astype(str) + "t" + frame["search_trial"].fillna(0).astype(int).astype(str)
+                    + "s" + frame["seed"].astype(str), "g" + frame.index.astype(str))
+    frame["cell_key"] = keys
+    return frame, pd.DataFrame(trial_rows)

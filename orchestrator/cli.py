@@ -77,9 +77,13 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
                   f"{len(plan.pending)} to run; estimated {seconds:,.0f} CPU-seconds "
                   f"(~{seconds / 3600:.2f} CPU-hours) for those", highlight=False)
         if plan.studies and plan.spec.search is not None:
-            trials, seeds = plan.spec.search.trials, len(plan.spec.seeds)
-            out.print(f"search: {len(plan.studies)} studies x {trials} trials x {seeds} seeds (at most "
-                      f"{len(plan.studies) * trials * seeds} cells; pruned trials train fewer steps)", highlight=False)
+            from search_spaces import confirm_seeds
+
+            trials, seeds, confirm = plan.spec.search.trials, len(plan.spec.seeds), len(confirm_seeds(plan.spec))
+            cells = len(plan.studies) * (trials * seeds + confirm)
+            out.print(f"search: {len(plan.studies)} studies x {trials} trials x {seeds} seeds, then each study's best "
+                      f"point on {confirm} fresh seeds (at most {cells} cells; pruned trials train fewer steps)",
+                      highlight=False)
         return 0
     from .runner import run_plan
 
@@ -88,8 +92,10 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
               f"{summary.failed} failed now ({summary.failed_total} failure records in the sweep)", highlight=False)
     if summary.search is not None:
         out.print(f"search: {summary.search['complete']} trials complete, {summary.search['pruned']} pruned, "
-                  f"{summary.search['failed']} failed now"
-                  + (f"; {summary.search_open} studies short of their trials: `augworth resume {sweep}`"
+                  f"{summary.search['failed']} failed, {summary.search['confirmed']} best points confirmed, "
+                  f"{summary.search['confirm_failed']} confirmations failed now"
+                  + (f"; {summary.search_open} studies short of their trials or confirmation: "
+                     f"`augworth resume {sweep}`"
                      if summary.search_open else ""), highlight=False)
     if summary.unfinished:
         out.print(f"{summary.unfinished} cells did not finish (interrupted, or their trials were lost): "

@@ -17,9 +17,10 @@ from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, app, open_s
 from .cli_questions import QUESTIONS, answer, draw
 from .cli_results import DEFAULT_BOOTSTRAP
 
-SEARCH_NOTE = ("accuracy: the mean over the best trial's seeds with a t interval; it was picked as the best of the "
-               "study's trials, so it is optimistic (train the point again with fresh seeds to measure it). v: the "
-               "point's exchange rate against the grid's reference curve, seeds resampled.")
+SEARCH_NOTE = ("accuracy, v: the best trial as selected, over the search's seeds; the best of the study's trials, so "
+               "optimistic (the grid's best too). confirm_*: the same point trained again on fresh seeds "
+               "(search.confirm), the figure to quote; confirm_note says which eval sets selected and confirmed it. "
+               "v: against the grid's reference curve, its seeds resampled whole.")
 
 
 @app.command()

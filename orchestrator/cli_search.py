@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from typing import Annotated, Any
@@ -21,9 +22,9 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     """The `best` table of a sweep (the report's section too)."""
     import pandas as pd
 
-    from analysis.search import best_points, read_trials
+    from analysis.search import best_points, read_confirmations, read_trials
     from results import read_results
-    from search_spaces import parse_spec
+    from search_spaces import confirm_eval_set, confirm_seeds, parse_spec
 
     from .storage import storage_url
 
@@ -40,8 +41,27 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     if grid:
         grid_rows = pd.concat([read_results(open_sweep(store, other), other, final_only=True) for other in grid],
                               ignore_index=True)
-    return best_points(results, trials, objective=spec.search.objective.eval_set, reference=reference,
-                       grid=grid_rows, n_bootstrap=n_bootstrap, seed=seed)
+    return best_points(results, trials, objective=spec.search.objective.eval_set,
+                       confirm_eval_set=confirm_eval_set(spec), confirm_seeds=len(confirm_seeds(spec)),
+                       confirmations=read_confirmations(url, sweep), reference=reference, grid=grid_rows,
+                       n_bootstrap=n_bootstrap, seed=seed)
+
+
+CONFIRM_FIELDS = ("state", "seeds", "seeds_wanted", "eval_set", "same_eval_set", "accuracy_mean", "accuracy_ci_low",
+                  "accuracy_ci_high", "v", "v_ci_low", "v_ci_high", "ratio", "unbounded", "v_censored", "v_bound_low",
+                  "v_text", "v_ci_text", "ratio_text", "v_note", "note")
+
+
+def best_records(frame) -> list[dict[str, Any]]:  # frame: pandas.DataFrame
+    """`best --json`: per study, the selected figure's columns and the confirmation as one object `confirm`."""
+    import json
+
+    records = json.loads(frame.to_json(orient="records"))  # NaN and inf as null: JSON has neither
+    for record in records:
+        flat = {k.removeprefix("confirm_"): record.pop(k) for k in list(record) if k.startswith("confirm_")}
+        flat["accuracy_mean"] = flat.pop("accuracy", None)
+        record["confirm"] = {k: flat.get(k) for k in CONFIRM_FIELDS}
+    return records
 
 
 def _num(v: Any, digits: int = 4) -> str:
@@ -62,34 +82,49 @@ def best(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples of whole seeds for v's interval.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
-    """Per study of the sweep's search: the best point with its mean accuracy over seeds (95% t interval), its
-    exchange rate against the grid's reference curve, and the grid's best at the same size where one exists."""
+    """Per study of the sweep's search: the best point as selected and as confirmed on fresh seeds, each with its
+    mean accuracy over seeds (95% t interval) and its exchange rate against the grid's reference curve, and the
+    grid's best at the same size where one exists."""
     if bootstrap < 1:
         raise BadInput(f"--bootstrap {bootstrap}: v's interval needs resamples (try 1000)")
     frame = best_frame(store, sweep, grid=grid, reference=reference, n_bootstrap=bootstrap)
     if as_json:
-        sys.stdout.write(frame.to_json(orient="records") + "\n")
+        sys.stdout.write(json.dumps(best_records(frame)) + "\n")
         return
     if frame.empty:
         out.print(f"sweep {sweep}: no study has a complete trial yet", highlight=False)
         return
     params = [c for c in frame.columns if c.startswith("param_")]
-    table = Table("study", "trials", *[p.removeprefix("param_") for p in params], "accuracy (95% CI)",
-                  "v (95% CI)", "(x+v)/x", "grid best (95% CI)", "cells: search / grid", title="best points")
+    table = Table("study", "trials", *[p.removeprefix("param_") for p in params], "selected: accuracy (95% CI)",
+                  "v (95% CI)", "confirmed: accuracy (95% CI)", "v (95% CI)", "(x+v)/x", "grid best (95% CI)",
+                  "cells: search / grid", title="best points: selected by the search, confirmed on fresh seeds")
     for r in frame.to_dict("records"):
         grid_text = "-"
         if r.get("grid_points"):
             point = ", ".join(f"{k.removeprefix('grid_')} {_num(r[k])}" for k in r if k.startswith("grid_")
                               and k.removeprefix("grid_") in ("strength", "lr", "momentum", "weight_decay"))
             grid_text = (f"{r['grid_accuracy']:.4f} ({_num(r['grid_ci_low'])}-{_num(r['grid_ci_high'])}) at {point}")
-        v_text = (f"{_num(r['v'])} ({_num(r['v_ci_low'])} .. {_num(r['v_ci_high'])})"
-                  + (f" {r['v_note']}" if r.get("v_note") else ""))
+        if r["confirm_state"] == "done":
+            confirmed = (f"{r['confirm_accuracy']:.4f} ({_num(r['confirm_accuracy_ci_low'])}-"
+                         f"{_num(r['confirm_accuracy_ci_high'])}), {r['confirm_seeds']} seeds")
+            confirmed_v, ratio = _v(r, "confirm_"), r["confirm_ratio_text"]
+        else:
+            confirmed, confirmed_v, ratio = r["confirm_state"], "-", r["ratio_text"]
         table.add_row(r["study"], f"{r['complete']} complete, {r['pruned']} pruned",
                       *[_num(r[p]) for p in params],
                       f"{r['accuracy']:.4f} ({_num(r['accuracy_ci_low'])}-{_num(r['accuracy_ci_high'])})",
-                      v_text, _num(r["ratio"], 3), grid_text,
+                      _v(r, ""), confirmed, confirmed_v, ratio or "-", grid_text,
                       f"{r['search_cells']} / {r.get('grid_cells', 0) if r.get('grid_points') else '-'}")
     show(table)
-    out.print("accuracy: mean over the best trial's seeds, t interval over them; picked as the best of the study's "
-              "trials, so optimistic (train the point again with fresh seeds to measure it). v: against the "
-              f"grid's {reference!r} curve, seeds resampled (the point and the curve share them).", highlight=False)
+    out.print("selected: the best trial's mean over the search's seeds, t interval over them; the best of the study's "
+              "trials, so optimistic (as is the grid's best). confirmed: the same point trained again on fresh seeds "
+              f"(`search.confirm`): the figure to quote. v: against the grid's {reference!r} curve, its seeds "
+              "resampled whole.", highlight=False)
+    for r in frame.to_dict("records"):
+        out.print(f"{r['study']}: {r['confirm_note']}", highlight=False)
+
+
+def _v(r: dict[str, Any], prefix: str) -> str:
+    """v (CI) as the one formatter writes it, and its note."""
+    text = f"{r[prefix + 'v_text'] or '-'}" + (f" {r[prefix + 'v_ci_text']}" if r[prefix + "v_ci_text"] else "")
+    return text + (f" ({r[prefix + 'v_note']})" if r[prefix + "v_note"] else "")

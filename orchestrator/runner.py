@@ -356,14 +356,12 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     if plan.studies:
         from .search import start_search
 
-        search = start_search(spec, plan.studies, store)
-    seeds = len(spec.seeds)
-    searched_total = len(plan.studies) * spec.search.trials * seeds if spec.search is not None else 0
-    searched_done = sum(s.finished for s in search.studies.values()) * seeds if search is not None else 0
+        search = start_search(spec, plan.studies, store, retry_failed=plan.retry_failed)
+    searched_total, searched_done = search.cell_counts() if search is not None else (0, 0)
     progress = SweepProgress(len(plan.cells) + searched_total, already_done=skipped + searched_done,
                              enabled=show_progress, log_events=log_cells)
     progress.done = 0
-    if not plan.pending and (search is None or (search.wanted() is None and not search.rerun)):
+    if not plan.pending and (search is None or search.idle()):
         return RunSummary(sweep, len(plan.cells), skipped, 0, 0, len(store.failures(sweep)),
                           search=search.settled if search is not None else None,
                           search_open=search.open_studies() if search is not None else 0)

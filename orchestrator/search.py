@@ -11,6 +11,8 @@ Optuna storage (a journal file next to the results by default) and the store is 
 - At start, `reconcile` settles every trial the last driver left RUNNING: told if all its cells are in the
   store, else re-run under the same number. So no number is lost or repeated, and a study ends with
   exactly `trials` finished trials.
+- Once a study has its trials, its best point is trained again on fresh seeds (confirm.py), as one more Tune
+  trial of the same shape: `best` reports that, not the selected maximum.
 - Each sampler's seed is derived from the spec's seed, the study's name and the trials it already holds, so a
   restarted driver does not draw its earlier points again. The pruner's state (intermediate values, rungs)
   is in the study, so a resumed search prunes as if it had never stopped.
@@ -31,6 +33,7 @@ import pyarrow.parquet as pq
 from results import Store
 from search_spaces import Spec, Study
 
+from .confirm import Confirmations
 from .progress import SweepProgress
 from .resources import cell_bundle, concurrent_cells
 from .storage import open_storage, own_journal, storage_url
@@ -113,7 +116,9 @@ class SearchRun:
     url: str
     studies: dict[str, StudyState]
     rerun: list[dict[str, Any]] = field(default_factory=list)  # trial payloads of RUNNING trials to run again
-    settled: dict[str, int] = field(default_factory=lambda: {"complete": 0, "pruned": 0, "failed": 0})
+    settled: dict[str, int] = field(default_factory=lambda: {"complete": 0, "pruned": 0, "failed": 0,
+                                                             "confirmed": 0, "confirm_failed": 0})
+    confirm: Confirmations | None = None  # the best points' confirmations (start_search makes it)
     search_slots: int = 1  # search trials that run at once (each holds its seeds' resources)
     # a point being trained, by its cells -> (study, trial) training it; trials that drew the same point meanwhile
     # wait for that one (the same cells, trained once) and are settled with it from the store
@@ -161,7 +166,30 @@ class SearchRun:
         return payload
 
     def in_flight(self) -> int:
-        return sum(s.in_flight for s in self.studies.values())
+        return sum(s.in_flight for s in self.studies.values()) + (len(self.confirm.in_flight) if self.confirm else 0)
+
+    def next_confirmation(self) -> dict[str, Any] | None:
+        return self.confirm.payload(self.studies, self.trials) if self.confirm is not None else None
+
+    def settle_confirmation(self, payload: dict[str, Any]) -> str:
+        assert self.confirm is not None
+        outcome = self.confirm.settle(payload)
+        self.settled["confirmed" if outcome == "confirmed" else "confirm_failed"] += 1
+        return outcome
+
+    def idle(self) -> bool:
+        """Nothing to run: no study wants a trial, none to re-run, no best point waiting for its confirmation."""
+        unconfirmed = self.confirm.unconfirmed(self.studies, self.trials) if self.confirm is not None else 0
+        return self.wanted() is None and not self.rerun and not unconfirmed
+
+    def cell_counts(self) -> tuple[int, int]:
+        """The search's cells in all (trials and confirmations) and those done before this run, for progress."""
+        seeds = len(self.spec.seeds)
+        total, done = len(self.studies) * self.trials * seeds, sum(s.finished for s in self.studies.values()) * seeds
+        if self.confirm is not None:
+            more, more_done = self.confirm.counts(self.studies, self.trials)
+            total, done = total + more, done + more_done
+        return total, done
 
     def settle(self, name: str, number: int, keys: list[str], pruned_at: int | None) -> str:
         """Tell the study how trial `number` ended, from the store: complete when every cell is there, pruned
@@ -203,18 +231,20 @@ class SearchRun:
         return min(open_, key=lambda s: (s.finished + s.in_flight, s.study.name), default=None)
 
     def open_studies(self) -> int:
-        """Studies short of their `trials` finished trials."""
-        return sum(s.finished < self.trials for s in self.studies.values())
+        """Studies short of their `trials` finished trials, or of their best point's confirmation."""
+        unconfirmed = self.confirm.unconfirmed(self.studies, self.trials) if self.confirm is not None else 0
+        return sum(s.finished < self.trials for s in self.studies.values()) + unconfirmed
 
 
-def start_search(spec: Spec, studies: list[Study], store: Store) -> SearchRun:
-    """Open (or create) every study, and reconcile the trials a killed driver left RUNNING against the store."""
+def start_search(spec: Spec, studies: list[Study], store: Store, *, retry_failed: bool = False) -> SearchRun:
+    """Open (or create) every study, and reconcile the trials a killed driver left RUNNING against the store.
+    `retry_failed`: confirmation cells recorded as failed are trained again (as `resume --retry-failed`)."""
     import optuna
 
     assert spec.search is not None
     url = storage_url(spec, store)
     storage = open_storage(url, own=url == own_journal(store, spec.name))  # under the sweep's lock (runner)
-    run = SearchRun(spec, store, url, {})
+    run = SearchRun(spec, store, url, {}, confirm=Confirmations(spec, store, retry_failed))
     for study in studies:
         existing = len(_existing_trials(storage, study.name))
         optuna_study = optuna.create_study(
@@ -320,13 +350,14 @@ def study_searcher_class():
             if self.run.rerun:
                 payload = self.run.rerun.pop(0)
             elif len(self.trials) < self.run.search_slots:
+                payload = self.run.next_confirmation()  # a study with its trials: its best point on fresh seeds
                 while payload is None and (state := self.run.wanted()) is not None:
                     payload = self.run.ask(state)  # None: its point is in training; it waits for it
             if payload is None:
                 # a running trial may fail and want a new one; trials that wait settle with the one they wait for
                 return None if self.run.in_flight() else Searcher.FINISHED
             self.trials[trial_id] = payload | {"pruned_at": None}
-            self.progress.log(f"search {payload['study']} trial {payload['number']} started")
+            self.progress.log(f"search {payload['study']} {_what(payload)} started")
             return {"search": payload}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -337,8 +368,11 @@ def study_searcher_class():
             payload = self.trials.pop(trial_id, None)
             if payload is None:
                 return
-            outcome = self.run.settle(payload["study"], payload["number"], payload["keys"], payload["pruned_at"])
-            self.progress.log(f"search {payload['study']} trial {payload['number']} {outcome}")
+            if payload.get("confirm"):
+                outcome = self.run.settle_confirmation(payload)
+            else:
+                outcome = self.run.settle(payload["study"], payload["number"], payload["keys"], payload["pruned_at"])
+            self.progress.log(f"search {payload['study']} {_what(payload)} {outcome}")
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its search algorithm into the experiment state; resume never uses Tuner.restore
@@ -351,6 +385,10 @@ def study_searcher_class():
             return None
 
     return StudySearcher
+
+
+def _what(payload: dict[str, Any]) -> str:
+    return f"confirmation of trial {payload['number']}" if payload.get("confirm") else f"trial {payload['number']}"
 
 
 def trial_resources(ray: Any, cell: dict[str, float], seeds: int) -> dict[str, float]:

@@ -102,11 +102,11 @@ def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
     search = spec.get("search") if isinstance(spec, dict) else None
     if not isinstance(search, dict):
         return []
-    from analysis.search import read_trials, trial_counts
+    from analysis.search import read_confirmations, read_trials, trial_counts
 
     from .storage import sweep_storage_url
 
     url = sweep_storage_url(store, sweep, search.get("storage"))
     if "://" not in url and not store.files.exists(url):
         return []
-    return trial_counts(read_trials(url, sweep))
+    return trial_counts(read_trials(url, sweep), read_confirmations(url, sweep), store.done_keys(sweep))

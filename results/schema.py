@@ -17,8 +17,8 @@ from search_spaces.cells import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
 __all__ = ["GROUP_COLUMNS", "PROBE_COLUMNS", "RESULT_COLUMNS", "RESULT_SCHEMA", "SCHEMA_VERSION", "SORT_ORDER",
            "TREATMENT_COLUMNS", "conform", "parquet_bytes", "rows_to_table"]
 
-SCHEMA_VERSION = 4  # 2: subset, views_first_clean, accumulate, flatness_std; 3: normalize, eval_set_fingerprint;
-# 4: search_study, search_trial
+SCHEMA_VERSION = 5  # 2: subset, views_first_clean, accumulate, flatness_std; 3: normalize, eval_set_fingerprint;
+# 4: search_study, search_trial; 5: search_confirm
 SORT_ORDER = (("cell_key", "ascending"), ("step", "ascending"), ("eval_set", "ascending"))
 
 RESULT_SCHEMA = pa.schema(
@@ -78,6 +78,8 @@ RESULT_SCHEMA = pa.schema(
         # added in version 4: provenance of a searched cell (the Optuna study and trial number); not in cell_key
         pa.field("search_study", pa.string()),
         pa.field("search_trial", pa.int64()),
+        # added in version 5: the cell confirms trial search_trial's point on a seed the search never used
+        pa.field("search_confirm", pa.bool_()),
     ]
 )
 RESULT_COLUMNS: tuple[str, ...] = tuple(RESULT_SCHEMA.names)

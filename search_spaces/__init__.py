@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         treatment_label,
     )
     from .grid import expand_cells, expand_studies, grid_points, grid_size, resolve_sizes
-    from .search import SEARCHABLE, SearchSpec, Study, searched_policies
+    from .search import SEARCHABLE, SearchSpec, Study, confirm_eval_set, confirm_seeds, searched_policies
     from .spec import (
         Spec,
         SpecError,
@@ -43,7 +43,7 @@ _HOMES = {
     "cells": ("CELL_FIELDS", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "PROBE_COLUMNS", "PROBE_NAMES",
               "TREATMENT_COLUMNS", "Cell", "ProbeSettings", "canonical_json", "cell_key", "treatment_label"),
     "grid": ("expand_cells", "expand_studies", "grid_points", "grid_size", "resolve_sizes"),
-    "search": ("SEARCHABLE", "SearchSpec", "Study", "searched_policies"),
+    "search": ("SEARCHABLE", "SearchSpec", "Study", "confirm_eval_set", "confirm_seeds", "searched_policies"),
     "spec": ("Spec", "SpecError", "apply_smoke", "load_spec", "parse_spec", "preset_names", "preset_path",
              "read_spec_text", "spec_error"),
 }
@@ -52,7 +52,7 @@ __all__ = [
     "grid_size", "GROUP_COLUMNS", "KEY_VERSION", "LABEL_COLUMNS", "load_spec", "parse_spec", "preset_names",
     "preset_path", "PROBE_COLUMNS", "PROBE_NAMES", "ProbeSettings", "read_spec_text", "resolve_sizes", "Spec",
     "spec_error", "SpecError", "TREATMENT_COLUMNS", "treatment_label", "SEARCHABLE", "SearchSpec", "Study",
-    "searched_policies",
+    "searched_policies", "confirm_eval_set", "confirm_seeds",
 ]
 
 __getattr__ = lazy_exports(__name__, _HOMES)

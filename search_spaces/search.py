@@ -3,8 +3,9 @@ many trials, and the studies that follow from the grid's other axes.
 
 A searched policy gets no grid cells. It gets one study per point of the grid's other axes (data size, model,
 width, views, invariance); one trial of a study is one parameter point, trained at every seed of the spec, and
-each (point, seed) is an ordinary cell. Optuna itself is imported by the orchestrator only: this package
-describes the search as plain data.
+each (point, seed) is an ordinary cell. Once a study has its trials, its best point is trained again on seeds
+the search never used (`confirm`): the best of many trials is not an estimate of itself, the confirmation is.
+Optuna itself is imported by the orchestrator only: this package describes the search as plain data.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ class Objective(_Strict):
     eval_set: str = "test"  # the label whose mean final accuracy over the seeds is maximised
 
 
+class Confirm(_Strict):
+    """The study's best point trained again on fresh seeds, as ordinary cells: what `augworth best` reports."""
+
+    # how many fresh seeds (those after the spec's largest), or which; None: as many as the spec's seeds; 0: none
+    seeds: Annotated[int, Field(ge=0)] | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None \
+        = None
+    # the eval set the confirmation is reported on; None: the objective's (selected and confirmed on one set)
+    eval_set: str | None = None
+
+
 class Sampler(_Strict):
     name: Literal["tpe", "gp", "random"] = "tpe"
     seed: Annotated[int, Field(ge=0)] = 0
@@ -57,7 +68,8 @@ class SearchSpec(_Strict):
     policies: Annotated[list[str], Field(min_length=1)] | None = None  # None: every augmentation but `none`
     params: Annotated[dict[str, ParamRange], Field(min_length=1)]
     trials: Annotated[int, Field(gt=0)]  # finished trials (complete or pruned) per study
-    objective: Objective = Objective()
+    objective: Objective = Objective()  # its eval set selects the best point
+    confirm: Confirm = Confirm()
     sampler: Sampler = Sampler()
     pruner: Literal["none", "successive_halving"] = "none"
     # None: a journal file <store>/<sweep>/optuna.log; else a journal path or an RDB URL, with any password
@@ -103,6 +115,24 @@ def searched_policies(spec: Spec) -> list[str]:
     return list(dict.fromkeys(a.policy for a in spec.augmentations if a.policy != "none"))
 
 
+def confirm_seeds(spec: Spec) -> list[int]:
+    """The seeds a study's best point is confirmed on: the spec's list, or that many seeds after the largest seed
+    of the grid (which `--extend` cannot change on a searched sweep), so the search never trained on them."""
+    if spec.search is None:
+        return []
+    wanted = spec.search.confirm.seeds
+    if isinstance(wanted, list):
+        return list(wanted)
+    count = len(spec.seeds) if wanted is None else wanted
+    return [max(spec.seeds) + 1 + i for i in range(count)]
+
+
+def confirm_eval_set(spec: Spec) -> str:
+    """The eval set the confirmation is reported on."""
+    assert spec.search is not None
+    return spec.search.confirm.eval_set or spec.search.objective.eval_set
+
+
 def check_search(spec: Spec) -> None:
     """The search block against the rest of the spec (called by the spec's own validator)."""
     search = spec.search
@@ -139,6 +169,17 @@ def check_search(spec: Spec) -> None:
     if search.objective.eval_set not in labels:
         raise _LocatedError(f"{search.objective.eval_set!r} is not an eval set of this spec (eval sets: "
                             f"{', '.join(labels)})", ("search", "objective", "eval_set"))
+    if search.confirm.eval_set is not None and search.confirm.eval_set not in labels:
+        raise _LocatedError(f"{search.confirm.eval_set!r} is not an eval set of this spec (eval sets: "
+                            f"{', '.join(labels)})", ("search", "confirm", "eval_set"))
+    if isinstance(search.confirm.seeds, list):
+        for i, seed in enumerate(search.confirm.seeds):
+            if seed in spec.seeds:
+                raise _LocatedError(f"seed {seed} is one of the spec's seeds: the search trains on those, so it "
+                                    "would confirm nothing; give seeds the spec does not list",
+                                    ("search", "confirm", "seeds", i))
+            if seed in search.confirm.seeds[:i]:
+                raise _LocatedError(f"duplicate seed {seed}", ("search", "confirm", "seeds", i))
     if search.pruner != "none" and spec.budget.eval_every is None:
         raise _LocatedError("pruning decides on intermediate evaluations: set budget.eval_every",
                             ("search", "pruner"))
@@ -163,6 +204,12 @@ class Study:
         """The trial's cells, one per seed, with the searched parameters in place of the spec's values."""
         changes = {SEARCHABLE[k]: float(v) for k, v in params.items()}
         cells = [self.make_cell(dict(p) | changes) for p in self.points]
+        return list({c.cell_key: c for c in cells}.values())
+
+    def confirm_cells(self, params: Mapping[str, Any], seeds: Iterable[int]) -> list[Cell]:
+        """The point `params` again, one cell per seed of `seeds` (confirm_seeds: none of the search's)."""
+        changes = {SEARCHABLE[k]: float(v) for k, v in params.items()}
+        cells = [self.make_cell(dict(self.points[0]) | changes | {"seed": int(s)}) for s in seeds]
         return list({c.cell_key: c for c in cells}.values())
 
 

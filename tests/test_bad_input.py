@@ -107,6 +107,18 @@ SPECS = {  # name: (spec text, what the one line must name)
     "search: objective on an unknown eval set": (
         GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, objective: {eval_set: c10}}\n",
         "search.objective.eval_set"),
+    "search: confirmed on a seed the search trains on": (
+        GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, confirm: {seeds: [5, 1]}}\n",
+        "search.confirm.seeds[1]"),
+    "search: a confirmation seed twice": (
+        GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, confirm: {seeds: [5, 5]}}\n",
+        "search.confirm.seeds[1]"),
+    "search: a negative number of confirmation seeds": (
+        GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, confirm: {seeds: -1}}\n",
+        "search.confirm.seeds"),
+    "search: confirmed on an unknown eval set": (
+        GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, confirm: {eval_set: c10}}\n",
+        "search.confirm.eval_set"),
     "search: pruning without intermediate evaluations": (
         GOOD.replace(", eval_every: 6", "") + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, "
         "pruner: successive_halving}\n", "search.pruner"),

@@ -37,3 +37,11 @@ def test_the_search_benchmark_runs_at_smoke_size(capsys):
     assert [(r["sampler"], r["size"]) for r in rows] == [(s, n) for s in SAMPLERS for n in SIZES]
     assert all(0 < r["ratio"] <= r["worst"] and r["found"] == 2 for r in rows)  # the smooth surface is found
     assert "ratio" in capsys.readouterr().out
+
+
+def test_the_selection_benchmark_runs_at_smoke_size(capsys):
+    from bench.selection import TRIALS, main
+
+    rows = main(["--smoke"])
+    assert [r["trials"] for r in rows] == list(TRIALS) and all(0.0 <= r["acc_confirmed"] <= 1.0 for r in rows)
+    assert "optimism" in capsys.readouterr().out

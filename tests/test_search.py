@@ -79,7 +79,8 @@ def test_a_small_search_finds_a_better_strength_than_the_default(searched):
     best = best_frame(str(store.root), "find", n_bootstrap=200).iloc[0]
     assert best["study"] == "find/crop/n200" and best["complete"] == summary.search["complete"]
     assert best["seeds"] == 2 and best["accuracy_ci_low"] <= best["accuracy"] <= best["accuracy_ci_high"]
-    assert best["v_note"] == "no reference curve" and best["grid_points"] == 0  # none at one size; no crop grid
+    assert best["v_note"].startswith("no fit: no reference curve")  # none at one size
+    assert best["grid_points"] == 0  # crop is searched: no crop grid
     # the default (strength 4, the spec's lr 0.05), trained here on the same seeds as the searched cells
     rows = read_results(store, "find", final_only=True)
     cells = rows[rows["cell_key"].isin(trials_of(store, "find").set_index("number").loc[best["best_trial"],
@@ -92,12 +93,16 @@ def test_a_small_search_finds_a_better_strength_than_the_default(searched):
     assert best["accuracy"] > sum(default) / len(default) and best["param_strength"] != 4
 
 
+def confirming(rows):
+    return rows["search_confirm"].fillna(False).astype(bool)
+
+
 def test_each_trial_is_one_cell_per_seed_with_its_provenance_and_none_stays_a_grid_reference(searched):
     store, _ = searched
     rows = read_results(store, "find", final_only=True)
     grid = rows[rows["search_study"].isna()]
     assert set(grid["augmentation"]) == {"none"} and len(grid) == 2  # crop is searched: no grid cells
-    cells = rows[rows["search_study"].notna()]
+    cells = rows[rows["search_study"].notna() & ~confirming(rows)]
     assert set(cells["search_study"]) == {"find/crop/n200"} and cells["cell_key"].is_unique
     trials = trials_of(store, "find")
     assert sorted(trials["number"]) == list(range(5))
@@ -115,6 +120,35 @@ def test_each_trial_is_one_cell_per_seed_with_its_provenance_and_none_stays_a_gr
     assert (trials["state"] == "pruned").any()
     # what analyze, report and the questions read: the grid without the search's points
     assert set(read_results(store, "find", grid_only=True)["augmentation"]) == {"none"}
+
+
+def test_the_best_trial_is_trained_again_on_fresh_seeds_and_best_reports_it(searched):
+    """Once the study has its trials, its best point runs on seeds 2 and 3 (as many as the spec's, none of them
+    the search's); `best --json` reports them as `confirm`, the search's own figure beside it."""
+    import json
+
+    store, summary = searched
+    assert summary.search["confirmed"] == 1 and summary.search["confirm_failed"] == 0
+    rows = read_results(store, "find", final_only=True)
+    confirm = rows[confirming(rows)]
+    trials = trials_of(store, "find")
+    best = trials[trials["state"] == "complete"].sort_values(["value", "number"], ascending=[False, True]).iloc[0]
+    assert sorted(confirm["seed"]) == [2, 3] and set(confirm["search_trial"]) == {best["number"]}
+    assert set(confirm["search_study"]) == {"find/crop/n200"} and confirm["cell_key"].is_unique
+    assert not set(confirm["cell_key"]) & set().union(*trials["cell_keys"])
+    searched_cells = rows[rows["cell_key"].isin(best["cell_keys"])]
+    for param in ("strength",):  # the best trial's point, to the digit
+        assert set(confirm[param]) == set(searched_cells[param])
+    result = CliRunner().invoke(app, ["best", "find", "--store", str(store.root), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)[0]
+    assert record["best_trial"] == best["number"] and record["accuracy"] == pytest.approx(best["value"])
+    got = record["confirm"]
+    assert got["state"] == "done" and got["seeds"] == 2 and got["same_eval_set"] is True
+    assert got["accuracy_mean"] == pytest.approx(confirm["accuracy"].mean())
+    assert got["accuracy_ci_low"] <= got["accuracy_mean"] <= got["accuracy_ci_high"]
+    result = CliRunner().invoke(app, ["best", "find", "--store", str(store.root)])
+    assert result.exit_code == 0 and "confirmed" in result.stdout and "selected" in result.stdout, result.output
 
 
 def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(searched):
@@ -172,13 +206,15 @@ def test_a_restarted_sampler_draws_new_points():
 
 
 def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
-    """SIGKILL of the driver and its local Ray while trials run, then `resume`: every study ends with exactly
-    `trials` complete trials numbered 0..trials-1, none running, and one stored cell per (trial, seed)."""
+    """SIGKILL of the driver and its local Ray while trials run, then while the best point is confirmed, then
+    `resume`: every study ends with exactly `trials` complete trials numbered 0..trials-1, none running, one stored
+    cell per (trial, seed) and one per confirmation seed; `--extend` to a fifth trial confirms the best again."""
     from test_crash import driver, kill, read_until
 
-    (tmp_path / "spec.yaml").write_text(search_spec(  # no grid: crop is searched, none left out
+    text = search_spec(  # no grid: crop is searched, none left out
         "killed", params="{strength: {low: 0, high: 7}, lr: {low: 0.01, high: 0.2, log: true}}", trials=4,
-        sizes="[60]").replace("{policy: none}, ", ""))
+        sizes="[60]").replace("{policy: none}, ", "")
+    (tmp_path / "spec.yaml").write_text(text)
     first = driver("run", "spec.yaml", cwd=tmp_path)
     read_until(first, r"search \S+ trial \d+ complete")
     read_until(first, r"cell \w+ done")  # a cell of a trial still in flight
@@ -187,21 +223,46 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     trials = trials_of(store, "killed")
     assert (trials["state"] == "running").any()  # left for the next driver to settle
 
-    # resume (what `augworth resume` runs), on this module's Ray: the killed driver's Ray died with it
+    second = driver("resume", "killed", cwd=tmp_path)  # killed again once the confirmation is under way
+    read_until(second, r"search \S+ confirmation of trial \d+ started")
+    read_until(second, r"cell \w+ done")  # one of its cells, or both, stored
+    kill(second)
+
+    # resume (what `augworth resume` runs), on this module's Ray: the killed drivers' Rays died with them
     from orchestrator.plan import plan_resume
 
     summary = run_plan(plan_resume(store, "killed"), store, show_progress=False)
-    assert summary.exit_code == 0 and summary.search["complete"] + summary.search["failed"] <= 4
+    assert summary.exit_code == 0 and summary.search["confirm_failed"] == 0
     trials = trials_of(store, "killed")
     assert set(trials["study"]) == {"killed/crop/n60"}
     assert sorted(trials["number"]) == [0, 1, 2, 3] and set(trials["state"]) == {"complete"}
     rows = read_results(store, "killed", final_only=True)
-    cells = rows[rows["search_study"].notna()]
+    cells = rows[rows["search_study"].notna() & ~confirming(rows)]
     assert cells["cell_key"].is_unique and len(cells) == 4 * 2  # trials x seeds
     assert (cells.groupby(["search_study", "search_trial"])["seed"].agg(sorted).map(tuple) == (0, 1)).all()
     for t in trials.itertuples():
         assert set(t.cell_keys) == set(cells.loc[(cells["search_study"] == t.study)
                                                  & (cells["search_trial"] == t.number), "cell_key"])
+    best = trials.sort_values(["value", "number"], ascending=[False, True]).iloc[0]["number"]
+    confirm = rows[confirming(rows)]
+    assert sorted(confirm["seed"]) == [2, 3] and set(confirm["search_trial"]) == {best}
+    assert confirm["cell_key"].is_unique and not store.failures("killed")
+
+    # --extend to a fifth trial: the study's best is confirmed (again, if the fifth is better), each cell once
+    extended = run_plan(plan_sweep(text.replace("trials: 4", "trials: 5"), "spec.yaml", store, extend=True),
+                        store, show_progress=False)
+    assert extended.exit_code == 0 and extended.search["complete"] == 1
+    from analysis.search import read_confirmations
+
+    trials = trials_of(store, "killed")
+    best = trials.sort_values(["value", "number"], ascending=[False, True]).iloc[0]["number"]
+    rows = read_results(store, "killed", final_only=True)
+    confirm = rows[confirming(rows)]
+    assert confirm["cell_key"].is_unique and len(rows[rows["search_study"].notna()]) == 5 * 2 + len(confirm)
+    recorded = read_confirmations(storage_url(plan_resume(store, "killed").spec, store), "killed")
+    assert recorded["killed/crop/n60"]["trial"] == best
+    assert sorted(confirm.loc[confirm["search_trial"] == best, "seed"]) == [2, 3]
+    assert len(confirm) == (2 if extended.search["confirmed"] == 0 else 4)
 
     # then the journal's last line torn (a full disk, a power loss, NFS) and Optuna's lock file left behind: the
     # next resume cuts the tail under the sweep's lock, settles the trial whose last event was lost against the
@@ -215,6 +276,6 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     Path(f"{journal}.lock").symlink_to(journal)
     assert run_plan(plan_resume(store, "killed"), store, show_progress=False).exit_code == 0
     again = trials_of(store, "killed")
-    assert sorted(again["number"]) == [0, 1, 2, 3] and set(again["state"]) == {"complete"}
+    assert sorted(again["number"]) == [0, 1, 2, 3, 4] and set(again["state"]) == {"complete"}
     assert journal.read_bytes().endswith(b"\n") and not Path(f"{journal}.lock").exists()
 

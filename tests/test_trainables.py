@@ -67,6 +67,22 @@ def test_digits_are_real_16x16_images_with_a_fixed_stratified_test_split(digits)
     assert load_dataset.__wrapped__("digits").fingerprint == digits.fingerprint  # deterministic
 
 
+def test_the_test_split_in_parts_is_disjoint_stratified_and_whole(digits):
+    """A search may select on one part of the test split and confirm on another (search.confirm.eval_set)."""
+    parts = [eval_set(digits, "test", options={"parts": 3, "part": k}) for k in range(3)]
+    together = torch.cat([x.flatten(1) for x, _ in parts])
+    assert sum(len(y) for _, y in parts) == len(digits.test_y)
+    assert torch.equal(together.unique(dim=0), digits.test_x.flatten(1).unique(dim=0))  # disjoint and whole
+    for _, y in parts:
+        counts = torch.bincount(y, minlength=10)
+        assert counts.max() - counts.min() <= 2  # every class in proportion
+    assert torch.equal(parts[1][0], eval_set(digits, "test", options={"parts": 3, "part": 1})[0])
+    for bad, names in (({"parts": 3, "part": 3}, "part"), ({"parts": 1, "part": 0}, "parts"),
+                       ({"parts": 2}, "both"), ({"part": 0, "parts": 2, "colour": 1}, "colour")):
+        with pytest.raises(ValueError, match=names):
+            EVAL_SETS.create("test", data=digits, **bad)
+
+
 def test_corrupted_eval_set_is_deterministic_and_differs_from_test(digits):
     x, y = eval_set(digits, "corrupted")
     x2, _ = EVAL_SETS.create("corrupted", data=digits)

@@ -127,6 +127,26 @@ def test_a_difference_of_v_where_one_side_is_only_a_bound_is_a_bound():
     assert difference(row | {"v_id": np.inf}, "v_ood", "v_id", "v_diff", limit=3200.0) == ""
 
 
+def test_a_difference_interval_past_the_extrapolation_limit_prints_the_bound_in_every_question_table():
+    """v_ood − v_id's interval on a flat shifted reference ran to 7.6e146 samples (digits' findings run, TA on
+    c_contrast): a curve's extrapolation, printed as a 147-digit number. It reads as the bound now."""
+    import pandas as pd
+
+    from analysis.formatting import difference_interval
+    from analysis.tables_questions import ood_table
+
+    assert difference_interval(7.6e146, np.inf, limit=3200.0) == "[> 3200, inf]"
+    assert difference_interval(-5e9, 12.4, limit=3200.0) == "[< -3200, 12]"
+    row = {"treatment": "ta", "eval_set": "c_contrast", "shift": "covered", "covered": "contrast", "data_size": 50,
+           "ref_size_max": 1600, "v_id": 21.0, "v_id_ci_low": 4.0, "v_id_ci_high": 41.0, "v_ood": np.inf,
+           "v_ood_ci_low": 1e150, "v_ood_ci_high": np.inf, "v_diff": np.inf, "v_diff_ci_low": 7.6e146,
+           "v_diff_ci_high": np.inf, "p_family": 0.0625, "differs": None}
+    console = Console(width=400, record=True)
+    console.print(ood_table(pd.DataFrame([row]), "ood"))
+    text = console.export_text()
+    assert "[> 3200, inf]" in text and "7600" not in text and "e+146" not in text
+
+
 def test_a_curve_flat_at_its_floor_of_a_is_flagged():
     frame = synthetic_sweeps(1, rng_seed=8)
     crop = frame["augmentation"] == "crop"

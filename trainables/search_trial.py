@@ -7,6 +7,8 @@ needs) and stop every seed at once when the pruner says so. A seed whose cell is
 trial re-run after a crash) does not train again: its stored accuracies (`known`) enter the means.
 
 Rows reach the driver as in a grid trial (`run_chunk`), with the study and trial number as provenance columns.
+A confirmation (the study's best point on fresh seeds, `confirm` in the payload) runs the same way, unpruned,
+and its rows say so (`search_confirm`).
 Pruned cells are reported as pruned and never as rows: the study records them.
 """
 
@@ -79,6 +81,8 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
     cells = [Cell.from_dict(c) for c in trial["cells"]]
     final_step = max((c.steps for c in cells), default=0)
     provenance = {"search_study": trial["study"], "search_trial": int(trial["number"])}
+    if trial.get("confirm"):  # the trial's point again, on seeds the search never used
+        provenance["search_confirm"] = True
 
     def decide(step: int, mean: float) -> bool:
         if not trial["prune"] or step >= final_step:  # the last evaluation is the objective, not a rung

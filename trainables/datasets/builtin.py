@@ -4,6 +4,7 @@ synthetic set; the held-out test split and a fixed corruption suite of it."""
 from __future__ import annotations
 
 import importlib.util
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,36 @@ def _no_root_or_options(name: str, root: str | None, options: Mapping[str, Any])
     reject_options(f"eval set {name!r}", options)
 
 
-@EVAL_SETS.register("test", doc="the data set's held-out test split")
+@EVAL_SETS.register("test", doc="the data set's held-out test split; options parts and part: one of `parts` "
+                    "disjoint, class-stratified parts of it (a search's selection set apart from its confirmation's)")
 def test_split(data: DataSet, root: str | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+    """The test split, or (options `parts`: n >= 2, `part`: 0..n-1) one of n disjoint parts of it that together
+    are the whole split, each holding every class's images split as evenly as they go (within one image).
+    E.g. `{name: test, label: select, options: {parts: 2, part: 0}}` for search.objective and
+    `{..., label: confirm, options: {parts: 2, part: 1}}` for search.confirm."""
+    parts = options.pop("parts", None)
+    part = options.pop("part", None)
     _no_root_or_options("test", root, options)
-    return data.test_x, data.test_y
+    if parts is None and part is None:
+        return data.test_x, data.test_y
+    if parts is None or part is None:
+        raise ValueError("eval set 'test': give both options parts and part, or neither")
+    parts = int_option("eval set 'test'", "parts", parts, low=2, high=len(data.test_y))
+    part = int_option("eval set 'test'", "part", part, low=0, high=parts - 1)
+    chosen = stratified_part(data.test_y, parts, part)
+    return data.test_x[chosen], data.test_y[chosen]
+
+
+def stratified_part(labels: Tensor, parts: int, part: int) -> Tensor:
+    """Indices of part `part` of `parts`: each class shuffled once (a fixed seed), its i-th image in part
+    (i + class) mod parts, so every part gets floor or ceil of each class's share and the remainders rotate."""
+    generator = torch.Generator().manual_seed(zlib.crc32(b"test-parts"))
+    chosen = []
+    for c in labels.unique().tolist():
+        members = (labels == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        chosen.append(members[(torch.arange(len(members)) + c) % parts == part])
+    return torch.cat(chosen).sort().values
 
 
 CORRUPTED_CHUNK = 1024  # test images corrupted at a time: the float copies of a uint8 set stay small
