@@ -7,11 +7,14 @@ Synchronisation is on the driver's own log lines (one per cell event with --no-p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -59,8 +62,31 @@ def read_until(proc: subprocess.Popen, pattern: str, count: int = 1) -> list[str
 
 
 def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL to the driver's process group, then wait until every process of it has ended: the driver under its
+    supervisor holds the sweep's lock until its own exit, which may come after the supervisor's."""
+    group = group_members(proc.pid)
+    waiters = []
+    for pid in group:
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            waiters.append(os.pidfd_open(pid))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    for fd in waiters:
+        select.select([fd], [], [], 60)  # readable once the process has exited (its files, its lock, closed)
+        os.close(fd)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids whose process group is `pgid` (field 5 of /proc/PID/stat, after the command's closing paren)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            out.append(int(stat.parent.name))
+    return out
 
 
 def mtimes(folder) -> dict[str, int]:
