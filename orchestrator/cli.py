@@ -182,7 +182,7 @@ def resume(
     """Run the cells of a sweep that are not done yet, from its frozen spec in the store."""
     opened = open_sweep(store, sweep)
     text = opened.read_spec(sweep)
-    code = _run(text, f"{opened.sweep_dir(sweep)}/spec.yaml", store, address=address, dry_run=False, extend=False,
+    code = _run(text, opened.spec_source(sweep), store, address=address, dry_run=False, extend=False,
                 retry_failed=retry_failed, progress=not no_progress)
     raise typer.Exit(code)
 

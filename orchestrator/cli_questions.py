@@ -64,7 +64,7 @@ def answer(store_root: str, sweep: str, question: str, *, reference: str, n_boot
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
     try:
         if question == "ood":
-            spec = parse_spec(store.read_spec(sweep), f"{sweep}/spec.yaml")
+            spec = parse_spec(store.read_spec(sweep), store.spec_source(sweep))
             rows = ood(results, reference=reference, in_distribution=in_distribution, n_bootstrap=n_bootstrap,
                        seed=seed, covers=policy_covers(set(results["augmentation"].dropna())),
                        corruptions=eval_set_corruptions(spec.eval_requests()))

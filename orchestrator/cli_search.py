@@ -29,7 +29,7 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     from .storage import storage_url
 
     opened = open_sweep(store, sweep)
-    spec = parse_spec(opened.read_spec(sweep), f"{opened.sweep_dir(sweep)}/spec.yaml")
+    spec = parse_spec(opened.read_spec(sweep), opened.spec_source(sweep))
     if spec.search is None:
         raise BadInput(f"sweep {sweep!r} has no search block: `augworth analyze {sweep}` reports its grid")
     url = storage_url(spec, opened)

@@ -21,7 +21,6 @@ from search_spaces.yaml_strict import dump_yaml
 
 from .lock import SweepLock
 from .plan import check_eval_sets, check_names, load_data
-from .runner import weights_dir
 
 BATCH_CELLS = 64  # cells evaluated between two writes: a compacted file holding them is rewritten once per batch
 
@@ -64,7 +63,7 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
     t0 = time.perf_counter()
     frozen_text = store.read_spec(sweep)
     frozen, spec, text, data, wanted = _checked(store, sweep, frozen_text, requests)
-    folder = weights_dir(store, sweep)
+    folder = store.location(sweep, "weights")
     done, todo = _missing_rows(store, sweep, wanted)
     kept = kept_keys(folder)
     if todo and not kept & todo.keys():  # refused before the lock: bad input writes nothing, not even a lock file
@@ -96,7 +95,7 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
 def _checked(store: Store, sweep: str, frozen_text: str, requests: Sequence[str | dict[str, Any]]):
     """(frozen spec, spec with the requests, its text, data set, the requests by label), checked as any spec is:
     names, every eval set built (a missing file is bad input, here), one meaning per label."""
-    source = f"{store.shown}/{sweep}/spec.yaml"
+    source = store.spec_source(sweep)
     frozen = parse_spec(frozen_text, source)
     spec = _with_eval_sets(frozen, requests, source)
     text = spec.to_yaml()

@@ -139,7 +139,7 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
     keys = {c.cell_key for c in cells}
     frozen, frozen_text = "new", store.read_spec(spec.name) if store.has_sweep(spec.name) else None
     if frozen_text is not None:
-        old = parse_spec(frozen_text, f"{store.shown}/{spec.name}/spec.yaml")
+        old = parse_spec(frozen_text, store.spec_source(spec.name))
         check_storage_kept(old, spec, text, source)
         if old.grid_fields() == spec.grid_fields():
             frozen = "same"
@@ -178,7 +178,7 @@ def plan_again_if_frozen_changed(plan: Plan, store: Store) -> Plan:
     if now == plan.frozen_text:
         return plan
     resumed = plan.frozen_text is not None and plan.text == plan.frozen_text and now is not None
-    return plan_sweep(now if resumed else plan.text, f"{store.shown}/{plan.spec.name}/spec.yaml" if resumed
+    return plan_sweep(now if resumed else plan.text, store.spec_source(plan.spec.name) if resumed
                       else plan.source, store, extend=plan.extend, retry_failed=plan.retry_failed)
 
 
@@ -259,4 +259,4 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
 
 
 def plan_resume(store: Store, sweep: str, *, retry_failed: bool = False) -> Plan:
-    return plan_sweep(store.read_spec(sweep), f"{store.shown}/{sweep}/spec.yaml", store, retry_failed=retry_failed)
+    return plan_sweep(store.read_spec(sweep), store.spec_source(sweep), store, retry_failed=retry_failed)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from results import Store, check_sweep_name
+from results import Store
 
 from .lock import SweepLock
 from .plan import Plan
@@ -95,12 +95,7 @@ def connect(address: str | None = None) -> None:
 
 def checkpoint_dir(store: Store, sweep: str, configured: str | None) -> str:
     """Where running cells checkpoint: the spec's choice, else inside the sweep folder (a URI stays a URI)."""
-    return configured or store.files.location(check_sweep_name(sweep), "checkpoints")
-
-
-def weights_dir(store: Store, sweep: str) -> str:
-    """Where cells keep their final weights (execution.keep_weights): inside the sweep folder."""
-    return store.files.location(check_sweep_name(sweep), "weights")
+    return configured or store.location(sweep, "checkpoints")
 
 
 def warn_if_unshared(path: str, nodes: int, what: str = "checkpoint storage",
@@ -172,6 +167,8 @@ def _store_writer_class():
     import ray
     from ray import tune
 
+    from trainables import messages
+
     class StoreWriter(tune.Callback):
         """The one writer of the sweep: each cell's report becomes a file or a failure record, and the
         cells in training are kept in `running.json` so `augworth status` can tell them apart."""
@@ -220,44 +217,43 @@ def _store_writer_class():
             self.progress.update()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            key = result.get("cell_key")
-            if result.get("cell_started"):
-                if not result.get("alongside"):  # a chunk trains its cells one by one, a search trial all at once
-                    self._cell_done(trial)
-                self.trial_cells.setdefault(trial.trial_id, set()).add(key)
-                node = result.get("node")
-                self.running[key] = {"host": result.get("hostname"), "node": node, "since": time.time()}
-                self.store.write_running(self.sweep, self.running)
-                self.progress.log(f"cell {key} started" + (f" on node {node[:8]}" if node else ""))
-            elif "cell_rows" in result:
-                self.store.write_cell(self.sweep, key, result["cell_rows"])
-                self.store.clear_failure(self.sweep, key)
-                self.settled.add(key)
-                # before the checkpoint goes: a restarted trial skips the cell
-                ray.get(self.finished.add.remote(self.finished_run, key))
-                if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume from
-                    from trainables.checkpoint import Checkpointer
+            match messages.decode(result):
+                case messages.CellStarted(cell_key=key, node=node, alongside=alongside):
+                    if not alongside:  # a chunk trains its cells one by one, a search trial all at once
+                        self._cell_done(trial)
+                    self.trial_cells.setdefault(trial.trial_id, set()).add(key)
+                    self.running[key] = {"host": result.get("hostname"), "node": node, "since": time.time()}
+                    self.store.write_running(self.sweep, self.running)
+                    self.progress.log(f"cell {key} started" + (f" on node {node[:8]}" if node else ""))
+                case messages.CellRows(cell_key=key, rows=rows):
+                    self.store.write_cell(self.sweep, key, rows)
+                    self.store.clear_failure(self.sweep, key)
+                    self.settled.add(key)
+                    # before the checkpoint goes: a restarted trial skips the cell
+                    ray.get(self.finished.add.remote(self.finished_run, key))
+                    if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume
+                        from trainables.checkpoint import Checkpointer
 
-                    Checkpointer(self.checkpoints, key, 1).clear()
-                self.progress.done += 1
-                self._cell_done(trial, key)
-                self.progress.log(f"cell {key} done")
-            elif "cell_failure" in result:
-                self.store.write_failure(self.sweep, key, result["cell_failure"] | {"cell_key": key})
-                self.settled.add(key)
-                ray.get(self.finished.add.remote(self.finished_run, key))
-                self.progress.failed += 1
-                self._cell_done(trial, key)
-                self.progress.log(f"cell {key} failed: {str(result['cell_failure'].get('reason')).splitlines()[0]}")
-            elif "cell_pruned" in result:  # the study records it; nothing goes to results/
-                self._cell_done(trial, key)
-                self.progress.log(f"cell {key} pruned at step {result['cell_pruned']}")
-            elif result.get("cell_skipped"):
-                self.progress.log(f"cell {key} skipped: written before its trial was restarted")
-            elif "cell_checkpoint" in result:
-                self.progress.log(f"cell {key} checkpoint at step {result['cell_checkpoint']}")
-            elif "cell_resumed" in result:
-                self.progress.log(f"cell {key} resumed from its checkpoint at step {result['cell_resumed']}")
+                        Checkpointer(self.checkpoints, key, 1).clear()
+                    self.progress.done += 1
+                    self._cell_done(trial, key)
+                    self.progress.log(f"cell {key} done")
+                case messages.CellFailure(cell_key=key, record=record):
+                    self.store.write_failure(self.sweep, key, record | {"cell_key": key})
+                    self.settled.add(key)
+                    ray.get(self.finished.add.remote(self.finished_run, key))
+                    self.progress.failed += 1
+                    self._cell_done(trial, key)
+                    self.progress.log(f"cell {key} failed: {str(record.get('reason')).splitlines()[0]}")
+                case messages.CellPruned(cell_key=key, step=step):  # the study records it; nothing goes to results/
+                    self._cell_done(trial, key)
+                    self.progress.log(f"cell {key} pruned at step {step}")
+                case messages.CellSkipped(cell_key=key):
+                    self.progress.log(f"cell {key} skipped: written before its trial was restarted")
+                case messages.CellCheckpointed(cell_key=key, step=step):
+                    self.progress.log(f"cell {key} checkpoint at step {step}")
+                case messages.CellResumed(cell_key=key, step=step):
+                    self.progress.log(f"cell {key} resumed from its checkpoint at step {step}")
             self._update(trials)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -374,10 +370,10 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     if ex.checkpoint_every:
         warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), nodes)
     if ex.keep_weights:
-        warn_if_unshared(weights_dir(store, sweep), nodes, "the weights folder",
+        warn_if_unshared(store.location(sweep, "weights"), nodes, "the weights folder",
                          "weights kept on another node's disk are not found by `augworth evaluate`")
     context = CellContext.from_spec(spec, checkpoint_dir=checkpoint_dir(store, sweep, ex.checkpoint_storage),
-                                    code_revision=code_revision(), weights_dir=weights_dir(store, sweep))
+                                    code_revision=code_revision(), weights_dir=store.location(sweep, "weights"))
     checkpoints = context.checkpoint_dir if ex.checkpoint_every else None
 
     StoreWriter = _store_writer_class()

@@ -28,8 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from results import Store
 from search_spaces import Spec, Study
 
@@ -80,20 +78,14 @@ def sampler_seed(base: int, study: str, trials_so_far: int) -> int:
 
 
 def stored_accuracies(store: Store, sweep: str, keys: Iterable[str], eval_set: str) -> dict[str, dict[int, float]]:
-    """step -> accuracy on `eval_set` of each of `keys` whose cell is in the store (absent keys are left out)."""
+    """step -> accuracy on `eval_set` of each of `keys` whose cell is in the store (absent keys are left out), read
+    as the store's contract says readers read (a compacted file's copy over a leftover cell file)."""
+    table = store.read_cells(sweep, list(keys))
     out: dict[str, dict[int, float]] = {}
-    state = None
-    for key in keys:
-        path = store.cell_path(sweep, key)
-        if not store.files.exists(path):
-            state = state or store.results_state(sweep)
-            holder = state.holder_of().get(key)
-            if holder is None:
-                continue
-            path = f"{state.folder}/{holder}"
-        table = pq.read_table(path, filesystem=store.fs, columns=["cell_key", "step", "eval_set", "accuracy"],
-                              filters=[("cell_key", "=", key), ("eval_set", "=", eval_set)])
-        out[key] = dict(zip(table["step"].to_pylist(), table["accuracy"].to_pylist(), strict=True))
+    for key, step, label, accuracy in zip(*(table[c].to_pylist() for c in ("cell_key", "step", "eval_set", "accuracy")),
+                                          strict=True):
+        if label == eval_set:
+            out.setdefault(key, {})[step] = accuracy
     return out
 
 
@@ -333,6 +325,8 @@ def pruning_oracle(ray: Any, url: str, pruner: str) -> Any:
 def study_searcher_class():
     from ray.tune.search import Searcher
 
+    from trainables.messages import SearchTrialEnd, decode
+
     class StudySearcher(Searcher):
         """Tune's searcher over the persistent studies: the grid's chunks first (`grid_chunks` of them), then
         re-runs, then the study that wants a trial most."""
@@ -361,8 +355,9 @@ def study_searcher_class():
             return {"search": payload}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-            if result.get("search_trial_end") and trial_id in self.trials:
-                self.trials[trial_id]["pruned_at"] = result.get("search_pruned")
+            message = decode(result)
+            if isinstance(message, SearchTrialEnd) and trial_id in self.trials:
+                self.trials[trial_id]["pruned_at"] = message.pruned_at
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
             payload = self.trials.pop(trial_id, None)

@@ -27,8 +27,11 @@ def augworth_version() -> str:
 
 
 def cell_rows(cell: Cell, evaluations: Iterable[Mapping[str, Any]], *, param_count: int, device: str,
-              torch_version: str, code_revision: str | None = None) -> list[dict[str, Any]]:
-    """One row per evaluation (a mapping with EVALUATION_COLUMNS; missing probes are None)."""
+              torch_version: str, code_revision: str | None = None,
+              provenance: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per evaluation (a mapping with EVALUATION_COLUMNS; missing probes are None). `provenance`: columns
+    of the schema that say where the cell came from and are not part of its key (a search's study, trial and
+    confirmation); the rows are complete when they leave here."""
     base = cell.to_dict() | {
         "cell_key": cell.cell_key,
         "param_count": param_count,
@@ -39,5 +42,5 @@ def cell_rows(cell: Cell, evaluations: Iterable[Mapping[str, Any]], *, param_cou
         "code_revision": code_revision,
         "created_at": dt.datetime.now(dt.UTC),
         "config_json": canonical_json(cell),
-    }
+    } | dict(provenance or {})
     return [base | {name: e.get(name) for name in EVALUATION_COLUMNS} for e in evaluations]

@@ -119,6 +119,15 @@ class Store:
     def cell_path(self, sweep: str, key: str) -> str:
         return f"{self.results_dir(sweep)}/{key}.parquet"
 
+    def spec_source(self, sweep: str) -> str:
+        """The frozen spec as messages name it (the store's URI with its secrets redacted)."""
+        return f"{self.shown}/{check_sweep_name(sweep)}/spec.yaml"
+
+    def location(self, sweep: str, folder: str) -> str:
+        """Where another process (a worker) opens one of the sweep's folders outside the contract's
+        (`checkpoints`, `weights`): a local path, or the store's URI with the folder added."""
+        return self.files.location(check_sweep_name(sweep), folder)
+
     # ----- sweeps and specs --------------------------------------------------------------------
     def sweeps(self) -> list[str]:
         return sorted(i.base_name for i in self.files.infos(self.root) if i.type == pafs.FileType.Directory)

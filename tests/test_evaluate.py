@@ -12,7 +12,6 @@ from factories import finished_sweep
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.runner import weights_dir
 from results import Store, read_results
 
 
@@ -54,7 +53,7 @@ def test_cells_with_missing_or_foreign_weights_are_named_and_keep_their_rows(swe
     from trainables.weights import save_weights
 
     store, plan = swept
-    folder = weights_dir(store, "e")
+    folder = store.location("e", "weights")
     data = load_dataset("digits")
     good, foreign = plan.cells[:2], plan.cells[2]
     for cell in good:
@@ -81,7 +80,7 @@ def test_a_weights_file_whose_model_is_not_a_state_dict_is_named_not_a_crash(swe
     import torch
 
     store, plan = swept
-    folder = weights_dir(store, "e")
+    folder = store.location("e", "weights")
     Path(folder).mkdir(parents=True)
     cell = plan.cells[0]
     torch.save({"cell_key": cell.cell_key, "model": [1, 2, 3]}, f"{folder}/{cell.cell_key}.pt")
@@ -104,7 +103,7 @@ def test_a_search_cell_which_the_grid_does_not_list_is_evaluated_from_its_own_ro
     grid = store.read_grid("e")
     store.write_grid("e", [r for r in grid.to_pylist() if r["cell_key"] != searched.cell_key])
     assert searched.cell_key not in pa.Table.to_pydict(store.read_grid("e"))["cell_key"]
-    save_weights(weights_dir(store, "e"), searched, build_model(searched, load_dataset("digits"),
+    save_weights(store.location("e", "weights"), searched, build_model(searched, load_dataset("digits"),
                                                                  device_settings("cpu")))
     result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", "{name: test, label: again}",
                                       "--store", "store", "--device", "cpu"])
@@ -125,7 +124,7 @@ def test_a_spec_frozen_by_a_driver_while_evaluate_checked_is_checked_again_and_k
 
     store, plan = swept
     cell = plan.cells[0]
-    trainables.weights.save_weights(weights_dir(store, "e"), cell, build_model(cell, load_dataset("digits"),
+    trainables.weights.save_weights(store.location("e", "weights"), cell, build_model(cell, load_dataset("digits"),
                                                                                device_settings("cpu")))
     extended = parse_spec(tiny_spec("e").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")).to_yaml()
     kept_keys = trainables.weights.kept_keys

@@ -6,7 +6,8 @@ again first), so the trial can tell the study its objective there (the mean over
 needs) and stop every seed at once when the pruner says so. A seed whose cell is already in the store (a
 trial re-run after a crash) does not train again: its stored accuracies (`known`) enter the means.
 
-Rows reach the driver as in a grid trial (`run_chunk`), with the study and trial number as provenance columns.
+Messages reach the driver as in a grid trial (`run_chunk`, one pump: `messages.stream`); the rows carry the study
+and trial number as provenance columns from the row builder on.
 A confirmation (the study's best point on fresh seeds, `confirm` in the payload) runs the same way, unpruned,
 and its rows say so (`search_confirm`).
 Pruned cells are reported as pruned and never as rows: the study records them.
@@ -14,9 +15,9 @@ Pruned cells are reported as pruned and never as rows: the study records them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
-import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 
 from search_spaces.cells import Cell
 
+from .messages import CellPruned, CellSkipped, CellStarted, SearchTrialEnd, Send, stream
 from .train import Evaluation, Pruned
 from .trainable import CellContext, run_cell, run_chunk
 
@@ -91,10 +93,9 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
 
     known = {int(k): v for k, v in trial.get("known", {}).items()}
     gate = LockstepGate([c.seed for c in cells], known, decide)
-    reports: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
     pruned_at: list[int] = []
 
-    def train(cell: Cell) -> None:
+    def train(cell: Cell, send: Send) -> None:  # an exception here is the trial's own (run_cell records a cell's)
         def on_eval(step: int, evaluations: list[Evaluation]) -> None:
             accuracy = next(e.accuracy for e in evaluations if e.eval_set == trial["objective"])
             if gate.arrive(cell.seed, step, accuracy):
@@ -103,44 +104,19 @@ def run_search_trial(config: dict[str, Any], context: CellContext, finished: Any
 
         try:
             if finished is not None and ray.get(finished.has.remote(finished_run, cell.cell_key)):
-                reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
+                send(CellSkipped(cell.cell_key))
                 return
-            reports.put({"cell_key": cell.cell_key, "cell_started": True, "alongside": True,
-                         "node": ray.get_runtime_context().get_node_id()})
+            send(CellStarted(cell.cell_key, ray.get_runtime_context().get_node_id(), alongside=True))
             try:
-                report = run_cell(cell, context, reports.put, on_eval=on_eval if trial["prune"] else None)
+                send(run_cell(cell, context, send, on_eval=on_eval if trial["prune"] else None,
+                              provenance=provenance))
             except Pruned:
-                reports.put({"cell_key": cell.cell_key, "cell_pruned": min(pruned_at)})
-                return
-            for row in report.get("cell_rows", ()):
-                row.update(provenance)
-            reports.put(report)
-        except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
-            reports.put(exc)
+                send(CellPruned(cell.cell_key, min(pruned_at)))
         finally:
             gate.leave(cell.seed)
 
-    workers = [threading.Thread(target=train, args=(c,), name=f"augworth-seed-{c.seed}", daemon=True)
-               for c in cells]
-    for worker in workers:
-        worker.start()
-
-    def closer() -> None:
-        for worker in workers:
-            worker.join()
-        reports.put(None)
-
-    threading.Thread(target=closer, daemon=True).start()
-    error: BaseException | None = None
-    while (item := reports.get()) is not None:
-        if isinstance(item, BaseException):
-            error = error or item
-            continue
-        tune.report(item)
-    if error is not None:
-        raise error
-    tune.report({"search_trial_end": True, "search_study": trial["study"], "search_trial": int(trial["number"]),
-                 "search_pruned": min(pruned_at) if pruned_at else None})
+    stream([functools.partial(train, c) for c in cells], tune.report, names=[f"augworth-seed-{c.seed}" for c in cells])
+    tune.report(SearchTrialEnd(trial["study"], int(trial["number"]), min(pruned_at) if pruned_at else None).wire())
 
 
 def run_trial(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,

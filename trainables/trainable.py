@@ -4,8 +4,9 @@ One Tune trial runs a chunk of cells (packing: a cell on the embedded data train
 Tune trial costs to start). Each cell is retried here, inside the trainable. Tune's `max_failures` covers a
 dead worker process or node by starting the trial again from its first cell; the trial then asks the driver
 (`finished`, an actor on the driver's node) which of its cells are already written, skips those, and the
-cell that was in flight continues from its checkpoint. The driver turns each report into a store file (rows
-from `results.rows.cell_rows`) or a failure record (`cell_failure`).
+cell that was in flight continues from its checkpoint. Each cell ends in one message (`messages.py`): its
+rows (`CellRows`, complete from `results.rows.cell_rows`) or its failure (`CellFailure`), which the driver
+writes to the store.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import queue
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.cells import Cell, ProbeSettings
+
+from .messages import CellCheckpointed, CellFailure, CellResumed, CellRows, CellSkipped, CellStarted, Send, stream
 
 if TYPE_CHECKING:
     from search_spaces import Spec
@@ -70,13 +71,15 @@ class CellContext:
         )
 
 
-def rows_of(cell: Cell, result: CellResult, code_revision: str | None) -> list[dict[str, Any]]:
+def rows_of(cell: Cell, result: CellResult, code_revision: str | None,
+            provenance: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     import torch
 
     from results.rows import cell_rows
 
     return cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
-                     device=result.device, torch_version=torch.__version__, code_revision=code_revision)
+                     device=result.device, torch_version=torch.__version__, code_revision=code_revision,
+                     provenance=provenance)
 
 
 class CellTimeout(RuntimeError):
@@ -96,12 +99,14 @@ def _deadline(timeout_s: float | None) -> Callable[[int], None] | None:
     return check
 
 
-def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]], Any] | None = None,
-             on_eval: Callable[[int, list[Evaluation]], Any] | None = None) -> dict[str, Any]:
-    """Train one cell with retries; returns the report for the driver (rows or a failure record).
+def run_cell(cell: Cell, context: CellContext, report: Send | None = None,
+             on_eval: Callable[[int, list[Evaluation]], Any] | None = None,
+             provenance: Mapping[str, Any] | None = None) -> CellRows | CellFailure:
+    """Train one cell with retries; returns the message for the driver: its rows or its failure record.
 
-    `report` (Tune's, in a trial) is told of checkpoints saved and loaded, for the driver's log and status.
+    `report` (the trial's pump) is told of checkpoints saved and loaded, for the driver's log and status.
     `on_eval` (a search's pruning gate) is told each evaluation step; the `Pruned` it may raise passes through.
+    `provenance`: columns every row of the cell gets besides its own (a search's study and trial).
     """
     import torch
 
@@ -114,24 +119,21 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
                         download=context.dataset_download)
     if data.fingerprint != cell.dataset_fingerprint:
         # the files under the root changed since the sweep was planned: refuse, or results would mix data
-        return {"cell_key": cell.cell_key, "cell_failure": {
-            "reason": f"data set fingerprint {data.fingerprint} != planned {cell.dataset_fingerprint}",
-            "traceback": "", "attempts": 0, "config": cell.to_dict()}}
+        return CellFailure.of(cell, f"data set fingerprint {data.fingerprint} != planned {cell.dataset_fingerprint}")
     if context.gpus_per_cell > 0 and not torch.cuda.is_available():
         # never a GPU cell trained on a CPU: days of it, under the same keys as GPU rows
-        return {"cell_key": cell.cell_key, "cell_failure": {
-            "reason": f"gpus_per_cell is {context.gpus_per_cell:g} but {socket.gethostname()} has no CUDA device",
-            "traceback": "", "attempts": 0, "config": cell.to_dict(), "host": socket.gethostname()}}
+        return CellFailure.of(cell, f"gpus_per_cell is {context.gpus_per_cell:g} but {socket.gethostname()} has "
+                              "no CUDA device")
     device = "cuda" if context.gpus_per_cell > 0 else "cpu"
     checkpoint = None
     if context.checkpoint_every:
         if context.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs a checkpoint_dir")
-        tell = report or (lambda event: None)
+        tell: Send = report or (lambda message: None)
         checkpoint = Checkpointer(
             context.checkpoint_dir, cell.cell_key, context.checkpoint_every,
-            on_save=lambda step: tell({"cell_key": cell.cell_key, "cell_checkpoint": step}),
-            on_load=lambda step: tell({"cell_key": cell.cell_key, "cell_resumed": step}))
+            on_save=lambda step: tell(CellCheckpointed(cell.cell_key, step)),
+            on_load=lambda step: tell(CellResumed(cell.cell_key, step)))
     errors: list[str] = []
     for attempt in range(1, context.retries + 2):
         try:  # a retry, or a cell restarted after its worker or driver died, continues from its checkpoint
@@ -152,17 +154,14 @@ def run_cell(cell: Cell, context: CellContext, report: Callable[[dict[str, Any]]
             try:
                 save_weights(context.weights_dir, cell, result.model)
             except Exception as exc:  # a full disk, an unreachable store: the cell is not done without them
-                return {"cell_key": cell.cell_key, "cell_failure": {
-                    "reason": f"could not keep the weights (execution.keep_weights): {exc.__class__.__name__}: {exc}",
-                    "traceback": traceback.format_exc(), "attempts": attempt, "config": cell.to_dict(),
-                    "host": socket.gethostname()}}
-        rows = rows_of(cell, result, context.code_revision)
-        return {"cell_key": cell.cell_key, "cell_rows": rows, "attempts": attempt}
+                return CellFailure.of(
+                    cell, f"could not keep the weights (execution.keep_weights): {exc.__class__.__name__}: {exc}",
+                    attempts=attempt, traceback=traceback.format_exc())
+        return CellRows(cell.cell_key, rows_of(cell, result, context.code_revision, provenance), attempt)
     if checkpoint is not None:
         checkpoint.clear()  # a failed cell leaves no checkpoint: `resume --retry-failed` starts it clean
-    return {"cell_key": cell.cell_key, "cell_failure": {
-        "reason": errors[-1].split(": ", 1)[1], "errors": errors, "traceback": last_traceback,
-        "attempts": len(errors), "config": cell.to_dict(), "host": socket.gethostname()}}
+    return CellFailure.of(cell, errors[-1].split(": ", 1)[1], attempts=len(errors), traceback=last_traceback,
+                          errors=errors)
 
 
 def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]], context: CellContext,
@@ -173,9 +172,8 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
     (`finished_run`); a restarted trial skips them rather than train them again, and a trial of a fit the
     driver drains leaves its remaining cells to the next fit.
 
-    `tune.report` waits for the driver to take the result before it returns; so the cells train in a
-    background thread (torch releases the GIL in its kernels) while this thread hands their reports over,
-    and no cell waits on the driver.
+    The cells train one after another in a background thread while this one hands their messages to Tune
+    (`messages.stream`), so no cell waits on the driver.
     """
     import ray
     import torch
@@ -189,30 +187,17 @@ def run_chunk(config: dict[str, Any], chunks: Sequence[Sequence[dict[str, Any]]]
     threads = max(1, int(context.cpus_per_cell))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    reports: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
 
-    def train_all() -> None:
-        try:
-            for cell_dict in chunks[config["chunk"]]:
-                cell = Cell.from_dict(cell_dict)
-                verdict = "train" if finished is None else ray.get(
-                    finished.next_cell.remote(finished_run, cell.cell_key))
-                if verdict == "skip":  # this trial was restarted (a worker or node died) after the cell was written
-                    reports.put({"cell_key": cell.cell_key, "cell_skipped": True})
-                    continue
-                if verdict == "stop":  # the driver drains this fit: the cluster grew, and a new fit uses it all
-                    break
-                reports.put({"cell_key": cell.cell_key, "cell_started": True, "node": node})  # for `augworth status`
-                reports.put(run_cell(cell, context, reports.put))
-        except BaseException as exc:  # not a cell's failure (run_cell records those): the trial's own
-            reports.put(exc)
-        finally:
-            reports.put(None)
+    def train_all(send: Send) -> None:  # an exception here is the trial's own (run_cell records a cell's)
+        for cell_dict in chunks[config["chunk"]]:
+            cell = Cell.from_dict(cell_dict)
+            verdict = "train" if finished is None else ray.get(finished.next_cell.remote(finished_run, cell.cell_key))
+            if verdict == "skip":  # this trial was restarted (a worker or node died) after the cell was written
+                send(CellSkipped(cell.cell_key))
+                continue
+            if verdict == "stop":  # the driver drains this fit: the cluster grew, and a new fit uses it all
+                break
+            send(CellStarted(cell.cell_key, node))  # for `augworth status`
+            send(run_cell(cell, context, send))
 
-    worker = threading.Thread(target=train_all, name="augworth-cells", daemon=True)
-    worker.start()
-    while (item := reports.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        tune.report(item)
-    worker.join()
+    stream([train_all], tune.report, names=["augworth-cells"])
