@@ -12,8 +12,10 @@ from results import Store
 from search_spaces import Cell, Spec, SpecError, Study, expand_cells, expand_studies, parse_spec, spec_error
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """What a run does: immutable (a changed plan is a new one: `dataclasses.replace`)."""
+
     spec: Spec
     text: str
     source: str

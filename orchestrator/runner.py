@@ -7,15 +7,14 @@ notebooks) it is used as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 MAX_TRIALS_PER_FIT = 256  # trials per Tuner.fit; with up to 64 cells a trial, 16k cells a round
-NODE_CHECK_S = 2.0  # how often a grid fit asks whether a node joined (one call to the GCS)
 
 
 @dataclass
@@ -124,156 +122,6 @@ def pack_cells(cells: list[Any], slots: int, requested: int | None = None) -> li
     return chunks
 
 
-FINISHED_CELLS_ACTOR = "augworth-finished-cells"
-
-
-def _finished_cells(ray: Any) -> Any:
-    """The actor that holds, per run of a sweep, the keys of the cells the run has written or recorded as
-    failed, so a trial that Tune restarts (its worker or node died) skips them: it would re-train them
-    otherwise, as their checkpoints are cleared once written. One per Ray session, on the driver's node,
-    reused by every run of this driver process (an actor costs a worker process to start). Each run keeps its
-    own set under a fresh key (`finished_run`), so nothing waits here for the actor to start."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    @ray.remote(num_cpus=0, max_restarts=0)
-    class FinishedCells:
-        def __init__(self) -> None:
-            self.keys: dict[str, set[str]] = {}
-            self.draining: set[str] = set()
-
-        def add(self, run: str, key: str) -> None:
-            self.keys.setdefault(run, set()).add(key)
-
-        def has(self, run: str, key: str) -> bool:
-            return key in self.keys.get(run, ())
-
-        def next_cell(self, run: str, key: str) -> str:
-            """What a chunk trial does with its next cell: "skip" it (written already), "stop" (the run drains
-            its `Tuner.fit`; the next one takes the rest), or "train" it."""
-            return "skip" if self.has(run, key) else "stop" if run in self.draining else "train"
-
-        def drain(self, run: str, on: bool) -> None:
-            (self.draining.add if on else self.draining.discard)(run)
-
-        def forget(self, run: str) -> None:
-            self.keys.pop(run, None)
-            self.draining.discard(run)
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return FinishedCells.options(name=FINISHED_CELLS_ACTOR, get_if_exists=True, scheduling_strategy=here).remote()
-
-
-def _store_writer_class():
-    import ray
-    from ray import tune
-
-    from trainables import messages
-
-    class StoreWriter(tune.Callback):
-        """The one writer of the sweep: each cell's report becomes a file or a failure record, and the
-        cells in training are kept in `running.json` so `augworth status` can tell them apart."""
-
-        def __init__(self, store: Store, sweep: str, progress: SweepProgress, checkpoints: str | None,
-                     finished: Any, finished_run: str, nodes: Callable[[], set[str]] | None = None) -> None:
-            self.store, self.sweep, self.progress = store, sweep, progress
-            self.finished, self.finished_run = finished, finished_run
-            self.settled: set[str] = set()  # cells this fit wrote or recorded as failed
-            # `nodes`: the alive nodes a cell fits on; a fit that one joins is drained (on_step_begin)
-            self.nodes, self.drained = nodes, False
-            self.seen, self.next_look = (nodes() if nodes else set()), time.monotonic() + NODE_CHECK_S
-            self.checkpoints = checkpoints  # the folder of running cells' checkpoints, if they checkpoint
-            self.running: dict[str, dict[str, Any]] = {}  # cell_key -> where and since when
-            self.trial_cells: dict[str, set[str]] = {}  # trial id -> the cells it trains now
-
-        def __getstate__(self) -> dict[str, Any]:
-            # Tune pickles its run config (callbacks included) into the experiment state; a driver-side
-            # writer has nothing to restore, and resume does not use Tuner.restore.
-            return {}
-
-        def _cell_done(self, trial: Any, key: str | None = None) -> None:
-            """`key` of `trial` is no longer training; without a key, none of its cells is."""
-            keys = self.trial_cells.get(trial.trial_id, set())
-            gone = {key} & keys if key is not None else set(keys)
-            keys -= gone
-            if any([self.running.pop(k, None) is not None for k in gone]):
-                self.store.write_running(self.sweep, self.running)
-
-        def on_step_begin(self, iteration, trials, **info):
-            # Tune puts no trial on a node that joins mid-fit (it reuses the actors it has), so once a node
-            # joins while trials wait, the fit is drained: each trial stops before its next cell, and the next
-            # round packs what is left onto every node.
-            if self.nodes is None or self.drained or time.monotonic() < self.next_look:
-                return
-            self.next_look = time.monotonic() + NODE_CHECK_S
-            joined = self.nodes() - self.seen
-            if joined and any(t.status == "PENDING" for t in trials):
-                self.drained = True
-                ray.get(self.finished.drain.remote(self.finished_run, True))
-                self.progress.log(f"node {', '.join(sorted(n[:8] for n in joined))} joined: the cells left start "
-                                  "again on every node")
-
-        def _update(self, trials: list[Any]) -> None:
-            self.progress.running = len(self.running)
-            self.progress.update()
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            match messages.decode(result):
-                case messages.CellStarted(cell_key=key, node=node, alongside=alongside):
-                    if not alongside:  # a chunk trains its cells one by one, a search trial all at once
-                        self._cell_done(trial)
-                    self.trial_cells.setdefault(trial.trial_id, set()).add(key)
-                    self.running[key] = {"host": result.get("hostname"), "node": node, "since": time.time()}
-                    self.store.write_running(self.sweep, self.running)
-                    self.progress.log(f"cell {key} started" + (f" on node {node[:8]}" if node else ""))
-                case messages.CellRows(cell_key=key, rows=rows):
-                    self.store.write_cell(self.sweep, key, rows)
-                    self.store.clear_failure(self.sweep, key)
-                    self.settled.add(key)
-                    # before the checkpoint goes: a restarted trial skips the cell
-                    ray.get(self.finished.add.remote(self.finished_run, key))
-                    if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume
-                        from trainables.checkpoint import Checkpointer
-
-                        Checkpointer(self.checkpoints, key, 1).clear()
-                    self.progress.done += 1
-                    self._cell_done(trial, key)
-                    self.progress.log(f"cell {key} done")
-                case messages.CellFailure(cell_key=key, record=record):
-                    self.store.write_failure(self.sweep, key, record | {"cell_key": key})
-                    self.settled.add(key)
-                    ray.get(self.finished.add.remote(self.finished_run, key))
-                    self.progress.failed += 1
-                    self._cell_done(trial, key)
-                    self.progress.log(f"cell {key} failed: {str(record.get('reason')).splitlines()[0]}")
-                case messages.CellPruned(cell_key=key, step=step):  # the study records it; nothing goes to results/
-                    self._cell_done(trial, key)
-                    self.progress.log(f"cell {key} pruned at step {step}")
-                case messages.CellSkipped(cell_key=key):
-                    self.progress.log(f"cell {key} skipped: written before its trial was restarted")
-                case messages.CellCheckpointed(cell_key=key, step=step):
-                    self.progress.log(f"cell {key} checkpoint at step {step}")
-                case messages.CellResumed(cell_key=key, step=step):
-                    self.progress.log(f"cell {key} resumed from its checkpoint at step {step}")
-            self._update(trials)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._cell_done(trial)
-            self._update(trials)
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            self._cell_done(trial)  # its cell is not running any more; the restarted trial skips written cells
-            self.progress.log(f"trial {trial.trial_id} lost its worker process; Tune starts it again")
-            self._update(trials)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._cell_done(trial)  # the worker died: its cell is not running any more (resume re-runs it)
-            self.progress.log(f"trial {trial.trial_id} lost its worker process too often; its cells left are for "
-                              f"`augworth resume {self.sweep}`")
-            self._update(trials)
-
-    return StoreWriter
-
-
 def run_plan(plan: Plan, store: Store, *, address: str | None = None, show_progress: bool = True,
              log_cells: bool = False) -> RunSummary:
     """Under the sweep's lock: freeze the spec in the store, run every pending cell, return the counts.
@@ -328,68 +176,90 @@ def trials_in_prestarted_workers() -> None:
 
 def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress: bool,
                 log_cells: bool) -> RunSummary:
-    import ray
-    from ray import tune
-    from ray.tune import PlacementGroupFactory
-
-    from trainables.trainable import CellContext, run_chunk
-
     trials_in_prestarted_workers()
-    spec, sweep = plan.spec, plan.spec.name
-    grid = store.read_grid(sweep)
-    # the spec first, then its grid; a grid that is not the frozen spec's (a crash between the two writes) is
-    # written again by the next run, whichever of them it missed
-    gridded = set(grid.column("cell_key").to_pylist()) if grid is not None and "cell_key" in grid.column_names \
-        else set()  # a search alone has an empty grid
-    if plan.frozen != "same" or grid is None or gridded != plan.keys:
-        if plan.frozen != "same":
-            store.write_spec(sweep, spec.to_yaml())
-        store.write_grid(sweep, [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
-    done_now = store.done_keys(sweep)  # a driver that held the lock before us may have finished more
-    plan.pending = [c for c in plan.pending if c.cell_key not in done_now]
-    skipped = len(plan.cells) - len(plan.pending)
+    plan = freeze(plan, store)
+    sweep, skipped = plan.spec.name, len(plan.cells) - len(plan.pending)
     search = None
     if plan.studies:
         from .search import start_search
 
-        search = start_search(spec, plan.studies, store, retry_failed=plan.retry_failed)
+        search = start_search(plan.spec, plan.studies, store, retry_failed=plan.retry_failed)
     searched_total, searched_done = search.cell_counts() if search is not None else (0, 0)
     progress = SweepProgress(len(plan.cells) + searched_total, already_done=skipped + searched_done,
                              enabled=show_progress, log_events=log_cells)
     progress.done = 0
-    if not plan.pending and (search is None or search.idle()):
-        return RunSummary(sweep, len(plan.cells), skipped, 0, 0, len(store.failures(sweep)),
-                          search=search.settled if search is not None else None,
-                          search_open=search.open_studies() if search is not None else 0)
+    if plan.pending or (search is not None and not search.idle()):
+        connect(address)
+        progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"
+                     + (f"; {len(plan.studies)} studies to search" if search is not None else ""))
+        run_rounds(plan, store, worker_context(plan.spec, store), progress, search)
+    failures, done = store.failures(sweep), store.done_keys(sweep)
+    unfinished = sum(c.cell_key not in done and c.cell_key not in failures for c in plan.pending)
+    return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(failures), unfinished,
+                      search=search.settled if search is not None else None,
+                      search_open=search.open_studies() if search is not None else 0)
 
-    connect(address)
-    progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"
-                 + (f"; {len(plan.studies)} studies to search" if search is not None else ""))
-    ex, bundle = spec.execution, cell_bundle(spec.execution)
+
+def freeze(plan: Plan, store: Store) -> Plan:
+    """The spec, then its grid, written to the store where they are not there yet (a grid that is not the frozen
+    spec's, from a crash between the two writes, is written again); the plan again, less the cells a driver
+    that held the lock before this one finished."""
+    sweep = plan.spec.name
+    grid = store.read_grid(sweep)
+    gridded = set(grid.column("cell_key").to_pylist()) if grid is not None and "cell_key" in grid.column_names \
+        else set()  # a search alone has an empty grid
+    if plan.frozen != "same" or grid is None or gridded != plan.keys:
+        if plan.frozen != "same":
+            store.write_spec(sweep, plan.spec.to_yaml())
+        store.write_grid(sweep, [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells])
+    done_now = store.done_keys(sweep)
+    return dataclasses.replace(plan, pending=[c for c in plan.pending if c.cell_key not in done_now])
+
+
+def worker_context(spec: Any, store: Store) -> Any:
+    """The `CellContext` every worker gets, after a warning where a folder the workers write is not shared by
+    the cluster's nodes."""
+    import ray
+
+    from trainables.trainable import CellContext
+
+    ex, sweep = spec.execution, spec.name
     nodes = sum(n["Alive"] for n in ray.nodes())
     if ex.checkpoint_every:
         warn_if_unshared(checkpoint_dir(store, sweep, ex.checkpoint_storage), nodes)
     if ex.keep_weights:
         warn_if_unshared(store.location(sweep, "weights"), nodes, "the weights folder",
                          "weights kept on another node's disk are not found by `augworth evaluate`")
-    context = CellContext.from_spec(spec, checkpoint_dir=checkpoint_dir(store, sweep, ex.checkpoint_storage),
-                                    code_revision=code_revision(), weights_dir=store.location(sweep, "weights"))
-    checkpoints = context.checkpoint_dir if ex.checkpoint_every else None
+    return CellContext.from_spec(spec, checkpoint_dir=checkpoint_dir(store, sweep, ex.checkpoint_storage),
+                                 code_revision=code_revision(), weights_dir=store.location(sweep, "weights"))
 
-    StoreWriter = _store_writer_class()
-    finished, finished_run = _finished_cells(ray), f"{sweep}/{uuid.uuid4().hex}"
+
+def run_rounds(plan: Plan, store: Store, context: Any, progress: SweepProgress, search: Any) -> None:
+    """The plan's pending cells in rounds of Tune fits, then the search's studies in one more.
+
+    Tune's experiment state grows with its trial count (Ray issue #64231), so a huge sweep runs as several
+    Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each; a fit that a node joins is drained
+    (`StoreWriter.on_step_begin`) and the next round packs what is left onto every node. A search takes the last
+    round into its own fit: one set of workers for both (they cost seconds to start)."""
+    import ray
+    from ray import tune
+    from ray.tune import PlacementGroupFactory
+
+    from trainables.trainable import run_chunk
+
+    from .writer import StoreWriter, finished_cells
+
+    sweep, ex, bundle = plan.spec.name, plan.spec.execution, cell_bundle(plan.spec.execution)
+    checkpoints = context.checkpoint_dir if ex.checkpoint_every else None
+    finished, finished_run = finished_cells(), f"{sweep}/{uuid.uuid4().hex}"
     tune_dir = tempfile.mkdtemp(prefix="augworth-tune-")
+
+    def nodes_for_cells() -> set[str]:
+        return {n["NodeID"] for n in ray.nodes() if n["Alive"] and holds_a_cell(n["Resources"], bundle)}
+
     try:
         with progress:
-            # Rounds. Tune's experiment state grows with its trial count (Ray issue #64231), so a huge sweep runs
-            # as several Tuner.fit calls of at most MAX_TRIALS_PER_FIT trials each; a fit that a node joins is
-            # drained (`StoreWriter.on_step_begin`) and the next round packs what is left onto every node. A
-            # search takes the last round into its own fit: one set of workers for both (they cost seconds to start).
             pending, number = list(plan.pending), 0
-
-            def nodes_for_cells() -> set[str]:
-                return {n["NodeID"] for n in ray.nodes() if n["Alive"] and holds_a_cell(n["Resources"], bundle)}
-
             while True:
                 slots = concurrent_cells(ray.cluster_resources(), bundle)
                 chunks = pack_cells(pending, slots, ex.cells_per_trial)
@@ -416,7 +286,7 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
                     pending = [c for chunk in round_chunks for c in chunk if c.cell_key not in writer.settled] + pending
                     ray.get(finished.drain.remote(finished_run, False))
             if search is not None:
-                from .search import run_studies
+                from .search_tune import run_studies
 
                 run_studies(search, context, progress, chunks=[[c.to_dict() for c in chunk] for chunk in chunks],
                             finished=finished, finished_run=finished_run, tune_dir=tune_dir,
@@ -425,9 +295,3 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
         finished.forget.remote(finished_run)
         shutil.rmtree(tune_dir, ignore_errors=True)
         store.write_running(sweep, {})
-    failures = store.failures(sweep)
-    done = store.done_keys(sweep)
-    unfinished = sum(c.cell_key not in done and c.cell_key not in failures for c in plan.pending)
-    return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(failures), unfinished,
-                      search=search.settled if search is not None else None,
-                      search_open=search.open_studies() if search is not None else 0)

@@ -103,7 +103,7 @@ def test_a_grid_sweeps_driver_loads_no_torch_and_its_trials_need_no_runtime_env(
         "import sys\n"
         "import orchestrator.runner as runner\n"
         "from trainables.trainable import CellContext, run_chunk\n"
-        "runner._store_writer_class()\n"
+        "import orchestrator.writer\n"
         "runner.trials_in_prestarted_workers()\n"
         "from trainables.checkpoint import Checkpointer\n"
         f"Checkpointer({str(tmp_path)!r}, 'cell', 1).clear()\n"  # a written cell's checkpoint goes
