@@ -5,7 +5,7 @@
 
 The baseline is what the work needs without an orchestrator, both as plain processes:
 - a bare local Ray started and stopped (`ray.init(address="local", include_dashboard=False)`, `ray.shutdown()`);
-- the same cell trained by `python -m trainables.train --cell CELL --threads 1` (torch import, data, training,
+- the same cell trained by `python -m trainables.train_cli --cell CELL --threads 1` (torch import, data, training,
   evaluation).
 Goal: augworth's wall time (from `augworth run` to its exit) <= 1.2 x their sum. Each repeat runs the three
 one after the other (interleaved, so drift on the machine hits all of them); the figures are medians. The
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cell.write_text(json.dumps(expand(parse_spec(SPEC), None, "bench-startup")[0].to_dict()))
         for _ in range(args.repeats):
             runs["ray"].append(timed([sys.executable, "-c", BARE_RAY])[0])
-            runs["cell"].append(timed([sys.executable, "-m", "trainables.train", "--cell", str(cell), "--threads",
+            runs["cell"].append(timed([sys.executable, "-m", "trainables.train_cli", "--cell", str(cell), "--threads",
                                        "1", "--out", str(Path(tmp) / "rows.json")])[0])
             store = Path(tmp) / "store"
             shutil.rmtree(store, ignore_errors=True)

@@ -20,7 +20,7 @@ without augmentation; `--narrow-nchw` compares channels_last for every convoluti
 widths <= 6, safe at width 16) with the trainer's CPU default, which keeps convolutions of fewer than
 CPU_MIN_CHANNELS_LAST_INPUTS input channels (here: the stems) in NCHW.
 
-Needs only torch and torchvision (and scikit-learn's wheel for digits), like `python -m trainables.train`.
+Needs only torch and torchvision (and scikit-learn's wheel for digits), like `python -m trainables.train_cli`.
 """
 
 from __future__ import annotations

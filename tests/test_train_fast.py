@@ -186,14 +186,14 @@ def test_command_line_trains_a_digits_cell_and_appends_rows(digits, tmp_path, ca
 
 def test_command_line_times_random_data_importing_only_torch_and_torchvision():
     # A fresh interpreter, as on a GPU box that has torch and torchvision but none of our other dependencies.
-    # `python -m trainables.train`, run as such, with what it loaded printed once it exits
+    # `python -m trainables.train_cli`, run as such, with what it loaded printed once it exits
     code = (
         "import atexit, runpy, sys; "
         f"atexit.register(lambda: print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & "
         f"{set(NOT_FOR_THE_COMMAND_LINE)}))); "
-        "sys.argv = ['trainables.train', '--random-data', '3x16x16', '--steps', '4', '--warmup-steps', '2', "
+        "sys.argv = ['trainables.train_cli', '--random-data', '3x16x16', '--steps', '4', '--warmup-steps', '2', "
         "'--pool', '64', '--width', '4', '--batch-size', '8', '--device', 'cpu', '--threads', '1']; "
-        "runpy.run_module('trainables.train', run_name='__main__')"
+        "runpy.run_module('trainables.train_cli', run_name='__main__')"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -1,8 +1,8 @@
 """Train one cell and evaluate it: the whole loop, top to bottom (airbench's layout).
 
 Sections: schedule, batches and augmentation, views, one step, evaluation, training. The device, its layout
-and precision are in `device.py`; the command line (`python -m trainables.train`, torch and torchvision
-only) in `train_cli.py`.
+and precision are in `device.py`; the command line (`python -m trainables.train_cli`, torch and torchvision
+only) in `train_cli.py`, which imports this module (never the other way round).
 
 Evaluation is left out of `train_seconds`.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -373,8 +372,3 @@ def train_cell(
     train_seconds = time.perf_counter() - t_start - eval_seconds
     return CellResult(evaluations, param_count(model), train_seconds, str(device), model)
 
-
-if __name__ == "__main__":  # `python -m trainables.train` as before; the command line lives in train_cli.py
-    from trainables.train_cli import main
-
-    sys.exit(main())
