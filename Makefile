@@ -14,7 +14,7 @@ demo: $(BIN)/augworth
 	$(BIN)/augworth demo
 
 # The report's test renders it in headless Chromium: install Debian's when it is missing (CI runs as root).
-test: $(BIN)/augworth chromium
+test: lint chromium
 	$(BIN)/python -m pytest -q tests
 
 chromium:
@@ -22,8 +22,10 @@ chromium:
 	  { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	    $$SUDO apt-get update -qq || true; DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# ruff, then mypy (pyproject.toml's [tool.mypy]: strict on results/ and search_spaces/); `make test` runs it first
 lint: $(BIN)/augworth
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) augworth-store augworth-figures

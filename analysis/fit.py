@@ -167,7 +167,8 @@ def _per_size(
     within = np.bincount(np.repeat(np.arange(n_rows), n), w * (e - mean_of[flat]) ** 2, minlength=n_rows)
     size_of = np.ones(n_rows * k)
     size_of[flat[used.ravel()]] = sizes.ravel()[used.ravel()]
-    return (size_of.reshape(n_rows, k), mean_of.reshape(n_rows, k), weight_of.reshape(n_rows, k), within)
+    return (size_of.reshape(n_rows, k), mean_of.reshape(n_rows, k), weight_of.reshape(n_rows, k).astype(float),
+            within.astype(float))
 
 
 def _fit_scaled(

@@ -97,7 +97,7 @@ def rate_text(d: Mapping[str, Any], extrapolation_limit: float = EXTRAPOLATION_L
     v, ratio = d.get("effective_extra_samples"), d.get("exchange_ratio")
     ci = interval(d.get("v_ci_low"), d.get("v_ci_high"), x, limit)
     if not d.get("fit_ok", True):  # no curve to invert; a bound from the measured means, where there is one
-        bound = d.get("v_bound_low")
+        bound: Any = d.get("v_bound_low")
         return RateText("" if missing(bound) else f"≥ {round(bound)}", "", "", f"no fit: {d.get('fit_reason')}")
     notes = []
     if d.get("unbounded"):
@@ -113,7 +113,7 @@ def rate_text(d: Mapping[str, Any], extrapolation_limit: float = EXTRAPOLATION_L
         elif d.get("families_disagree"):
             others = []
             for name in ("pure_power", "exponential"):
-                reach = d.get(f"x_plus_v_{name}")
+                reach: Any = d.get(f"x_plus_v_{name}")
                 if not missing(reach):
                     others.append(f"{name.replace('_', ' ')}: x+v {'inf' if reach == math.inf else round(reach)}")
             notes.append("curve families disagree" + (f" ({'; '.join(others)})" if others else ""))
@@ -129,7 +129,7 @@ def rate_text(d: Mapping[str, Any], extrapolation_limit: float = EXTRAPOLATION_L
             notes.append("extrapolated")
     beyond = d.get("unbounded") or d.get("indeterminate") or (not missing(v) and x + v > d.get("ref_size_max",
                                                                                                  math.inf))
-    held = d.get("ref_holdout_size_ratio")
+    held: Any = d.get("ref_holdout_size_ratio")
     if beyond and not missing(held) and held > 0 and (held == math.inf or abs(math.log2(held)) > HOLDOUT_OFF):
         notes.append("the reference's curve fitted without its largest size " + (
             "never reaches that size's accuracy" if held == math.inf else f"reaches it only at {held:.2g}× that size"
@@ -143,14 +143,15 @@ def diagnostics(d: Mapping[str, Any], misfit: float = 0.01, wide_asymptote: floa
     asymptote whose profile interval spans more than `wide_asymptote` is named where v leans on it."""
     notes = []
     for prefix, who in (("", "curve"), ("ref_", "reference curve")):
-        p = d.get(f"{prefix}lack_of_fit_p")
+        p: Any = d.get(f"{prefix}lack_of_fit_p")
         if not missing(p) and p < misfit:
             notes.append(f"{who} misfits (p={p:.1g})")
         if d.get(f"{prefix}fit_at_bound"):
             notes.append(f"{who}: {d[f'{prefix}fit_at_bound']}")
     if d.get("ref_monotone") is False or d.get("ref_monotone") == 0:
         notes.append("reference falls with size")
-    low, high = d.get("ref_b_profile_low"), d.get("ref_b_profile_high")
+    low: Any = d.get("ref_b_profile_low")
+    high: Any = d.get("ref_b_profile_high")
     leans_on_asymptote = d.get("unbounded") or d.get("indeterminate") or d.get("extrapolated")
     if leans_on_asymptote and not missing(low) and not missing(high) and high - low > wide_asymptote:
         notes.append(f"reference asymptote acc {1 - high:.2f}-{1 - low:.2f} (profile)")

@@ -249,7 +249,7 @@ def _treatments(rates: pd.DataFrame, treat_cols: list[str]) -> tuple[dict[Key, s
     from matplotlib import colormaps
 
     varying = [c for c in treat_cols if c in LABEL_COLUMNS and _varies(rates[c])]
-    palette = colormaps["tab10"].colors
+    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     labels: dict[Key, str] = {}
     colors: dict[Key, Any] = {}
     for treatment, rows in _split(rates, [], treat_cols).items():

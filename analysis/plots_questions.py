@@ -33,7 +33,7 @@ def _panels(n: int, title: str):
 RATIO_FLOOR = 1e-3  # ratios below (an augmented sample worth less than 1/1000 of a real one) are drawn here
 
 
-def _ratio(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _ratio(x: float | np.ndarray, v: np.ndarray) -> np.ndarray:
     """(x + v)/x, floored at RATIO_FLOOR so a log axis can show it; +inf stays (a band reaching it is cut)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.maximum((x + v) / x, RATIO_FLOOR)
@@ -45,7 +45,7 @@ def _band(ax, x, low, high, color) -> None:
     ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
 
 
-def _finite_ratio(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _finite_ratio(x: float | np.ndarray, v: np.ndarray) -> np.ndarray:
     """The ratio where v is finite (an unbounded v is no point on a line), NaN elsewhere."""
     return np.where(np.isfinite(v), _ratio(x, v), np.nan)
 

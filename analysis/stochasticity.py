@@ -194,7 +194,7 @@ def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes
         log_ratio_boot = np.minimum(np.log((sizes + paired.replicates[1:]) / sizes), np.log(1e12))  # (T, B, k)
     for j, size in enumerate(sizes):
         seeds, counts = paired.draws.get(None) or (None, None)
-        if seeds is None:
+        if seeds is None or counts is None:
             continue
         for probe in columns:
             at = probes[probes["data_size"] == size]

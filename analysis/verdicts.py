@@ -10,6 +10,8 @@ the reference's asymptote interval (from the same seed resampling as v's interva
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -89,7 +91,7 @@ def accuracy_lower_bound(mean: np.ndarray, std: np.ndarray, n: np.ndarray, level
     return np.where(n >= 2, np.asarray(mean, float) - np.nan_to_num(half, nan=np.inf), -np.inf)
 
 
-def flat_references(points: pd.DataFrame, ref_fits: np.ndarray) -> dict[int, str]:
+def flat_references(points: pd.DataFrame, ref_fits: Iterable[int]) -> dict[int, str]:
     """Reference fits whose accuracy does not rise from their smallest to their largest size beyond twice the
     difference's standard error (flat, or at chance at every size): no exchange rate is defined against them.
     Fit id -> the reason, in words."""

@@ -228,8 +228,8 @@ def presets(
         return
     table = Table("preset", "cells", "GPU-hours (est.)", "--smoke", Column("description", overflow="fold"))
     for r in rows:
-        table.add_row(r["preset"], f"{r['cells']:,}", f"{r['gpu_hours']:,.1f}", "yes" if r["smoke"] else "",
-                      r["description"])
+        table.add_row(str(r["preset"]), f"{r['cells']:,}", f"{r['gpu_hours']:,.1f}", "yes" if r["smoke"] else "",
+                      str(r["description"]))
     from analysis.tables import whole
 
     show(whole(table, "preset"))

@@ -62,10 +62,11 @@ def report(
     with tempfile.TemporaryDirectory() as tmp:
         figures = []
         for name in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
-            for plot, what in ((plot_scaling_curves, "scaling"), (plot_effective_samples, "effective_samples")):
-                path = (plot(results, rates, Path(tmp) / f"{what}_{name}.png", eval_set=name) if what == "scaling"
-                        else plot(rates, Path(tmp) / f"{what}_{name}.png", eval_set=name))
-                figures.append((f"{what.replace('_', ' ')} on '{name}'", path.read_bytes()))
+            for what, path in (
+                    ("scaling", plot_scaling_curves(results, rates, Path(tmp) / f"scaling_{name}.png", eval_set=name)),
+                    ("effective samples", plot_effective_samples(rates, Path(tmp) / f"effective_samples_{name}.png",
+                                                                 eval_set=name))):
+                figures.append((f"{what} on '{name}'", path.read_bytes()))
         notes = " ".join(str(w.message) for w in caught)
         sections.append(Section("Exchange rates", text=notes, figures=figures,
                                 tables=rate_tables(rates, treatment_labels(rates, ~rates["is_reference"]),

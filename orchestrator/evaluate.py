@@ -82,7 +82,7 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
         if spec.eval_requests() != frozen.eval_requests():
             store.write_spec(sweep, text)  # cells still to train get the new sets; a re-run goes on from here
         runnable = [key for key in todo if key not in no_weights]
-        rows_added, bad = 0, {}
+        rows_added, bad = 0, dict[str, str]()
         for start in range(0, len(runnable), BATCH_CELLS):
             batch = runnable[start:start + BATCH_CELLS]
             rows_added += _evaluate_batch(store, sweep, {key: todo[key] for key in batch}, cells, data, folder,

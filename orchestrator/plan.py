@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from results import Store
 from search_spaces import Cell, Spec, SpecError, Study, expand_cells, expand_studies, parse_spec, spec_error
@@ -104,7 +105,7 @@ def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datas
         data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),
                             download=spec.dataset.download)
     except (OSError, ValueError, TypeError) as exc:
-        loc = ("dataset", "root") if spec.dataset.root else ("dataset", "name")
+        loc: tuple[str | int, ...] = ("dataset", "root") if spec.dataset.root else ("dataset", "name")
         if isinstance(exc, TypeError | ValueError) and spec.dataset.options and "option" in str(exc):
             loc = ("dataset", "options")
         raise spec_error(f"cannot load data set: {exc}", text=text, source=source, loc=loc) from None
@@ -118,17 +119,25 @@ def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datas
     return data
 
 
-def expand(spec: Spec, text: str | None, source: str, *, studies: bool = False) -> list[Cell] | list[Study]:
-    """The grid's cells, or (`studies`) the search block's studies."""
+def expand(spec: Spec, text: str | None, source: str) -> list[Cell]:
+    """The grid's cells."""
+    return expand_cells(spec, **_expansion(spec, text, source))
+
+
+def expand_searched(spec: Spec, text: str | None, source: str) -> list[Study]:
+    """The search block's studies."""
+    return expand_studies(spec, **_expansion(spec, text, source))
+
+
+def _expansion(spec: Spec, text: str | None, source: str) -> dict[str, Any]:
+    """What expanding the grid needs from the data set and the registries."""
     from trainables.augmentations import default_strength
     from trainables.models import default_width
 
     data = load_data(spec, text, source)
-    return (expand_studies if studies else expand_cells)(
-        spec, pool_size=data.pool_size, num_classes=data.num_classes, dataset_fingerprint=data.fingerprint,
-        default_strength=lambda policy: default_strength(policy, data.image_size), default_width=default_width,
-        source=source, text=text,
-    )
+    return dict(pool_size=data.pool_size, num_classes=data.num_classes, dataset_fingerprint=data.fingerprint,
+                default_strength=lambda policy: default_strength(policy, data.image_size),
+                default_width=default_width, source=source, text=text)
 
 
 def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, retry_failed: bool = False) -> Plan:
@@ -168,7 +177,7 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
     skip = done if retry_failed else done | failed
     pending = [c for c in cells if c.cell_key not in skip]
     return Plan(spec, text, source, cells, done, failed, pending, frozen, notes=redundant_treatments(cells),
-                studies=expand(spec, text, source, studies=True), frozen_text=frozen_text, extend=extend,
+                studies=expand_searched(spec, text, source), frozen_text=frozen_text, extend=extend,
                 retry_failed=retry_failed)
 
 
@@ -180,7 +189,7 @@ def plan_again_if_frozen_changed(plan: Plan, store: Store) -> Plan:
     if now == plan.frozen_text:
         return plan
     resumed = plan.frozen_text is not None and plan.text == plan.frozen_text and now is not None
-    return plan_sweep(now if resumed else plan.text, store.spec_source(plan.spec.name) if resumed
+    return plan_sweep(now if resumed and now is not None else plan.text, store.spec_source(plan.spec.name) if resumed
                       else plan.source, store, extend=plan.extend, retry_failed=plan.retry_failed)
 
 

@@ -52,7 +52,8 @@ def pruning_oracle(url: str, pruner: str) -> Any:
     """An actor on the driver's node that reports a trial's intermediate mean to its study and says whether the
     pruner stops it (the storage is the driver's: a journal file on its disk)."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return PruningOracle.options(scheduling_strategy=here).remote(url, pruner)
+    return PruningOracle.options(  # type: ignore[attr-defined]  # a Ray actor class
+        scheduling_strategy=here).remote(url, pruner)
 
 
 class StudySearcher(Searcher):
@@ -65,7 +66,7 @@ class StudySearcher(Searcher):
         self.grid = list(range(grid_chunks))
         self.trials: dict[str, dict[str, Any]] = {}  # Tune trial id -> payload (and pruned step)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Searcher.FINISHED is a str
         if self.grid:
             return {"chunk": self.grid.pop(0)}
         payload = None

@@ -65,7 +65,7 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
                     entrypoint=f"{preflight} && python -m orchestrator.cli run spec.yaml --store {shlex.quote(store)} "
                                f"--no-progress{flags}",
                     runtime_env={"working_dir": workdir, "py_modules": [
-                        str(Path(m.__file__).parent) for m in (search_spaces, results, trainables, orchestrator,
+                        str(Path(str(m.__file__)).parent) for m in (search_spaces, results, trainables, orchestrator,
                                                                 analysis)]},
                     metadata={"augworth_sweep": spec.name},
                 )

@@ -55,7 +55,8 @@ def finished_cells() -> Any:
     reused by every run of this driver process (an actor costs a worker process to start). Each run keeps its
     own set under a fresh key (`finished_run`), so nothing waits here for the actor to start."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return FinishedCells.options(name=FINISHED_CELLS_ACTOR, get_if_exists=True, scheduling_strategy=here).remote()
+    return FinishedCells.options(  # type: ignore[attr-defined]  # a Ray actor class
+        name=FINISHED_CELLS_ACTOR, get_if_exists=True, scheduling_strategy=here).remote()
 
 
 class StoreWriter(tune.Callback):

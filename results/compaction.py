@@ -155,7 +155,7 @@ def _check_orphans(store: Store, state: ResultsState) -> None:
 def _cell_boundary(table: pa.Table, rows: int) -> int:
     """In a table sorted by cell_key, the end of the cell that row `rows - 1` belongs to."""
     if rows >= table.num_rows:
-        return table.num_rows
+        return int(table.num_rows)
     last = table["cell_key"][rows - 1]
     return int(pc.sum(pc.less_equal(table["cell_key"], last)).as_py())
 

@@ -67,13 +67,13 @@ class Root:
         return "/".join([head.rstrip("/"), *parts]) + sep + query
 
     def exists(self, path: str) -> bool:
-        return self.fs.get_file_info(path).type != self._pafs.FileType.NotFound
+        return bool(self.fs.get_file_info(path).type != self._pafs.FileType.NotFound)
 
     def infos(self, folder: str) -> list[pafs.FileInfo]:
         """What `folder` holds (not recursive); nothing if it does not exist."""
         if not self.exists(folder):
             return []
-        return self.fs.get_file_info(self._pafs.FileSelector(folder, recursive=False))
+        return list(self.fs.get_file_info(self._pafs.FileSelector(folder, recursive=False)))
 
     def list(self, folder: str, suffix: str) -> list[str]:
         """Paths of the files in `folder` whose names end in `suffix`, sorted."""
@@ -83,7 +83,7 @@ class Root:
     def read_bytes(self, path: str) -> bytes:
         """Raises FileNotFoundError where there is no such file."""
         with self.fs.open_input_stream(path) as f:
-            return f.read()
+            return bytes(f.read())
 
     def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):  # deleting twice is fine: cleanup may run again

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -24,7 +25,7 @@ _DUCK_TYPES = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR", "doub
                "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE"}
 
 
-def connect(store: Store, sweep: str, files: Iterable[str] | None = None):  # -> duckdb.DuckDBPyConnection
+def connect(store: Store, sweep: str, files: Iterable[str] | None = None) -> Any:  # duckdb.DuckDBPyConnection
     """A DuckDB connection with a view `results` over the sweep's files (empty if none yet).
 
     A file that cannot be read, or whose schema is not the store's, is skipped with a warning naming it
@@ -52,7 +53,7 @@ def connect(store: Store, sweep: str, files: Iterable[str] | None = None):  # ->
         warnings.warn(f"skipping store file {path}: {reason}", StoreWarning, stacklevel=2)
     return _connect(store, [f for f in files if f not in bad])
 
-def _connect(store: Store, files: list[str]):
+def _connect(store: Store, files: list[str]) -> Any:
     import duckdb
 
     con = duckdb.connect()
@@ -122,7 +123,7 @@ def quarantine(store: Store, sweep: str, paths: Iterable[str]) -> list[str]:
 def read_results(
     store: Store, sweep: str, *, columns: Sequence[str] | None = None, final_only: bool = False,
     grid_only: bool = False,
-):  # -> pandas.DataFrame
+) -> Any:  # pandas.DataFrame (pandas loads on first use)
     """The sweep's rows as a pandas frame: all columns, or `columns`; all steps, or the final ones; every cell,
     or (`grid_only`) the grid's, without the cells of an adaptive search (their points are not a grid)."""
     if columns is None:

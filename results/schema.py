@@ -98,7 +98,7 @@ def rows_to_table(rows: Sequence[dict[str, Any]], *, sweep: str, key: str) -> pa
     unknown = set().union(*(r.keys() for r in rows)) - set(RESULT_COLUMNS)
     if unknown:
         raise ValueError(f"cell {key}: columns not in the store schema: {sorted(unknown)}")
-    columns = {}
+    columns: dict[str, list[Any]] = {}
     for name in RESULT_COLUMNS:
         if name == "schema_version":
             columns[name] = [SCHEMA_VERSION] * len(rows)

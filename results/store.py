@@ -168,7 +168,8 @@ class Store:
         path = f"{self.sweep_dir(sweep)}/running.json"
         if not self.files.exists(path):
             return {}
-        return json.loads(self.files.read_bytes(path))
+        running: dict[str, dict[str, Any]] = json.loads(self.files.read_bytes(path))
+        return running
 
     # ----- cells -------------------------------------------------------------------------------
     def done_keys(self, sweep: str) -> set[str]:

@@ -132,12 +132,12 @@ def _missing(value: Any) -> bool:
 def treatment_label(fields: Mapping[str, Any], varying: Iterable[str] = ()) -> str:
     """'crop(4)'; then, in brackets, the `varying` fields (LABEL_COLUMNS the rows shown differ in): the views
     first ('fixed 4'), then 'invariance=average', 'model=vgg13' and so on. Tables, plots and status share it."""
-    strength = fields.get("strength")
+    strength: Any = fields.get("strength")
     name = fields["augmentation"] if _missing(strength) else f"{fields['augmentation']}({float(strength):g})"
     varying = list(varying)
     extra = [f"{c}={fields[c]}" for c in varying if c not in ("views", "views_r")]
     if {"views", "views_r"} & set(varying):
-        r = fields.get("views_r")
+        r: Any = fields.get("views_r")
         extra.insert(0, str(fields.get("views")) + ("" if _missing(r) else f" {int(r)}"))
     return name + (f" [{', '.join(extra)}]" if extra else "")
 

@@ -49,13 +49,13 @@ def grid_points(
         for strength in aug.strengths():
             treatments.append((aug.policy, default_strength(aug.policy) if strength is None else strength))
     models: list[tuple[str, int]] = []
-    for i, model in enumerate(spec.models()):
-        for width in model.widths():
+    for i, model_spec in enumerate(spec.models()):
+        for width in model_spec.widths():
             if width is None:
                 if default_width is None:
                     raise spec_error("give the model's width", text=text, source=source, loc=("model", i))
-                width = default_width(model.name)
-            models.append((model.name, width))
+                width = default_width(model_spec.name)
+            models.append((model_spec.name, width))
     views = [(v.mode, r, v.first_clean) for v in spec.views for r in v.counts()]
     for model, width in models:
         for mode, r, first_clean in views:
@@ -117,7 +117,7 @@ def cell_of(spec: Spec, dataset_fingerprint: str, point: dict[str, Any]) -> Cell
         weight_decay=o.weight_decay, warmup_steps=o.resolved_warmup(b.steps),
         subset=spec.dataset.subsets, accumulate=b.accumulate, normalize=spec.dataset.normalize,
     )
-    return Cell(**(fields | dict(point)))
+    return Cell(**(fields | dict(point)))  # type: ignore[arg-type]  # the point's fields are Cell's
 
 
 def expand_studies(

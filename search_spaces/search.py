@@ -130,7 +130,7 @@ def confirm_seeds(spec: Spec) -> list[int]:
 def confirm_eval_set(spec: Spec) -> str:
     """The eval set the confirmation is reported on."""
     assert spec.search is not None
-    return spec.search.confirm.eval_set or spec.search.objective.eval_set
+    return str(spec.search.confirm.eval_set or spec.search.objective.eval_set)
 
 
 def check_search(spec: Spec) -> None:

@@ -46,7 +46,7 @@ class SpecError(ValueError):
 # What a registered component's options may hold: JSON-shaped data (scalars, lists, nested mappings). Each
 # options mapping is kept in its canonical form (`options.plain_options`: keys sorted), so the frozen spec, the
 # caches, the eval sets' fingerprints and the comparison of two specs all see one spelling.
-OptionValue = TypeAliasType(  # type: ignore[misc]
+OptionValue = TypeAliasType(
     "OptionValue", "str | int | float | bool | list[OptionValue] | dict[str, OptionValue]")
 Options = dict[str, OptionValue]
 
@@ -388,7 +388,7 @@ def _data_path(loc: Sequence[Any], data: Any) -> list[Any]:
     return path
 
 
-def _most_specific(exc: ValidationError, data: Any) -> tuple[dict[str, Any], list[Any]]:
+def _most_specific(exc: ValidationError, data: Any) -> tuple[Any, list[Any]]:
     """Of the errors (one per member of a union), the one deepest in the user's data."""
     errors = exc.errors(include_url=False)
     paths = [_data_path(err["loc"], data) for err in errors]

@@ -48,7 +48,7 @@ StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("-+012
 StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
-def _construct_int(loader: StrictLoader, node: yaml.Node) -> int:
+def _construct_int(loader: StrictLoader, node: yaml.ScalarNode) -> int:
     text = loader.construct_scalar(node)
     try:
         return int(text, 0) if text.lower().startswith(("0o", "0x")) else int(text)
@@ -56,7 +56,7 @@ def _construct_int(loader: StrictLoader, node: yaml.Node) -> int:
         raise YamlError(f"not an integer: {text!r}", node.start_mark.line + 1) from None
 
 
-def _construct_float(loader: StrictLoader, node: yaml.Node) -> float:
+def _construct_float(loader: StrictLoader, node: yaml.ScalarNode) -> float:
     try:
         return loader.construct_yaml_float(node)
     except ValueError:  # an explicit `!!float` on something that is not one

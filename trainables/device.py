@@ -74,7 +74,7 @@ def _nchw_input(conv: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]
 def place_model(model: nn.Module, settings: DeviceSettings) -> nn.Module:
     """The model on its device in the settings' memory format, but on CPU the narrow strided 1x1 convolutions
     (CPU_MIN_CHANNELS_LAST_INPUTS) in NCHW: their weights, and a hook that hands them NCHW inputs."""
-    model = model.to(settings.device, memory_format=settings.memory_format)
+    model = model.to(settings.device, memory_format=settings.memory_format)  # type: ignore[call-overload]  # torch's stubs lack this overload
     if settings.device.type != "cpu" or settings.memory_format != torch.channels_last:
         return model
     for conv in model.modules():

@@ -208,6 +208,9 @@ class Standardize(nn.Module):
     """(x - mean) / std per channel in front of a model: the paper's input normalisation (a cell's
     `normalize`). Its constants are non-persistent buffers, so the model's state dict is unchanged."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)

@@ -270,7 +270,7 @@ def _hessian_vector_product(model: nn.Module, params: dict[str, Tensor], v: list
 
 
 def _dot(a: list[Tensor], b: list[Tensor]) -> float:
-    return sum((u.double() * w.double()).sum() for u, w in zip(a, b, strict=True)).item()
+    return sum((u.double() * w.double()).sum() for u, w in zip(a, b, strict=True)).item()  # type: ignore[union-attr]  # a sum of tensors
 
 
 def hessian_top_eig(model: nn.Module, x: Tensor, y: Tensor, *, iterations: int = 20, generator: torch.Generator,

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,7 +251,7 @@ def build_model(cell: Cell, data: DataSet, settings: DeviceSettings) -> nn.Modul
 def train_cell(
     cell: Cell,
     data: DataSet,
-    eval_sets: Sequence[str],
+    eval_sets: Sequence[str | Mapping[str, Any]],
     *,
     device: str | torch.device = "cpu",
     on_step: Callable[[int], Any] | None = None,
@@ -285,7 +285,7 @@ def train_cell(
     train_x, train_y = data.train_x[idx].to(device), data.train_y[idx].to(device)
     evals, fingerprints = load_eval_sets(data, eval_sets, settings)
     model = build_model(cell, data, settings)
-    step_model = torch.compile(model) if compile_model else model  # shares the parameters; eval stays eager
+    step_model: nn.Module = torch.compile(model) if compile_model else model  # type: ignore[assignment]  # shares the parameters; eval stays eager
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cell.lr, momentum=cell.momentum, nesterov=cell.nesterov and cell.momentum > 0,
         weight_decay=cell.weight_decay,

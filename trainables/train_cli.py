@@ -67,7 +67,7 @@ def _time_random_data(args: argparse.Namespace) -> None:
     shape = tuple(int(s) for s in args.random_data.lower().split("x"))
     if len(shape) != 3:
         raise SystemExit(f"--random-data takes CxHxW, e.g. 3x32x32; got {args.random_data!r}")
-    data = random_dataset(shape, args.pool)  # type: ignore[arg-type]
+    data = random_dataset(shape, args.pool)
     cell = Cell(
         dataset="random", dataset_fingerprint="random", data_size=args.pool, seed=0, augmentation="none",
         strength=None, model=args.model, width=args.width, steps=args.steps, batch_size=args.batch_size,

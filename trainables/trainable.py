@@ -47,7 +47,7 @@ class CellContext:
     probes: ProbeSettings | None = None  # the spec's probes block, batch size resolved; None: no probes
     deterministic: bool = False
     retries: int = 0
-    cpus_per_cell: int = 1
+    cpus_per_cell: float = 1
     gpus_per_cell: float = 0
     timeout_s: float | None = None
     checkpoint_every: int | None = None
@@ -152,6 +152,7 @@ def run_cell(cell: Cell, context: CellContext, report: Send | None = None,
             continue
         if context.weights_dir is not None:  # before the rows: a done cell of such a sweep always has its weights
             try:
+                assert result.model is not None  # train_cell returns its model
                 save_weights(context.weights_dir, cell, result.model)
             except Exception as exc:  # a full disk, an unreachable store: the cell is not done without them
                 return CellFailure.of(

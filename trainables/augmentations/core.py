@@ -141,7 +141,7 @@ def _sized_default(factory: PolicyFactory, default: Callable[[int], float], fill
 def _check_fill(fill: float | Sequence[float]) -> Fill:
     if isinstance(fill, torch.Tensor):
         fill = fill.tolist()
-    values = (float(fill),) if isinstance(fill, Real) else tuple(float(v) for v in fill)
+    values = (float(fill),) if isinstance(fill, Real) else tuple(float(v) for v in fill)  # type: ignore[union-attr]  # a Real is not a Sequence
     if not all(0.0 <= v <= 1.0 for v in values):
         raise ValueError(f"fill must lie in [0, 1] (a data-set mean of images in [0, 1]), got {values}")
     return values

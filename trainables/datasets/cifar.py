@@ -25,7 +25,7 @@ from .files import (
 # ----- CIFAR-10 and CIFAR-100: torchvision's python format ------------------------------------------
 
 @functools.cache
-def _readers() -> dict[str, type]:
+def _readers() -> dict[str, Any]:
     """torchvision's CIFAR readers, trusting files that exist (made on first use: importing torchvision costs
     seconds, which a sweep on other data need not pay in every worker).
 

@@ -105,7 +105,7 @@ def fingerprint(*tensors: Tensor) -> str:
     h = hashlib.sha256()
     for t in tensors:
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.contiguous().numpy())  # the raw bytes, read in place (a tobytes() copy would double memory)
+        h.update(t.contiguous().numpy().data)  # the raw bytes, read in place (a tobytes() copy would double memory)
     return h.hexdigest()[:16]
 
 

@@ -96,8 +96,8 @@ def list_class_folder(root: Path, split: str, cls: str, label: int, extensions: 
 
 
 def _decode(path: Path, mode: str, side: int | None) -> np.ndarray:
-    with Image.open(path) as img:
-        img = img.convert(mode)  # CINIC-10 holds grayscale PNGs among the RGB ones
+    with Image.open(path) as opened:
+        img = opened.convert(mode)  # CINIC-10 holds grayscale PNGs among the RGB ones
         if side is not None and img.size != (side, side):
             img = img.resize((side, side), Image.Resampling.BILINEAR)  # PIL's resize is antialiased
         a = np.asarray(img)
@@ -185,7 +185,7 @@ def cached(name: str, key: str, directory: Path, build: Callable[[], dict[str, n
     tmp = directory / f".{name}-{key}.{os.getpid()}.{id(arrays):x}.tmp.npz"  # ends .npz, or savez appends it
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its allow_pickle
         os.replace(tmp, path)
     except OSError as exc:
         warnings.warn(f"cannot write the data set cache {path} ({exc}); set cache_dir or $AUGWORTH_CACHE",
