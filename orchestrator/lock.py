@@ -16,7 +16,7 @@ thread while it runs. A contender refuses while the lease's time is within LEASE
 looks older, the contender still waits until it has seen the lease unchanged for LEASE_S / 2 of its own time
 before it takes it, so a holder whose clock runs behind is not robbed. Taking is write, wait SETTLE_S, read
 back: of two drivers that took a free lease at once, the one whose write landed last wins and the other
-refuses. Limits, stated in the README: a clock ahead of the holder's by more than LEASE_S makes a dead lease
+refuses. Limits, stated in docs/cluster.md: a clock ahead of the holder's by more than LEASE_S makes a dead lease
 look fresh (refused until it is older by that clock); a write delayed by more than SETTLE_S can still let two
 drivers in; a holder that cannot renew for LEASE_S (a network partition) may lose its sweep to another, and
 learns it at its next renewal (it logs an error; its cells are still written once each, as resume skips done
