@@ -45,6 +45,7 @@ class Section:
     text: str = ""  # plain text, escaped when written
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     figures: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG bytes)
+    lines: list[str] = field(default_factory=list)  # plain text, a list item each
 
 
 def render(title: str, sections: Sequence[Section], *, spec_text: str, status: Mapping[str, Any],
@@ -63,6 +64,8 @@ def render(title: str, sections: Sequence[Section], *, spec_text: str, status: M
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.text:
             parts.append(f"<p>{html.escape(section.text)}</p>")
+        if section.lines:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in section.lines) + "</ul>")
         for caption, png in section.figures:
             data = base64.b64encode(png).decode("ascii")
             parts.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"

@@ -56,6 +56,29 @@ def label(fields: Mapping[str, Any], varying_columns: list[str]) -> str:
     return escape(treatment_label(fields, varying_columns))  # rich would read '[...]' as markup
 
 
+def shift_lines(rates: pd.DataFrame, in_distribution: str = "test") -> list[str]:
+    """What the shifted eval sets say, a line each: every treatment's v with its interval at the smallest size
+    (where augmentation is worth most), as the exchange-rate tables print them. Plain text (no markup)."""
+    rows = rates[~rates["is_reference"]] if "is_reference" in rates else rates
+    labelled = varying(rows)
+    lines = []
+    for name in sorted(set(rows["eval_set"]) - {in_distribution}):
+        mine = rows[rows["eval_set"] == name]
+        x = int(mine["data_size"].min())
+        at = mine[mine["data_size"] == x].to_dict("records")
+        reasons = {str(d.get("fit_reason")) for d in at if d.get("fit_ok") is False}
+        if len(reasons) == 1 and all(d.get("fit_ok") is False for d in at):  # e.g. a reference flat on this set
+            lines.append(f"{name}: {reasons.pop()}")
+            continue
+        parts = []
+        for d in at:
+            text = rate_text(d)
+            shown = text.v + (f" {text.ci}" if text.ci else "") if d.get("fit_ok") is not False else "no fit"
+            parts.append(f"{treatment_label(d, labelled)} {shown}")
+        lines.append(f"{name} at x = {x}: " + "; ".join(parts))
+    return lines
+
+
 def probe_table(probed: pd.DataFrame) -> Table:
     """Probes per treatment, size and step: mean ± sd over seeds."""
     from .probes import probe_summary  # pandas loads with the tables that need it, not for `status`

@@ -199,7 +199,7 @@ def demo(
     path = preset_path("digits_demo")
     code = _run(path.read_text(), str(path), store, address=address, dry_run=False, extend=False,
                 retry_failed=False, progress=not no_progress)
-    analyze_sweep("digits-demo", store, eval_set=None, as_json=False, out_dir=out_dir, reference="none")
+    analyze_sweep("digits-demo", store, eval_set=None, as_json=False, out_dir=out_dir, reference="none", brief=True)
     raise typer.Exit(code)
 
 

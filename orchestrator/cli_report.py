@@ -40,6 +40,7 @@ def report(
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
     from analysis.comparisons import treatment_labels
     from analysis.report import Section, rate_tables, render
+    from analysis.tables import shift_lines
     from results import GROUP_COLUMNS, read_results
 
     from .status import sweep_status
@@ -58,7 +59,13 @@ def report(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rates = exchange_rates(results, reference=reference, n_bootstrap=bootstrap, seed=seed)
-    sections = []
+    first = "test" if "test" in set(rates["eval_set"]) else sorted(rates["eval_set"].unique())[0]
+    labels = treatment_labels(rates, ~rates["is_reference"])
+    mine = (rates["eval_set"] == first).to_numpy()
+    sections = [Section("Summary", text=f"The exchange rates on '{first}'; below it, the shifted eval sets' v [95% "
+                        "CI] at the smallest size. Every table, with its diagnostics, follows.",
+                        tables=rate_tables(rates[mine], labels[mine], GROUP_COLUMNS)[:1],
+                        lines=shift_lines(rates, first))]
     with tempfile.TemporaryDirectory() as tmp:
         figures = []
         for name in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
@@ -69,8 +76,7 @@ def report(
                 figures.append((f"{what} on '{name}'", path.read_bytes()))
         notes = " ".join(str(w.message) for w in caught)
         sections.append(Section("Exchange rates", text=notes, figures=figures,
-                                tables=rate_tables(rates, treatment_labels(rates, ~rates["is_reference"]),
-                                                   GROUP_COLUMNS)))
+                                tables=rate_tables(rates, labels, GROUP_COLUMNS)))
         common = (f"{shlex.quote(sweep)} --store {shlex.quote(store)} --reference {shlex.quote(reference)} "
                   f"--bootstrap {bootstrap} --seed {seed}")
         commands = [f"augworth status {shlex.quote(sweep)} --store {shlex.quote(store)}",

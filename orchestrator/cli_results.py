@@ -59,9 +59,10 @@ def query(
 
 def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
                   reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                  pair: tuple[str, str] | None = None, weights: str = "equal") -> None:
+                  pair: tuple[str, str] | None = None, weights: str = "equal", brief: bool = False) -> None:
+    """`brief`: the in-distribution table only, a line per shifted eval set, and the command for the rest."""
     from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
-    from analysis.tables import probe_table, summary_table
+    from analysis.tables import probe_table, shift_lines, summary_table
     from results import connect, read_results
 
     store = open_sweep(store_root, sweep)
@@ -92,12 +93,24 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
         out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sets:
+        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
+        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
+        if brief and name != sets[0]:
+            continue
         table = summary_table(rates[rates["eval_set"] == name])
         table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
         show(table)
-        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
-        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
         out.print(f"pictures: {a}\n          {b}", highlight=False)
+    if brief:
+        lines = shift_lines(rates, sets[0])
+        if lines:
+            out.print("\nthe shifted eval sets, v [95% CI] at the smallest size (their tables: --eval-set NAME):",
+                      highlight=False, markup=False)
+            for line in lines:
+                out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+        out.print(f"\nevery table and picture in one file: augworth report {sweep} --store {store_root}; pictures "
+                  f"of every eval set: {out_dir}", highlight=False, soft_wrap=True, markup=False)
+        return
     probed = connect(store, sweep).execute(
         "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
     ).df()
@@ -147,6 +160,8 @@ def analyze(
         "--json, --csv, PNG).")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="With --question: also write its rows to this CSV "
                                                   "(stochasticity's three parts stacked, a `part` column).")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="The in-distribution table only, a line per shifted eval "
+                                        "set, and the command that writes every table (what `demo` prints).")] = False,
 ) -> None:
     """Fit power laws and print exchange rates (Eq. 1 of Geiping et al.) with 95% intervals; draw the curves."""
     if question is not None:
@@ -158,7 +173,7 @@ def analyze(
     if csv_path is not None:
         raise BadInput("--csv goes with --question (the exchange rates: --json)")
     analyze_sweep(sweep, store, eval_set=eval_set, as_json=as_json, out_dir=out_dir, reference=reference,
-                  n_bootstrap=bootstrap, seed=seed, pair=pair, weights=weights)
+                  n_bootstrap=bootstrap, seed=seed, pair=pair, weights=weights, brief=brief)
 
 
 @app.command()

@@ -156,6 +156,26 @@ def test_analyze_question_prints_tables_writes_json_csv_and_a_picture(findings, 
     assert bad.returncode == 2 and "--question 'ethics'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+SHIFTED = ("c_contrast", "c_noise")  # the shifted eval sets of digits_findings' smoke grid
+
+
+def test_a_brief_analysis_prints_the_test_table_a_line_per_shifted_set_and_the_report_command(findings, tmp_path):
+    """What `augworth demo` ends with: one table, not one per eval set."""
+    root, sweep = findings
+    store = str(root / "store")
+    brief = in_process("analyze", sweep, "--store", store, "--brief", "--bootstrap", "50", "--out",
+                       str(tmp_path / "figs"), cwd=tmp_path)
+    assert brief.returncode == 0, brief.stderr
+    assert brief.stdout.count("exchange rates on '") == 1 and "exchange rates on 'test'" in brief.stdout
+    lines = [line.strip() for line in brief.stdout.splitlines() if line.strip().startswith("c_")]
+    assert [line.split(" at x = ")[0].split(":")[0] for line in lines] == list(SHIFTED)
+    assert all(("trivialaugment(1)" in line and "crop(2)" in line) or "the reference does not improve" in line
+               for line in lines)
+    assert f"augworth report {sweep} --store {store}" in brief.stdout
+    assert {p.name for p in (tmp_path / "figs").glob("scaling_*.png")} == {f"scaling_{n}.png" for n in
+                                                                          ("test", *SHIFTED)}
+
+
 class _Refs(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -182,6 +202,11 @@ def test_the_report_is_one_self_contained_file_that_chromium_renders(findings, t
     for heading in ("Exchange rates", "Question: ood", "Question: invariance", "Question: stochasticity", "Spec",
                     "Reproduce"):
         assert f"<h2>{heading}</h2>" in text
+    # it opens with what `demo` prints: the test set's rates, then a line per shifted eval set
+    assert text.index("<h2>Summary</h2>") < text.index("<h2>Exchange rates</h2>")
+    summary = text[text.index("<h2>Summary</h2>"):text.index("<h2>Exchange rates</h2>")]
+    assert "exchange rates on &#x27;test&#x27;" in summary and "fits on" not in summary
+    assert summary.count("<li>") == len(SHIFTED) and all(f"<li>{name}" in summary for name in SHIFTED)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Chromium is needed to check the report (`make test` installs Debian's chromium)"
     shot = tmp_path / "shot.png"
