@@ -98,7 +98,7 @@ def plot_scaling_curves(
            (":", "reference asymptote 1 − b (shaded: its 95% interval)")] if "accuracy_fit_ci_low" in rates else []),
     ])
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: str) -> Path:
@@ -209,7 +209,7 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
         extras.append(Line2D([], [], color="gray", alpha=0.5, label="95% interval, whole seeds resampled"))
     _legend(fig, axes, extras)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----- helpers -------------------------------------------------------------------------------------
@@ -315,7 +315,8 @@ def _legend(fig: Figure, axes: list[Axes], extras: list[Any]) -> None:
     fig.legend(handles.values(), handles.keys(), loc="outside right center", fontsize=8)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write the figure as a PNG at `path` (its folder made), for every picture of the analysis."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

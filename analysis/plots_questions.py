@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.plots import MAX_PANELS, _save
+from analysis.plots import MAX_PANELS, save_figure
 
 _SHIFT_STYLE = {"held-out": "-", "partly covered": "-.", "covered": ":", "undeclared": "--"}
 
@@ -65,7 +65,7 @@ def _finish(fig, axes, path: str | Path) -> Path:
         ax.set_xlabel("training samples x")
         ax.set_ylabel("exchange ratio (x + v)/x")
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ood(rows: pd.DataFrame, path: str | Path) -> Path:
@@ -140,4 +140,4 @@ def plot_repetitions(rows: pd.DataFrame, path: str | Path) -> Path:
         ax.set_ylabel("exchange ratio (x + v)/x")
         ax.set_title(f"{aug}, x = {size}, {eval_set}", fontsize=9)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -9,8 +9,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from .formatting import bounded, difference, difference_interval, interval, samples
-from .formatting import missing as _missing
+from .formatting import bounded, difference, difference_interval, interval, missing, samples
 from .tables import cell_text, whole
 from .verdicts import EXTRAPOLATION_LIMIT
 
@@ -52,7 +51,7 @@ def _raw(d: dict[str, Any], key: str) -> str:
 
 
 def _yes(value: Any) -> str:
-    return "too few seeds" if _missing(value) else ("yes" if value else "no")
+    return "too few seeds" if missing(value) else ("yes" if value else "no")
 
 
 def ood_table(rows: pd.DataFrame, title: str) -> Table:
@@ -76,8 +75,8 @@ def invariance_table(rows: pd.DataFrame, title: str) -> Table:
                   f"{_TEST}. trend: per doubling of x, the change of log(x+v_aug) − log(x+v_inv) (slope over "
                   "the sizes; its CI from the same resampling)")
     for d in rows.to_dict("records"):
-        trend = "" if _missing(d["trend_per_doubling"]) else f"{d['trend_per_doubling']:+.3f}"
-        trend_ci = "" if _missing(d["trend_ci_low"]) else escape(
+        trend = "" if missing(d["trend_per_doubling"]) else f"{d['trend_per_doubling']:+.3f}"
+        trend_ci = "" if missing(d["trend_ci_low"]) else escape(
             f"[{d['trend_ci_low']:+.3f}, {d['trend_ci_high']:+.3f}]")
         table.add_row(escape(d["augmentation"]), escape(d["invariant_model"]), str(d["data_size"]), _v(d, "v_aug"),
                       _ci(d, "v_aug"), _v(d, "v_inv"), _ci(d, "v_inv"), _diff(d, "v_aug", "v_inv"),
@@ -92,12 +91,12 @@ def repetition_table(rows: pd.DataFrame, title: str) -> Table:
                   caption=f"v against the plain model without augmentation; per extra view: (v_r − v_r0)/(r − r0) "
                   f"against the fewest fixed views. {_V}. {_CI}; {_TEST}")
     for d in rows.to_dict("records"):
-        per_view = "" if _missing(d.get("v_per_extra_view")) else _raw(d, "v_per_extra_view")
-        minus = "" if _missing(d.get("v_random_minus")) else _raw(d, "v_random_minus")
+        per_view = "" if missing(d.get("v_per_extra_view")) else _raw(d, "v_per_extra_view")
+        minus = "" if missing(d.get("v_random_minus")) else _raw(d, "v_random_minus")
         table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"),
                       cell_text(d["exchange_ratio"]), per_view, _diff_ci(d, "v_per_extra_view"), minus,
                       _diff_ci(d, "v_random_minus"), cell_text(d.get("p_family")),
-                      "" if _missing(d.get("v_random_minus")) else _yes(d.get("differs")))
+                      "" if missing(d.get("v_random_minus")) else _yes(d.get("differs")))
     return whole(table, "treatment", "95% CI")
 
 
@@ -121,8 +120,8 @@ def correlation_table(rows: pd.DataFrame, title: str) -> Table:
                   "95% CI: whole seeds resampled for both (the treatments are these, not a sample of treatments); "
                   "p (table): twice the share of resamples on the other side of 0, Holm over this table's rows")
     for d in rows.to_dict("records"):
-        ci = "" if _missing(d["r_ci_low"]) else escape(f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]")
+        ci = "" if missing(d["r_ci_low"]) else escape(f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]")
         table.add_row(d["eval_set"], str(d["data_size"]), d["probe"], str(d["n_treatments"]),
-                      "" if _missing(d["r"]) else f"{d['r']:+.2f}", ci, cell_text(d.get("p_family")),
-                      "" if _missing(d.get("p_family")) else ("yes" if d.get("nonzero") else "no"))
+                      "" if missing(d["r"]) else f"{d['r']:+.2f}", ci, cell_text(d.get("p_family")),
+                      "" if missing(d.get("p_family")) else ("yes" if d.get("nonzero") else "no"))
     return whole(table, "95% CI")
