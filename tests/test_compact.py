@@ -71,8 +71,15 @@ def assert_tidy(folder: Path) -> None:
 
 # ----- a completed compaction -----------------------------------------------------------------------
 
-def test_compaction_keeps_rows_and_done_keys_in_fewer_sorted_files(tmp_path):
-    store = Store(tmp_path)
+
+@pytest.fixture(params=["path", "file-uri"])
+def root(request, tmp_path):
+    """A store root over `tmp_path`: the folder itself, or the same folder as a file:// URI (test_store.py)."""
+    return tmp_path if request.param == "path" else f"file://{tmp_path}"
+
+
+def test_compaction_keeps_rows_and_done_keys_in_fewer_sorted_files(root, tmp_path):
+    store = Store(root)
     keys = fill(store)
     before, done = frame(store), store.done_keys("s")
 
@@ -101,8 +108,8 @@ def test_compaction_keeps_rows_and_done_keys_in_fewer_sorted_files(tmp_path):
     assert cell.num_rows == 6 and set(cell["cell_key"].to_pylist()) == {keys[0]}
 
 
-def test_compacting_again_writes_nothing(tmp_path):
-    store = Store(tmp_path)
+def test_compacting_again_writes_nothing(root, tmp_path):
+    store = Store(root)
     fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     folder = folder_of(tmp_path)
@@ -114,8 +121,8 @@ def test_compacting_again_writes_nothing(tmp_path):
     assert {n: (folder / n).stat().st_mtime_ns for n in names(folder)} == stamps
 
 
-def test_cells_written_after_compaction_are_seen_and_merged_next_time(tmp_path):
-    store = Store(tmp_path)
+def test_cells_written_after_compaction_are_seen_and_merged_next_time(root, tmp_path):
+    store = Store(root)
     old = fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     new = fill(store, seeds=[7, 8])
@@ -132,8 +139,8 @@ def test_cells_written_after_compaction_are_seen_and_merged_next_time(tmp_path):
     assert all(seen == want for seen in plain_readers(folder_of(tmp_path)).values())
 
 
-def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(tmp_path):
-    store = Store(tmp_path)
+def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(root, tmp_path):
+    store = Store(root)
     keys = fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     others = frame(store).query("cell_key != @keys[0]").reset_index(drop=True)
@@ -152,8 +159,8 @@ def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(tmp_path):
     assert_tidy(folder_of(tmp_path))
 
 
-def test_read_results_can_take_final_rows_and_some_columns(tmp_path):
-    store = Store(tmp_path)
+def test_read_results_can_take_final_rows_and_some_columns(root, tmp_path):
+    store = Store(root)
     fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     df = read_results(store, "s", columns=["cell_key", "accuracy"], final_only=True)
@@ -285,8 +292,8 @@ def test_a_rewrite_of_compacted_cells_interrupted_anywhere_keeps_one_copy(tmp_pa
     assert all(seen == rows_per_cell(frame(store)) for seen in plain_readers(folder_of(root)).values())
 
 
-def test_writing_cells_rewrites_each_compacted_file_holding_them_once(tmp_path):
-    store = Store(tmp_path)
+def test_writing_cells_rewrites_each_compacted_file_holding_them_once(root, tmp_path):
+    store = Store(root)
     keys = fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     before = store.read_manifest("s")
@@ -307,9 +314,9 @@ def test_writing_cells_rewrites_each_compacted_file_holding_them_once(tmp_path):
         store.write_cells("s", {keys[6]: new[keys[0]]})
 
 
-def test_each_step_of_a_compaction_keeps_store_readers_exact(tmp_path):
+def test_each_step_of_a_compaction_keeps_store_readers_exact(root, tmp_path):
     """The same as a crash between steps, spelled out: new files first, then the manifest, then deletions."""
-    store = Store(tmp_path)
+    store = Store(root)
     keys = fill(store)
     expected = frame(store)
     folder = folder_of(tmp_path)
@@ -353,8 +360,8 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
     assert next(calls) == 2  # it listed twice
 
 
-def test_a_compacted_file_holding_cells_found_nowhere_else_is_never_deleted(tmp_path):
-    store = Store(tmp_path)
+def test_a_compacted_file_holding_cells_found_nowhere_else_is_never_deleted(root, tmp_path):
+    store = Store(root)
     fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     folder = folder_of(tmp_path)
@@ -366,8 +373,8 @@ def test_a_compacted_file_holding_cells_found_nowhere_else_is_never_deleted(tmp_
     assert store.done_keys("s") == set()  # unlisted files are never read: no cell counted twice
 
 
-def test_a_manifest_that_lists_a_cell_twice_is_refused(tmp_path):
-    store = Store(tmp_path)
+def test_a_manifest_that_lists_a_cell_twice_is_refused(root, tmp_path):
+    store = Store(root)
     fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
     path = folder_of(tmp_path) / MANIFEST_NAME

@@ -1,4 +1,6 @@
-"""The Parquet store: atomic writes, the fixed schema, done keys, readers without our code."""
+"""The Parquet store: atomic writes, the fixed schema, done keys, readers without our code. The store's contract is
+run over each root kind whose files a test can look at on disk (`root`): a local path and the same folder as a
+`file://` URI; S3 runs in test_object_store.py."""
 
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ from results import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLU
 from search_spaces import CELL_FIELDS
 
 
+@pytest.fixture(params=["path", "file-uri"])
+def root(request, tmp_path):
+    """A store root over `tmp_path`: the folder itself, or the same folder as a file:// URI."""
+    return tmp_path if request.param == "path" else f"file://{tmp_path}"
+
+
 def test_every_cell_field_has_a_typed_column():
     assert set(CELL_FIELDS) <= set(RESULT_COLUMNS)
     assert set(TREATMENT_COLUMNS) <= set(RESULT_COLUMNS) and set(GROUP_COLUMNS) <= set(RESULT_COLUMNS)
@@ -23,8 +31,8 @@ def test_every_cell_field_has_a_typed_column():
         assert name in RESULT_COLUMNS
 
 
-def test_write_cell_round_trips_in_the_fixed_schema(tmp_path):
-    store = Store(tmp_path)
+def test_write_cell_round_trips_in_the_fixed_schema(root, tmp_path):
+    store = Store(root)
     cell = make_cell()
     path = store.write_cell("s1", cell.cell_key, rows_for(cell))
     assert path.endswith(f"/s1/results/{cell.cell_key}.parquet")
@@ -36,8 +44,8 @@ def test_write_cell_round_trips_in_the_fixed_schema(tmp_path):
     assert df["strength"].tolist() == [2.0] * 4 and df["final"].sum() == 2
 
 
-def test_rewriting_a_done_cell_replaces_it_and_leaves_no_temp_files(tmp_path):
-    store = Store(tmp_path)
+def test_rewriting_a_done_cell_replaces_it_and_leaves_no_temp_files(root, tmp_path):
+    store = Store(root)
     cell = make_cell()
     store.write_cell("s1", cell.cell_key, rows_for(cell, n_steps=1))
     store.write_cell("s1", cell.cell_key, rows_for(cell, n_steps=3))
@@ -46,8 +54,8 @@ def test_rewriting_a_done_cell_replaces_it_and_leaves_no_temp_files(tmp_path):
     assert store.read_cell("s1", cell.cell_key).num_rows == 6
 
 
-def test_a_failed_write_leaves_nothing_visible(tmp_path):
-    store = Store(tmp_path)
+def test_a_failed_write_leaves_nothing_visible(root, tmp_path):
+    store = Store(root)
     cell = make_cell()
     bad = rows_for(cell)
     bad[0]["not_a_column"] = 1
@@ -61,8 +69,8 @@ def test_a_failed_write_leaves_nothing_visible(tmp_path):
     assert not (tmp_path / "s1" / "results").exists() or os.listdir(tmp_path / "s1" / "results") == []
 
 
-def test_done_keys_come_from_file_names_and_ignore_temp_files(tmp_path):
-    store = Store(tmp_path)
+def test_done_keys_come_from_file_names_and_ignore_temp_files(root, tmp_path):
+    store = Store(root)
     cells = [make_cell(seed=s) for s in range(3)]
     for c in cells:
         store.write_cell("s1", c.cell_key, rows_for(c))
@@ -71,8 +79,8 @@ def test_done_keys_come_from_file_names_and_ignore_temp_files(tmp_path):
     assert store.done_keys("other") == set()
 
 
-def test_sweeps_are_isolated_and_plain_readers_work(tmp_path):
-    store = Store(tmp_path)
+def test_sweeps_are_isolated_and_plain_readers_work(root, tmp_path):
+    store = Store(root)
     for sweep, n in (("a", 2), ("b", 3)):
         for s in range(n):
             c = make_cell(seed=s)
@@ -88,14 +96,14 @@ def test_sweeps_are_isolated_and_plain_readers_work(tmp_path):
     assert connect(store, "b").execute("SELECT count(DISTINCT cell_key) FROM results").fetchone()[0] == 3
 
 
-def test_connect_on_an_empty_sweep_gives_an_empty_view(tmp_path):
-    con = connect(Store(tmp_path), "nothing")
+def test_connect_on_an_empty_sweep_gives_an_empty_view(root, tmp_path):
+    con = connect(Store(root), "nothing")
     assert con.execute("SELECT count(*) FROM results").fetchone()[0] == 0
     assert "accuracy" in [d[0] for d in con.execute("SELECT * FROM results").description]
 
 
-def test_failures_are_recorded_and_cleared(tmp_path):
-    store = Store(tmp_path)
+def test_failures_are_recorded_and_cleared(root, tmp_path):
+    store = Store(root)
     store.write_failure("s1", "abc", {"reason": "non-finite training loss (nan) at step 3"})
     assert store.failures("s1")["abc"]["reason"].startswith("non-finite")
     store.clear_failure("s1", "abc")
@@ -108,8 +116,8 @@ def test_a_sweep_name_cannot_escape_the_root(tmp_path, name):
         Store(tmp_path).sweep_dir(name)
 
 
-def test_spec_is_frozen_atomically(tmp_path):
-    store = Store(tmp_path)
+def test_spec_is_frozen_atomically(root, tmp_path):
+    store = Store(root)
     assert not store.has_sweep("s1")
     store.write_spec("s1", "name: s1\n")
     assert store.has_sweep("s1") and store.read_spec("s1") == "name: s1\n"
