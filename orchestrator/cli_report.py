@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, app, open_sweep, out, user_errors
+from .answers import DEFAULT_BOOTSTRAP, best_frame
+from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, open_sweep, out, user_errors
 from .cli_questions import QUESTIONS, answer, draw
-from .cli_results import DEFAULT_BOOTSTRAP
 
 SEARCH_NOTE = ("accuracy, v: the best trial as selected, over the search's seeds; the best of the study's trials, so "
                "optimistic (the grid's best too). confirm_*: the same point trained again on fresh seeds "
@@ -23,7 +23,6 @@ SEARCH_NOTE = ("accuracy, v: the best trial as selected, over the search's seeds
                "v: against the grid's reference curve, its seeds resampled whole.")
 
 
-@app.command()
 @user_errors
 def report(
     sweep: SweepArg,
@@ -95,8 +94,6 @@ def report(
             commands.append(f"augworth analyze {common} --question {question} --csv {question}.csv")
         if status.get("search"):
             import pandas as pd
-
-            from .cli_search import best_frame
 
             frame = best_frame(store, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)
             sections.append(Section("Search: best points", text=SEARCH_NOTE, tables=[

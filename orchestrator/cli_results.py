@@ -13,13 +13,13 @@ from typing import Annotated
 
 import typer
 
+from .answers import DEFAULT_BOOTSTRAP, analyze_sweep
 from .cli_common import (
     DEFAULT_STORE,
     BadInput,
     JsonOpt,
     StoreOpt,
     SweepArg,
-    app,
     err,
     open_sweep,
     out,
@@ -27,11 +27,8 @@ from .cli_common import (
     user_errors,
 )
 
-DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
-
 # ----- query and analyze ----------------------------------------------------------------------------
 
-@app.command()
 @user_errors
 def query(
     sweep: SweepArg,
@@ -57,88 +54,6 @@ def query(
     show(frame_table(df))
 
 
-def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
-                  reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                  pair: tuple[str, str] | None = None, weights: str = "equal", brief: bool = False) -> None:
-    """`brief`: the in-distribution table only, a line per shifted eval set, and the command for the rest."""
-    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
-    from analysis.tables import probe_table, shift_lines, summary_table
-    from results import connect, read_results
-
-    store = open_sweep(store_root, sweep)
-    # fits and pictures use the last evaluation only, and the grid only (a search's points are no grid)
-    results = read_results(store, sweep, grid_only=True, final_only=True)
-    if results.empty:
-        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
-    sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
-    if eval_set is not None:
-        if eval_set not in sets:
-            raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
-        results, sets = results[results["eval_set"] == eval_set], [eval_set]
-    if reference not in set(results["augmentation"]):
-        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
-    if n_bootstrap < 0:
-        raise BadInput(f"--bootstrap {n_bootstrap}: give 0 (no intervals) or a number of resamples")
-    if pair is not None:
-        compare_sweep(results, pair, reference=reference, n_bootstrap=n_bootstrap or DEFAULT_BOOTSTRAP, seed=seed,
-                      as_json=as_json)
-        return
-    if weights not in ("equal", "inverse_variance"):
-        raise BadInput(f"--weights {weights!r}: give equal or inverse_variance")
-    rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed, weights=weights)
-    if as_json:
-        sys.stdout.write(rates.to_json(orient="records") + "\n")
-        return
-    if out_dir is None:
-        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in sets:
-        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
-        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
-        if brief and name != sets[0]:
-            continue
-        table = summary_table(rates[rates["eval_set"] == name])
-        table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
-        show(table)
-        out.print(f"pictures: {a}\n          {b}", highlight=False)
-    if brief:
-        lines = shift_lines(rates, sets[0])
-        if lines:
-            out.print("\nthe shifted eval sets, v [95% CI] at the smallest size (their tables: --eval-set NAME):",
-                      highlight=False, markup=False)
-            for line in lines:
-                out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
-        out.print(f"\nevery table and picture in one file: augworth report {sweep} --store {store_root}; pictures "
-                  f"of every eval set: {out_dir}", highlight=False, soft_wrap=True, markup=False)
-        return
-    probed = connect(store, sweep).execute(
-        "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
-    ).df()
-    if not probed.empty:
-        show(probe_table(probed))
-    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
-
-
-def compare_sweep(results, pair: tuple[str, str], *, reference: str, n_bootstrap: int, seed: int,
-                  as_json: bool) -> None:
-    from analysis.comparisons import compare
-    from analysis.tables import compare_table
-
-    try:
-        rows = compare(results, *pair, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
-    except ValueError as exc:
-        raise BadInput(f"--compare: {str(exc).removeprefix('compare: ')}") from None
-    if as_json:
-        sys.stdout.write(rows.to_json(orient="records") + "\n")
-        return
-    if rows.empty:
-        raise BadInput(f"--compare: no group has {pair[0]!r}, {pair[1]!r} and {reference!r} together")
-    for name in sorted(rows["eval_set"].unique(), key=lambda name: (name != "test", name)):
-        frame = rows[rows["eval_set"] == name]
-        show(compare_table(frame, title=f"{pair[0]} vs {pair[1]} on '{name}', each against {reference}"))
-
-
-@app.command()
 @user_errors
 def analyze(
     sweep: SweepArg,
@@ -176,7 +91,6 @@ def analyze(
                   n_bootstrap=bootstrap, seed=seed, pair=pair, weights=weights, brief=brief)
 
 
-@app.command()
 @user_errors
 def status(
     sweep: SweepArg,
@@ -203,7 +117,6 @@ def status(
         show(table)
 
 
-@app.command()
 @user_errors
 def verify(
     sweep: SweepArg,
@@ -237,7 +150,6 @@ def verify(
 
 # ----- compact --------------------------------------------------------------------------------------
 
-@app.command()
 @user_errors
 def compact(
     sweep: SweepArg,
@@ -270,7 +182,6 @@ def compact(
 
 # ----- evaluate -------------------------------------------------------------------------------------
 
-@app.command()
 @user_errors
 def evaluate(
     sweep: SweepArg,

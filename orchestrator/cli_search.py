@@ -10,58 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, SweepArg, app, open_sweep, out, show, user_errors
+from .answers import best_frame, best_records
+from .cli_common import DEFAULT_STORE, BadInput, JsonOpt, StoreOpt, SweepArg, out, show, user_errors
 
 GridOpt = Annotated[list[str] | None, typer.Option(
     "--grid", help="Another sweep in the store whose grid points count too: the searched policy's for the grid's "
                    "best, the reference's for the exchange rate (repeatable).")]
-
-
-def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, reference: str = "none",
-               n_bootstrap: int = 1000, seed: int = 0):  # -> pandas.DataFrame
-    """The `best` table of a sweep (the report's section too)."""
-    import pandas as pd
-
-    from analysis.search import best_points, read_confirmations, read_trials
-    from results import read_results
-    from search_spaces import confirm_eval_set, confirm_seeds, parse_spec
-
-    from .storage import storage_url
-
-    opened = open_sweep(store, sweep)
-    spec = parse_spec(opened.read_spec(sweep), opened.spec_source(sweep))
-    if spec.search is None:
-        raise BadInput(f"sweep {sweep!r} has no search block: `augworth analyze {sweep}` reports its grid")
-    url = storage_url(spec, opened)
-    if "://" not in url and not opened.files.exists(url):
-        raise BadInput(f"sweep {sweep!r} has not started its search yet ({url} not found)")
-    trials = read_trials(url, sweep)
-    results = read_results(opened, sweep, final_only=True)
-    grid_rows = None
-    if grid:
-        grid_rows = pd.concat([read_results(open_sweep(store, other), other, final_only=True) for other in grid],
-                              ignore_index=True)
-    return best_points(results, trials, objective=spec.search.objective.eval_set,
-                       confirm_eval_set=confirm_eval_set(spec), confirm_seeds=len(confirm_seeds(spec)),
-                       confirmations=read_confirmations(url, sweep), reference=reference, grid=grid_rows,
-                       n_bootstrap=n_bootstrap, seed=seed)
-
-
-CONFIRM_FIELDS = ("state", "seeds", "seeds_wanted", "eval_set", "same_eval_set", "accuracy_mean", "accuracy_ci_low",
-                  "accuracy_ci_high", "v", "v_ci_low", "v_ci_high", "ratio", "unbounded", "v_censored", "v_bound_low",
-                  "v_text", "v_ci_text", "ratio_text", "v_note", "note")
-
-
-def best_records(frame) -> list[dict[str, Any]]:  # frame: pandas.DataFrame
-    """`best --json`: per study, the selected figure's columns and the confirmation as one object `confirm`."""
-    import json
-
-    records = json.loads(frame.to_json(orient="records"))  # NaN and inf as null: JSON has neither
-    for record in records:
-        flat = {k.removeprefix("confirm_"): record.pop(k) for k in list(record) if k.startswith("confirm_")}
-        flat["accuracy_mean"] = flat.pop("accuracy", None)
-        record["confirm"] = {k: flat.get(k) for k in CONFIRM_FIELDS}
-    return records
 
 
 def _num(v: Any, digits: int = 4) -> str:
@@ -72,7 +26,6 @@ def _num(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-@app.command()
 @user_errors
 def best(
     sweep: SweepArg,

@@ -137,3 +137,17 @@ def test_no_module_imports_its_importer():
 
     for name in sorted(edges):
         visit(name, ())
+
+
+def test_command_modules_import_no_other_command_module_and_every_command_is_registered_in_cli():
+    """One module per group of verbs, each importing only what lies below the command line; `cli.py` lists them."""
+    from orchestrator.cli import COMMANDS, app
+
+    command_modules = sorted({c.__module__ for c in COMMANDS})
+    known = {module_name(p) for p in modules()}
+    for name in command_modules:
+        path = ROOT / Path(*name.split(".")).with_suffix(".py")
+        others = imported_modules(path, known) & (set(command_modules) - {name})
+        assert not others, f"{name} imports the command module(s) {sorted(others)}"
+    registered = {c.callback.__name__ for c in app.registered_commands}
+    assert registered == {c.__name__ for c in COMMANDS} and len(app.registered_commands) == len(COMMANDS)

@@ -71,7 +71,7 @@ def test_a_small_search_finds_a_better_strength_than_the_default(searched):
     store, summary = searched
     assert summary.exit_code == 0 and summary.search["failed"] == 0
     assert summary.search["complete"] + summary.search["pruned"] == 5
-    from orchestrator.cli_search import best_frame
+    from orchestrator.answers import best_frame
     from search_spaces import Cell
     from trainables.datasets import load_dataset
     from trainables.train import train_cell

@@ -1,0 +1,140 @@
+"""What the verbs compute and print, below the command modules (which import it, never one another): the exchange
+rates of `analyze` and `demo`, a comparison, a search's best points for `best` and `report`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .cli_common import BadInput, open_sweep, out, show
+
+DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
+
+
+def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
+                  reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                  pair: tuple[str, str] | None = None, weights: str = "equal", brief: bool = False) -> None:
+    """`brief`: the in-distribution table only, a line per shifted eval set, and the command for the rest."""
+    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+    from analysis.tables import probe_table, shift_lines, summary_table
+    from results import connect, read_results
+
+    store = open_sweep(store_root, sweep)
+    # fits and pictures use the last evaluation only, and the grid only (a search's points are no grid)
+    results = read_results(store, sweep, grid_only=True, final_only=True)
+    if results.empty:
+        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
+    sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
+    if eval_set is not None:
+        if eval_set not in sets:
+            raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
+        results, sets = results[results["eval_set"] == eval_set], [eval_set]
+    if reference not in set(results["augmentation"]):
+        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
+    if n_bootstrap < 0:
+        raise BadInput(f"--bootstrap {n_bootstrap}: give 0 (no intervals) or a number of resamples")
+    if pair is not None:
+        compare_sweep(results, pair, reference=reference, n_bootstrap=n_bootstrap or DEFAULT_BOOTSTRAP, seed=seed,
+                      as_json=as_json)
+        return
+    if weights not in ("equal", "inverse_variance"):
+        raise BadInput(f"--weights {weights!r}: give equal or inverse_variance")
+    rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed, weights=weights)
+    if as_json:
+        sys.stdout.write(rates.to_json(orient="records") + "\n")
+        return
+    if out_dir is None:
+        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sets:
+        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
+        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
+        if brief and name != sets[0]:
+            continue
+        table = summary_table(rates[rates["eval_set"] == name])
+        table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
+        show(table)
+        out.print(f"pictures: {a}\n          {b}", highlight=False)
+    if brief:
+        lines = shift_lines(rates, sets[0])
+        if lines:
+            out.print("\nthe shifted eval sets, v [95% CI] at the smallest size (their tables: --eval-set NAME):",
+                      highlight=False, markup=False)
+            for line in lines:
+                out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+        out.print(f"\nevery table and picture in one file: augworth report {sweep} --store {store_root}; pictures "
+                  f"of every eval set: {out_dir}", highlight=False, soft_wrap=True, markup=False)
+        return
+    probed = connect(store, sweep).execute(
+        "SELECT * FROM results WHERE grad_noise IS NOT NULL OR flatness IS NOT NULL OR hessian_top_eig IS NOT NULL"
+    ).df()
+    if not probed.empty:
+        show(probe_table(probed))
+    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
+
+
+def compare_sweep(results, pair: tuple[str, str], *, reference: str, n_bootstrap: int, seed: int,
+                  as_json: bool) -> None:
+    from analysis.comparisons import compare
+    from analysis.tables import compare_table
+
+    try:
+        rows = compare(results, *pair, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
+    except ValueError as exc:
+        raise BadInput(f"--compare: {str(exc).removeprefix('compare: ')}") from None
+    if as_json:
+        sys.stdout.write(rows.to_json(orient="records") + "\n")
+        return
+    if rows.empty:
+        raise BadInput(f"--compare: no group has {pair[0]!r}, {pair[1]!r} and {reference!r} together")
+    for name in sorted(rows["eval_set"].unique(), key=lambda name: (name != "test", name)):
+        frame = rows[rows["eval_set"] == name]
+        show(compare_table(frame, title=f"{pair[0]} vs {pair[1]} on '{name}', each against {reference}"))
+
+
+def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, reference: str = "none",
+               n_bootstrap: int = 1000, seed: int = 0):  # -> pandas.DataFrame
+    """The `best` table of a sweep (the report's section too)."""
+    import pandas as pd
+
+    from analysis.search import best_points, read_confirmations, read_trials
+    from results import read_results
+    from search_spaces import confirm_eval_set, confirm_seeds, parse_spec
+
+    from .storage import storage_url
+
+    opened = open_sweep(store, sweep)
+    spec = parse_spec(opened.read_spec(sweep), opened.spec_source(sweep))
+    if spec.search is None:
+        raise BadInput(f"sweep {sweep!r} has no search block: `augworth analyze {sweep}` reports its grid")
+    url = storage_url(spec, opened)
+    if "://" not in url and not opened.files.exists(url):
+        raise BadInput(f"sweep {sweep!r} has not started its search yet ({url} not found)")
+    trials = read_trials(url, sweep)
+    results = read_results(opened, sweep, final_only=True)
+    grid_rows = None
+    if grid:
+        grid_rows = pd.concat([read_results(open_sweep(store, other), other, final_only=True) for other in grid],
+                              ignore_index=True)
+    return best_points(results, trials, objective=spec.search.objective.eval_set,
+                       confirm_eval_set=confirm_eval_set(spec), confirm_seeds=len(confirm_seeds(spec)),
+                       confirmations=read_confirmations(url, sweep), reference=reference, grid=grid_rows,
+                       n_bootstrap=n_bootstrap, seed=seed)
+
+
+CONFIRM_FIELDS = ("state", "seeds", "seeds_wanted", "eval_set", "same_eval_set", "accuracy_mean", "accuracy_ci_low",
+                  "accuracy_ci_high", "v", "v_ci_low", "v_ci_high", "ratio", "unbounded", "v_censored", "v_bound_low",
+                  "v_text", "v_ci_text", "ratio_text", "v_note", "note")
+
+
+def best_records(frame) -> list[dict[str, Any]]:  # frame: pandas.DataFrame
+    """`best --json`: per study, the selected figure's columns and the confirmation as one object `confirm`."""
+    import json
+
+    records = json.loads(frame.to_json(orient="records"))  # NaN and inf as null: JSON has neither
+    for record in records:
+        flat = {k.removeprefix("confirm_"): record.pop(k) for k in list(record) if k.startswith("confirm_")}
+        flat["accuracy_mean"] = flat.pop("accuracy", None)
+        record["confirm"] = {k: flat.get(k) for k in CONFIRM_FIELDS}
+    return records
