@@ -54,6 +54,20 @@ def _yes(value: Any) -> str:
     return "too few seeds" if missing(value) else ("yes" if value else "no")
 
 
+def by_group(rows: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
+    """(title prefix, rows) per value of `key` and per group where group columns vary (width, model ...)."""
+    from results import GROUP_COLUMNS
+
+    varying = [c for c in GROUP_COLUMNS if c in rows.columns and rows[c].astype(str).nunique() > 1]
+    out = []
+    for values, part in rows.groupby([*varying, key], dropna=False, sort=False) if varying else rows.groupby(
+            key, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        where = ", ".join(f"{c}={v}" for c, v in zip(varying, values, strict=False))
+        out.append((escape(str(values[-1])) + (f" ({escape(where)})" if where else ""), part))
+    return out
+
+
 def ood_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("treatment", "shifted set", "shift", "size x", "v in dist.", "95% CI", "v shifted", "95% CI",
                   "shifted − in dist.", "95% CI", "p (table)", "differs", title=title, caption_justify="left",

@@ -4,21 +4,17 @@ covers; `analysis` gets them as plain mappings (it imports no torch)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from .cli_common import BadInput, open_sweep, out, show
 
 if TYPE_CHECKING:
     import pandas as pd
-
-QUESTIONS = ("ood", "invariance", "stochasticity")
-
 
 def eval_set_corruptions(requests: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
     """Label -> the corruptions the eval set holds: its option `corruptions`, else its registry entry's."""
@@ -49,37 +45,41 @@ def policy_covers(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def answer(store_root: str, sweep: str, question: str, *, reference: str, n_bootstrap: int, seed: int,
+def answer(store_root: str, sweep: str, name: str, *, reference: str, n_bootstrap: int, seed: int,
            in_distribution: str = "test") -> dict[str, pd.DataFrame]:
     """The question's frames, by name (one for ood and invariance, three for stochasticity)."""
-    from analysis.questions import QuestionError, invariance, ood
-    from analysis.stochasticity import stochasticity
+    from analysis.paper_questions import QUESTIONS, QuestionInputs
+    from analysis.questions import QuestionError
     from results import read_results
     from search_spaces import parse_spec
 
+    question = QUESTIONS[name]
     store = open_sweep(store_root, sweep)
     # probes sit on earlier steps; the cells of a search are no grid
-    results = read_results(store, sweep, grid_only=True, final_only=question != "stochasticity")
+    results = read_results(store, sweep, grid_only=True, final_only=question.final_only)
     if results.empty:
         raise BadInput(f"sweep {sweep!r} has no finished cells yet")
+    inputs = QuestionInputs(reference=reference, n_bootstrap=n_bootstrap, seed=seed, in_distribution=in_distribution)
+    if question.labels_shifts:  # the registries (torch) load only for a question that labels shifts
+        spec = parse_spec(store.read_spec(sweep), store.spec_source(sweep))
+        inputs = dataclasses.replace(inputs, covers=policy_covers(set(results["augmentation"].dropna())),
+                                     corruptions=eval_set_corruptions(spec.eval_requests()))
     try:
-        if question == "ood":
-            spec = parse_spec(store.read_spec(sweep), store.spec_source(sweep))
-            rows = ood(results, reference=reference, in_distribution=in_distribution, n_bootstrap=n_bootstrap,
-                       seed=seed, covers=policy_covers(set(results["augmentation"].dropna())),
-                       corruptions=eval_set_corruptions(spec.eval_requests()))
-            return {"ood": rows}
-        if question == "invariance":
-            return {"invariance": invariance(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)}
-        return stochasticity(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
+        return question.answer(results, inputs)
     except QuestionError as exc:  # what the sweep lacks; any other error is a bug and shows as one
-        raise BadInput(f"--question {question}: {str(exc).split(': ', 1)[-1]}") from None
+        raise BadInput(f"--question {name}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def question_names() -> tuple[str, ...]:
+    from analysis.paper_questions import QUESTIONS
+
+    return tuple(QUESTIONS)
 
 
 def question_sweep(sweep: str, store_root: str, question: str, *, reference: str, n_bootstrap: int, seed: int,
                    as_json: bool, csv_path: Path | None, out_dir: Path | None) -> None:
-    if question not in QUESTIONS:
-        raise BadInput(f"--question {question!r}: give one of {', '.join(QUESTIONS)}")
+    if question not in question_names():
+        raise BadInput(f"--question {question!r}: give one of {', '.join(question_names())}")
     if n_bootstrap < 1:
         raise BadInput(f"--bootstrap {n_bootstrap}: --question needs resamples for its intervals (try 1000)")
     import pandas as pd
@@ -100,53 +100,13 @@ def question_sweep(sweep: str, store_root: str, question: str, *, reference: str
         out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
     for path in draw(frames, question, out_dir):
         out.print(f"picture: {path}", highlight=False)
-    for table in tables(frames, question):
+    from analysis.paper_questions import QUESTIONS
+
+    for table in QUESTIONS[question].tables(frames):
         show(table)
 
 
 def draw(frames: dict[str, pd.DataFrame], question: str, out_dir: Path) -> list[Path]:
-    from analysis.plots_questions import plot_invariance, plot_ood, plot_repetitions
+    from analysis.paper_questions import QUESTIONS
 
-    if question == "ood":
-        return [plot_ood(frames["ood"], out_dir / "question_ood.png")]
-    if question == "invariance":
-        return [plot_invariance(frames["invariance"], out_dir / "question_invariance.png")]
-    if frames["repetitions"].empty:
-        return []
-    return [plot_repetitions(frames["repetitions"], out_dir / "question_stochasticity.png")]
-
-
-def by_group(rows: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
-    """(title prefix, rows) per value of `key` and per group where group columns vary (width, model ...)."""
-    from results import GROUP_COLUMNS
-
-    varying = [c for c in GROUP_COLUMNS if c in rows.columns and rows[c].astype(str).nunique() > 1]
-    out = []
-    for values, part in rows.groupby([*varying, key], dropna=False, sort=False) if varying else rows.groupby(
-            key, sort=False):
-        values = values if isinstance(values, tuple) else (values,)
-        where = ", ".join(f"{c}={v}" for c, v in zip(varying, values, strict=False))
-        out.append((escape(str(values[-1])) + (f" ({escape(where)})" if where else ""), part))
-    return out
-
-
-def tables(frames: dict[str, pd.DataFrame], question: str) -> list:
-    from analysis import tables_questions as t
-
-    made = []
-    if question == "ood":
-        for name, part in by_group(frames["ood"], "treatment"):
-            made.append(t.ood_table(part, f"{name}: worth in distribution and under shift"))
-    elif question == "invariance":
-        for name, part in by_group(frames["invariance"], "eval_set"):
-            made.append(t.invariance_table(part, f"augmentation vs invariance on {name}"))
-    else:
-        reps = frames["repetitions"]
-        for name, part in by_group(reps, "eval_set") if not reps.empty else []:
-            made.append(t.repetition_table(part, f"views on {name}: random, fixed, same batch"))
-        for name, part in by_group(frames["probe_differences"], "probe") if not frames["probe_differences"].empty \
-                else []:
-            made.append(t.probe_difference_table(part, f"probes: each view mode − random views, {name}"))
-        for name, part in by_group(frames["correlations"], "probe") if not frames["correlations"].empty else []:
-            made.append(t.correlation_table(part, f"do the probes track the worth? {name}"))
-    return made
+    return QUESTIONS[question].draw(frames, out_dir)

@@ -15,7 +15,7 @@ import typer
 
 from .answers import DEFAULT_BOOTSTRAP, best_frame
 from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, open_sweep, out, user_errors
-from .cli_questions import QUESTIONS, answer, draw
+from .cli_questions import answer, draw, question_names
 
 SEARCH_NOTE = ("accuracy, v: the best trial as selected, over the search's seeds; the best of the study's trials, so "
                "optimistic (the grid's best too). confirm_*: the same point trained again on fresh seeds "
@@ -80,7 +80,7 @@ def report(
                   f"--bootstrap {bootstrap} --seed {seed}")
         commands = [f"augworth status {shlex.quote(sweep)} --store {shlex.quote(store)}",
                     f"augworth analyze {common} --json"]
-        for question in QUESTIONS:
+        for question in question_names():
             try:
                 frames = answer(store, sweep, question, reference=reference, n_bootstrap=bootstrap, seed=seed)
             except BadInput as exc:

@@ -222,3 +222,31 @@ def test_the_report_is_one_self_contained_file_that_chromium_renders(findings, t
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert (pixels < 200).mean() > 0.02  # not a blank page: text, tables and figures were drawn
+
+
+def test_a_question_is_one_decorated_class_that_the_command_line_finds(findings, tmp_path):
+    from analysis.paper_questions import QUESTIONS, Question, register_question
+
+    @register_question("sizes")
+    class Sizes(Question):
+        def answer(self, results, inputs):
+            return {"sizes": results.groupby("augmentation")["data_size"].nunique().reset_index()}
+
+        def draw(self, frames, out_dir):
+            return []
+
+        def tables(self, frames):
+            from analysis.tables import frame_table
+
+            return [frame_table(frames["sizes"], "sizes per augmentation")]
+
+    try:
+        root, sweep = findings
+        shown = in_process("analyze", sweep, "--store", str(root / "store"), "--question", "sizes", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert "sizes per augmentation" in shown.stdout and "trivialaugment" in shown.stdout
+        with pytest.raises(ValueError, match="registered already"):
+            register_question("sizes")(Sizes)
+    finally:
+        QUESTIONS.pop("sizes")
+    assert "sizes" not in QUESTIONS
