@@ -426,7 +426,7 @@ def test_the_plots_mark_censored_points_and_draw_bands_and_the_asymptote(tmp_pat
     import analysis.plots as plots
 
     drawn = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault(Path(path).name, fig) and Path(path))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault(Path(path).name, fig) and Path(path))
     frame, rates = plot_inputs()
     rates = rates.copy()
     treated = ~rates["is_reference"] & np.isfinite(rates["effective_extra_samples"])
