@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,8 +237,10 @@ class Store:
         return table
 
     def read_cells(self, sweep: str, keys: Sequence[str], state: ResultsState | None = None) -> pa.Table:
-        """The rows of the done cells among `keys` (one listing, each file read once), in RESULT_SCHEMA."""
-        state = state or self.results_state(sweep)
+        """The rows of the done cells among `keys` (one listing, each file read once), in RESULT_SCHEMA. Without a
+        `state`, only these keys' cell files have their footers checked: a search reads its trial's few cells
+        from a sweep of thousands once per trial."""
+        state = state or self.results_state(sweep, only=set(keys))
         holder = state.holder_of()
         by_file: dict[str, list[str]] = {}
         for key in keys:
@@ -249,8 +251,9 @@ class Store:
                   for path, wanted in sorted(by_file.items())]
         return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
-    def results_state(self, sweep: str) -> ResultsState:
+    def results_state(self, sweep: str, only: Collection[str] | None = None) -> ResultsState:
         """One listing of results/ plus the manifest, sorted into what readers read and what is left over.
+        `only`: the cells whose files are checked for another cell's rows (`misnamed`; default all of them).
 
         A compacted file counts once the manifest lists it, and then a cell file with a key it holds is a
         leftover (a copy an interrupted compaction or re-write had not deleted yet). A compacted file
@@ -283,7 +286,7 @@ class Store:
                 leftovers.append(path)
             else:
                 cells[name[: -len(".parquet")]] = path
-        misnamed = self._misnamed(cells)
+        misnamed = self._misnamed(cells if only is None else {k: p for k, p in cells.items() if k in only})
         for path in misnamed:
             del cells[path.rsplit("/", 1)[1][: -len(".parquet")]]
         return ResultsState(folder, manifest, compacted, cells, leftovers, orphans, temps, misnamed)
