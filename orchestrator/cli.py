@@ -36,7 +36,6 @@ def main() -> None:
 
     if sys.argv[1:2] and sys.argv[1] in SUPERVISED and "--dry-run" not in sys.argv and supervise.supported():
         supervise.become_supervised()  # the parent exits in there; the child (the driver) goes on below
-    startup.OVERLAP = True
     try:
         app()
     except SystemExit as exc:

@@ -8,6 +8,8 @@
   failed cells say that cells are left (`may_have_cells_to_run`: no data loaded). A finished one plans first,
   in this process, finds nothing to run, and never starts Ray; so does one whose lock another driver holds,
   which is refused without Ray.
+- Every caller takes this path (the command line, typer's runner, a notebook); the fork is taken only by a
+  process that has not loaded torch (`worth_forking`), which the command line's driver never does.
 - The driver never imports torch on that path: it plans in the child, hands Tune a reference to the
   trainable, and its rows arrive as plain values (`results.rows`). On a thread, the plan's imports held the
   GIL against `ray.init` (Ray up at ~8.7 s instead of ~6.4 s here).
@@ -34,17 +36,23 @@ from .lock import SweepLock
 
 T = TypeVar("T")
 
-# Set by the `augworth` command line (`cli.main`). In-process callers (typer's test runner, notebooks) plan
-# first: a Ray started for a spec whose names then fail would cost them seconds for a one-line error.
-OVERLAP = False
-
-
 def starts_local_ray(address: str | None) -> bool:
     """Whether a run would start a private local Ray (no cluster named, none running in this process)."""
     if address or os.environ.get("RAY_ADDRESS"):
         return False
     ray = sys.modules.get("ray")
     return not (ray is not None and ray.is_initialized())
+
+
+def worth_forking() -> bool:
+    """Whether planning in a forked child pays here: only in a process that has not loaded torch.
+
+    What the overlap hides is mostly the plan's import of torch (~2-3 s); a process that already holds it (a
+    notebook, a test session) plans in ~1 s, and its fork would copy torch's OpenMP and allocator state into a
+    child that then runs torch (a pool a fork does not carry). The command line never loads torch in the
+    driver, so it overlaps; a Python caller that has not touched torch takes the same path.
+    """
+    return "torch" not in sys.modules
 
 
 def may_have_cells_to_run(spec: Spec, store: Store, *, retry_failed: bool) -> bool:
@@ -90,8 +98,8 @@ def plan_while_ray_starts(make_plan: Callable[[], T], *, spec: Spec, store: Stor
     Ray state; it only reads the store. The threads already running here (numpy's BLAS pool, pyarrow's
     jemalloc) handle a fork themselves.
     """
-    if not OVERLAP or not starts_local_ray(address) or not store.local:
-        return make_plan()  # an object store's client may run threads of its own: no fork then
+    if not worth_forking() or not starts_local_ray(address) or not store.local:
+        return make_plan()  # (an object store's client may run threads of its own: no fork then)
     if store.has_sweep(spec.name) and (SweepLock(store, spec.name).holder() is not None
                                        or not may_have_cells_to_run(spec, store, retry_failed=retry_failed)):
         return make_plan()  # finished, or held by a live driver: refused without Ray

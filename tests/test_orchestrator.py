@@ -67,6 +67,19 @@ def test_an_existing_sweep_starts_ray_while_it_plans_only_where_cells_may_be_lef
     assert may_have_cells_to_run(plan.spec, left, retry_failed=True)
 
 
+def test_any_caller_overlaps_planning_with_ray_only_where_torch_is_not_loaded():
+    # orchestrator/startup.py: one path for the command line and a Python caller; the fork is decided by what
+    # the process holds (torch's thread pools do not survive a fork), not by who called
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom orchestrator.startup import worth_forking\nprint(worth_forking())\n"
+            "import torch\nprint(worth_forking())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+
+
 def test_plan_refuses_a_changed_spec_unless_extended_to_a_superset(tmp_path):
     store = Store(tmp_path)
     store.write_spec("p", plan_sweep(tiny_spec("p"), "p.yaml", store).spec.to_yaml())
