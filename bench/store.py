@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         t0 = time.perf_counter()
         store = build_store(root, n_cells, n_rows)
         build_s = time.perf_counter() - t0
-        folder = store.results_dir(SWEEP)
+        folder = store.layout.results_dir(SWEEP)
         files = store.result_files(SWEEP)
         n_total = n_cells * max(1, n_rows // len(EVAL_SETS)) * len(EVAL_SETS)
 

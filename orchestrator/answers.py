@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_common import BadInput, open_sweep, out, show
+from .cli_common import BadInput, open_sweep, out, results_place, show
 
 DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
 
@@ -45,7 +45,7 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
         sys.stdout.write(rates.to_json(orient="records") + "\n")
         return
     if out_dir is None:
-        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
+        out_dir = Path(store.location(sweep, "figures")) if store.local else Path("augworth-figures") / sweep
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sets:
         a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
@@ -71,7 +71,7 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
     ).df()
     if not probed.empty:
         show(probe_table(probed))
-    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
+    out.print(f"store: {results_place(store, sweep)}", highlight=False)
 
 
 def compare_sweep(results, pair: tuple[str, str], *, reference: str, n_bootstrap: int, seed: int,
@@ -109,7 +109,7 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     if spec.search is None:
         raise BadInput(f"sweep {sweep!r} has no search block: `augworth analyze {sweep}` reports its grid")
     url = storage_url(spec, opened)
-    if "://" not in url and not opened.files.exists(url):
+    if "://" not in url and not Path(url).exists():  # a journal the driver reaches: a local file
         raise BadInput(f"sweep {sweep!r} has not started its search yet ({url} not found)")
     trials = read_trials(url, sweep)
     results = read_results(opened, sweep, final_only=True)

@@ -93,6 +93,11 @@ def open_sweep(root: str, sweep: str) -> Store:
 
 # ----- tables ---------------------------------------------------------------------------------------
 
+def results_place(store: Store, sweep: str) -> str:
+    """Where a sweep's rows are, as the last line of a run or an analysis names them (secrets redacted)."""
+    return store.location(sweep, "results") if store.local else f"{store.shown}/{sweep}/results"
+
+
 def show(table: Table) -> None:
     """Print a table; where stdout is not a terminal, widen the page rather than cut a word or a `whole` column."""
     if not out.is_terminal:  # the narrowest the table gets without cutting, measured on an unbounded page

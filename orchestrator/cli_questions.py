@@ -97,7 +97,7 @@ def question_sweep(sweep: str, store_root: str, question: str, *, reference: str
         return
     store = open_sweep(store_root, sweep)
     if out_dir is None:
-        out_dir = Path(store.sweep_dir(sweep)) / "figures" if store.local else Path("augworth-figures") / sweep
+        out_dir = Path(store.location(sweep, "figures")) if store.local else Path("augworth-figures") / sweep
     for path in draw(frames, question, out_dir):
         out.print(f"picture: {path}", highlight=False)
     from analysis.paper_questions import QUESTIONS

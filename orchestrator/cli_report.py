@@ -53,7 +53,7 @@ def report(
     if reference not in set(results["augmentation"]):
         raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
     if out_path is None:
-        out_path = Path(opened.sweep_dir(sweep)) / "report.html" if opened.local else Path(f"{sweep}-report.html")
+        out_path = Path(opened.location(sweep, "report.html")) if opened.local else Path(f"{sweep}-report.html")
     status = dataclasses.asdict(sweep_status(opened, sweep))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -132,7 +132,7 @@ def verify(
 
     opened = open_sweep(store, sweep)
     with SweepLock(opened, sweep) if quarantine else contextlib.nullcontext():  # moving files: no driver runs
-        state = opened.results_state(sweep)
+        state = opened.layout.results_state(sweep)
         checked = len(state.files()) + len(state.misnamed)
         bad = verify_sweep(opened, sweep)
         moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
@@ -143,7 +143,7 @@ def verify(
         for path, reason in bad.items():
             out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
         if moved:
-            out.print(f"moved {len(moved)} to {opened.sweep_dir(sweep)}/quarantine/ "
+            out.print(f"moved {len(moved)} to {opened.layout.sweep_dir(sweep)}/quarantine/ "
                       "(`augworth resume` re-runs their cells)", highlight=False, soft_wrap=True)
     raise typer.Exit(3 if bad and not moved else 0)
 

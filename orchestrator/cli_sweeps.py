@@ -25,6 +25,7 @@ from .cli_common import (
     open_store,
     open_sweep,
     out,
+    results_place,
     show,
     user_errors,
 )
@@ -91,7 +92,7 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
     if summary.unfinished:
         out.print(f"{summary.unfinished} cells did not finish (interrupted, or their trials were lost): "
                   f"`augworth resume {sweep}` runs them", highlight=False)
-    out.print(f"store: {store.sweep_dir(sweep)}/results", highlight=False)
+    out.print(f"store: {results_place(store, sweep)}", highlight=False)
     return summary.exit_code
 
 

@@ -128,7 +128,7 @@ class SweepLock:
     def __init__(self, store: Store, sweep: str) -> None:
         self.store, self.sweep = store, sweep
         self.local = store.local
-        self.path = f"{store.sweep_dir(sweep)}/{LOCK_NAME if self.local else LEASE_NAME}"
+        self.path = f"{store.layout.sweep_dir(sweep)}/{LOCK_NAME if self.local else LEASE_NAME}"
         self.me = identity()
         self.held = False
         self._fd: int | None = None
@@ -140,7 +140,7 @@ class SweepLock:
     def record(self) -> dict[str, Any] | None:
         """The record in the lock or lease file, whoever wrote it (None: none, or unreadable)."""
         try:
-            data = json.loads(self.store.files.read_bytes(self.path) or b"null")
+            data = json.loads(self.store.layout.files.read_bytes(self.path) or b"null")
         except (FileNotFoundError, OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -159,7 +159,7 @@ class SweepLock:
 
     # ----- taking and letting go ---------------------------------------------------------------
     def acquire(self) -> SweepLock:
-        self.store.fs.create_dir(self.store.sweep_dir(self.sweep), recursive=True)
+        self.store.layout.fs.create_dir(self.store.layout.sweep_dir(self.sweep), recursive=True)
         (self._acquire_os_lock if self.local else self._acquire_lease)()
         self.held = True
         return self
@@ -175,7 +175,7 @@ class SweepLock:
             if self._renewer is not None:
                 self._renewer.join()
             if not self.lost and (self.record() or {}).get("owner") == self.me.get("owner"):
-                self.store.files.delete(self.path)
+                self.store.layout.files.delete(self.path)
         self.held = False
 
     def __enter__(self) -> SweepLock:
@@ -210,7 +210,7 @@ class SweepLock:
         return time.time() - float(record.get("renewed", 0)) > LEASE_S
 
     def _write_lease(self) -> None:
-        self.store.files.write_atomic(self.path, json.dumps(self.me | {"renewed": time.time()}).encode())
+        self.store.layout.files.write_atomic(self.path, json.dumps(self.me | {"renewed": time.time()}).encode())
 
     def _acquire_lease(self) -> None:
         self.me["owner"] = uuid.uuid4().hex

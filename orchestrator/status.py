@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from results import Store, StoreError
@@ -107,6 +108,6 @@ def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
     from .storage import sweep_storage_url
 
     url = sweep_storage_url(store, sweep, search.get("storage"))
-    if "://" not in url and not store.files.exists(url):
+    if "://" not in url and not Path(url).exists():  # a journal the driver reaches: a local file
         return []
     return trial_counts(read_trials(url, sweep), read_confirmations(url, sweep), store.done_keys(sweep))

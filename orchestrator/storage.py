@@ -45,7 +45,7 @@ def sweep_storage_url(store: Store, sweep: str, configured: str | None) -> str:
 
 
 def own_journal(store: Store, sweep: str) -> str:
-    return f"{store.sweep_dir(sweep)}/{STORAGE_NAME}"
+    return store.location(sweep, STORAGE_NAME)
 
 
 def check_storage(spec: Spec, store: Store, text: str | None, source: str) -> None:

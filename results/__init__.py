@@ -13,6 +13,7 @@ from search_spaces.lazy import lazy_exports
 if TYPE_CHECKING:
     from .compaction import CompactionReport, compact
     from .files import Root, StoreError, check_sweep_name
+    from .layout import MANIFEST_NAME, CompactedFile, ResultsState, SweepFiles
     from .query import StoreWarning, check_file, connect, quarantine, read_results, verify
     from .rows import EVALUATION_COLUMNS, augworth_version, cell_rows
     from .schema import (
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
         conform,
         rows_to_table,
     )
-    from .store import MANIFEST_NAME, CompactedFile, ResultsState, Store
+    from .store import Store
 
 _HOMES = {
     "compaction": ("CompactionReport", "compact"),
@@ -34,11 +35,12 @@ _HOMES = {
     "rows": ("EVALUATION_COLUMNS", "augworth_version", "cell_rows"),
     "schema": ("GROUP_COLUMNS", "PROBE_COLUMNS", "RESULT_COLUMNS", "RESULT_SCHEMA", "SCHEMA_VERSION",
                "TREATMENT_COLUMNS", "conform", "rows_to_table"),
-    "store": ("MANIFEST_NAME", "CompactedFile", "ResultsState", "Store"),
+    "layout": ("MANIFEST_NAME", "CompactedFile", "ResultsState", "SweepFiles"),
+    "store": ("Store",),
 }
 __all__ = ["CompactedFile", "CompactionReport", "compact", "EVALUATION_COLUMNS", "GROUP_COLUMNS", "MANIFEST_NAME",
     "PROBE_COLUMNS", "RESULT_COLUMNS", "RESULT_SCHEMA", "ResultsState", "Root", "SCHEMA_VERSION", "Store",
-    "StoreError", "StoreWarning", "TREATMENT_COLUMNS", "augworth_version", "cell_rows", "check_file",
+    "StoreError", "StoreWarning", "SweepFiles", "TREATMENT_COLUMNS", "augworth_version", "cell_rows", "check_file",
     "check_sweep_name", "conform", "connect", "quarantine", "read_results", "rows_to_table", "verify"]
 
 __getattr__ = lazy_exports(__name__, _HOMES)

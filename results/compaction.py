@@ -16,8 +16,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .files import StoreError
+from .layout import FILE_ROWS, MANIFEST_NAME, ROW_GROUP_ROWS, CompactedFile, ResultsState, compacted_name
 from .schema import RESULT_SCHEMA, SORT_ORDER, parquet_bytes
-from .store import FILE_ROWS, MANIFEST_NAME, ROW_GROUP_ROWS, CompactedFile, ResultsState, Store, compacted_name
+from .store import Store
 
 _READ_CHUNK = 64  # files read per pyarrow dataset scan while compacting
 
@@ -60,15 +61,15 @@ def compact(
     if file_rows < 1 or row_group_rows < 1:
         raise ValueError("file_rows and row_group_rows must be positive")
     t0 = time.perf_counter()
-    before = store.results_state(sweep)
+    before = store.layout.results_state(sweep)
     _check_orphans(store, before)
     written, merged = _compact_write(store, sweep, before, file_rows=file_rows,
                                           row_group_rows=row_group_rows)
     if written or merged:
         _compact_commit(store, sweep, before, written, merged)
     removed = _compact_cleanup(store, sweep)
-    after = store.results_state(sweep)
-    cell_rows = sum(pq.read_metadata(p, filesystem=store.fs).num_rows for p in after.cells.values())
+    after = store.layout.results_state(sweep)
+    cell_rows = sum(pq.read_metadata(p, filesystem=store.layout.fs).num_rows for p in after.cells.values())
     return CompactionReport(
         sweep=sweep,
         files_before=_n_parquet(before),
@@ -97,7 +98,7 @@ def _compact_write(
 
     def flush(table: pa.Table) -> None:
         name = compacted_name(generation, len(written))
-        store.files.write_atomic(f"{state.folder}/{name}", parquet_bytes(table, row_group_rows=row_group_rows,
+        store.layout.files.write_atomic(f"{state.folder}/{name}", parquet_bytes(table, row_group_rows=row_group_rows,
                                                                     ordered=True))
         keys = pc.unique(table["cell_key"]).to_pylist()
         written.append(CompactedFile(name, table.num_rows, tuple(sorted(keys))))
@@ -107,7 +108,7 @@ def _compact_write(
     pending: list[pa.Table] = []
     n_pending = 0
     for chunk in _batched(sources, _READ_CHUNK):
-        table = ds.dataset(chunk, schema=RESULT_SCHEMA, format="parquet", filesystem=store.fs).to_table()
+        table = ds.dataset(chunk, schema=RESULT_SCHEMA, format="parquet", filesystem=store.layout.fs).to_table()
         pending.append(table)
         n_pending += table.num_rows
         while n_pending >= file_rows + file_rows // 2:
@@ -125,15 +126,15 @@ def _compact_commit(
     """Step 2: the manifest lists the new files instead of the merged ones (and drops missing ones)."""
     files = {name: f for name, f in state.compacted.items() if name not in merged}
     files.update((f.name, f) for f in written)
-    store.write_manifest(sweep, files)
+    store.layout.write_manifest(sweep, files)
 
 def _compact_cleanup(store: Store, sweep: str) -> int:
     """Step 3: delete what readers skip (leftover cell files, orphans, temp files); returns the count."""
-    state = store.results_state(sweep)
+    state = store.layout.results_state(sweep)
     _check_orphans(store, state)
     doomed = [*state.leftovers, *state.orphans, *state.temps]
     for path in doomed:
-        store.files.delete(path)
+        store.layout.files.delete(path)
     return len(doomed)
 
 def _check_orphans(store: Store, state: ResultsState) -> None:
@@ -144,7 +145,7 @@ def _check_orphans(store: Store, state: ResultsState) -> None:
     """
     have = set(state.cells) | set(state.holder_of())
     for path in state.orphans:
-        keys = set(pq.read_table(path, columns=["cell_key"], filesystem=store.fs)["cell_key"].to_pylist())
+        keys = set(pq.read_table(path, columns=["cell_key"], filesystem=store.layout.fs)["cell_key"].to_pylist())
         lost = keys - have
         if lost:
             raise StoreError(

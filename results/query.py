@@ -34,7 +34,7 @@ def connect(store: Store, sweep: str, files: Iterable[str] | None = None) -> Any
     import duckdb
 
     if files is None:
-        state = store.results_state(sweep)  # each cell once, from its content: misnamed files are left out
+        state = store.layout.results_state(sweep)  # each cell once, from its content: misnamed files are left out
         for path, reason in state.misnamed.items():
             warnings.warn(f"skipping store file {path}: {reason}", StoreWarning, stacklevel=2)
         files = state.files()
@@ -71,7 +71,7 @@ def _connect(store: Store, files: list[str]) -> Any:
             con.execute("CREATE VIEW results AS SELECT 1 AS unreadable")
     else:
         # DuckDB's own remote-file extension downloads at run time; a pyarrow dataset does not.
-        con.register("results_arrow", ds.dataset(files, schema=RESULT_SCHEMA, filesystem=store.fs,
+        con.register("results_arrow", ds.dataset(files, schema=RESULT_SCHEMA, filesystem=store.layout.fs,
                                                  format="parquet"))
         con.execute("CREATE VIEW results AS SELECT * FROM results_arrow")
     return con
@@ -79,7 +79,7 @@ def _connect(store: Store, files: list[str]) -> Any:
 def check_file(store: Store, sweep: str, path: str) -> str | None:
     """Why a result file is bad (unreadable, not the store's schema, rows of another cell), or None."""
     try:
-        schema = pq.read_schema(path, filesystem=store.fs)
+        schema = pq.read_schema(path, filesystem=store.layout.fs)
         for name in schema.names:
             if name not in RESULT_COLUMNS:
                 return f"column {name!r} is not in the store schema"
@@ -88,14 +88,14 @@ def check_file(store: Store, sweep: str, path: str) -> str | None:
         for name in ("cell_key", "sweep", "step", "final", "eval_set", "accuracy"):
             if name not in schema.names:
                 return f"required column {name!r} is missing"
-        table = pq.read_table(path, filesystem=store.fs)  # reads every page: catches truncation
+        table = pq.read_table(path, filesystem=store.layout.fs)  # reads every page: catches truncation
     except (OSError, pa.ArrowException) as exc:
         return f"unreadable: {str(exc).splitlines()[0]}"
     if set(table.column("sweep").unique().to_pylist()) != {sweep}:
         return "rows of another sweep"
     keys = set(table.column("cell_key").unique().to_pylist())
     name = path.rsplit("/", 1)[1][: -len(".parquet")]
-    state_keys = store.read_manifest(sweep).get(path.rsplit("/", 1)[1])
+    state_keys = store.layout.read_manifest(sweep).get(path.rsplit("/", 1)[1])
     expected = set(state_keys.keys) if state_keys is not None else {name}
     if keys != expected:
         return f"holds cells {sorted(keys)[:3]}... but its name or the manifest says {sorted(expected)[:3]}..."
@@ -104,18 +104,18 @@ def check_file(store: Store, sweep: str, path: str) -> str | None:
 def verify(store: Store, sweep: str, files: Iterable[str] | None = None) -> dict[str, str]:
     """Every bad result file of the sweep, with the reason (misnamed cell files included)."""
     if files is None:
-        state = store.results_state(sweep)
+        state = store.layout.results_state(sweep)
         files = state.files() + sorted(state.misnamed)
     return {path: reason for path in files if (reason := check_file(store, sweep, path)) is not None}
 
 def quarantine(store: Store, sweep: str, paths: Iterable[str]) -> list[str]:
     """Move bad files to `<sweep>/quarantine/`: their cells are no longer done, so `resume` re-runs them."""
-    folder = f"{store.sweep_dir(sweep)}/quarantine"
-    store.fs.create_dir(folder, recursive=True)
+    folder = f"{store.layout.sweep_dir(sweep)}/quarantine"
+    store.layout.fs.create_dir(folder, recursive=True)
     moved = []
     for path in paths:
         target = f"{folder}/{path.rsplit('/', 1)[1]}"
-        store.fs.move(path, target)
+        store.layout.fs.move(path, target)
         moved.append(target)
     return moved
 

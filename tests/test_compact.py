@@ -104,7 +104,7 @@ def test_compaction_keeps_rows_and_done_keys_in_fewer_sorted_files(root, tmp_pat
         pd.testing.assert_frame_equal(df, df.sort_values(SORT, ignore_index=True))
         assert sorted(set(df["cell_key"])) == manifest["files"][name]["keys"]
         assert manifest["files"][name]["rows"] == len(df)
-    cell = store.read_cell("s", keys[0])
+    cell = store.read_cells("s", [keys[0]])
     assert cell.num_rows == 6 and set(cell["cell_key"].to_pylist()) == {keys[0]}
 
 
@@ -153,7 +153,7 @@ def test_rewriting_a_compacted_cell_leaves_only_the_new_rows(root, tmp_path):
     assert rows_per_cell(frame(store)) == expected
     assert all(seen == expected for seen in plain_readers(folder_of(tmp_path)).values())
     pd.testing.assert_frame_equal(frame(store).query("cell_key != @keys[0]").reset_index(drop=True), others)
-    assert store.read_cell("s", keys[0]).num_rows == 2 and store.done_keys("s") == set(keys)
+    assert store.read_cells("s", [keys[0]]).num_rows == 2 and store.done_keys("s") == set(keys)
     compact(store, "s", file_rows=FILE_ROWS)
     assert rows_per_cell(frame(store)) == expected
     assert_tidy(folder_of(tmp_path))
@@ -185,7 +185,7 @@ def crash_at(store: Store, n: int) -> None:
     """The store's n-th write or delete (from 0) fails as a crash would: earlier ones completed, a write
     leaves a partial temp file, and the exception stops everything after it."""
     count = itertools.count()
-    write, delete = store.files.write_atomic, store.files.delete
+    write, delete = store.layout.files.write_atomic, store.layout.files.delete
 
     def crashing_write(path, data):
         if next(count) == n:
@@ -199,7 +199,7 @@ def crash_at(store: Store, n: int) -> None:
             raise Crash
         delete(path)
 
-    store.files.write_atomic, store.files.delete = crashing_write, crashing_delete
+    store.layout.files.write_atomic, store.layout.files.delete = crashing_write, crashing_delete
 
 
 def assert_readers_see(root: Path, expected: pd.DataFrame) -> None:
@@ -296,15 +296,15 @@ def test_writing_cells_rewrites_each_compacted_file_holding_them_once(root, tmp_
     store = Store(root)
     keys = fill(store)
     compact(store, "s", file_rows=FILE_ROWS)
-    before = store.read_manifest("s")
+    before = store.layout.read_manifest("s")
     new = rewrites(keys, 5)
     holders = {name for name, f in before.items() if set(f.keys) & new.keys()}
     assert len(holders) >= 2  # the five cells sit in several compacted files
     writes = []
-    write = store.files.write_atomic
-    store.files.write_atomic = lambda path, data: (writes.append(path.rsplit("/", 1)[1]), write(path, data))[1]
+    write = store.layout.files.write_atomic
+    store.layout.files.write_atomic = lambda path, data: (writes.append(path.rsplit("/", 1)[1]), write(path, data))[1]
     store.write_cells("s", new)
-    after = store.read_manifest("s")
+    after = store.layout.read_manifest("s")
     assert sorted(w for w in writes if w.startswith("compact-")) == sorted(set(after) - set(before))
     assert len(set(after) - set(before)) <= len(holders) and not holders & set(after)  # each holder rewritten once
     assert writes.count(MANIFEST_NAME) == 1 and sorted(w for w in writes if w[:-8] in new) == sorted(
@@ -320,15 +320,15 @@ def test_each_step_of_a_compaction_keeps_store_readers_exact(root, tmp_path):
     keys = fill(store)
     expected = frame(store)
     folder = folder_of(tmp_path)
-    state = store.results_state("s")
+    state = store.layout.results_state("s")
 
     written, merged = compact_steps._compact_write(store, "s", state, file_rows=FILE_ROWS, row_group_rows=8)
     assert written and merged == [] and not (folder / MANIFEST_NAME).exists()
-    assert len(store.results_state("s").orphans) == len(written)  # compacted, no manifest yet: skipped
+    assert len(store.layout.results_state("s").orphans) == len(written)  # compacted, no manifest yet: skipped
     assert_readers_see(tmp_path, expected)
 
     compact_steps._compact_commit(store, "s", state, written, merged)
-    now = store.results_state("s")
+    now = store.layout.results_state("s")
     assert len(now.leftovers) == len(keys) and now.cells == {}  # cell files still there, now skipped
     assert_readers_see(tmp_path, expected)
 
@@ -342,7 +342,7 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
     merging_compaction(tmp_path)
     keys = Store(tmp_path).done_keys("s")
     reader = Store(tmp_path)
-    real = reader.files.infos
+    real = reader.layout.files.infos
     calls = itertools.count()
 
     def stale_then_real(folder):
@@ -353,8 +353,8 @@ def test_a_reader_whose_listing_a_compaction_overtook_lists_again(tmp_path):
             assert report.removed > report.cells_merged
         return infos
 
-    reader.files.infos = stale_then_real
-    state = reader.results_state("s")
+    reader.layout.files.infos = stale_then_real
+    state = reader.layout.results_state("s")
     assert set(state.cells) | set(state.holder_of()) == keys  # not missing the cells of the merged files
     assert all(os.path.exists(f) for f in state.files())
     assert next(calls) == 2  # it listed twice

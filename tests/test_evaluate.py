@@ -38,12 +38,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(swept, eval_set, needle
     store, _ = swept
     if eval_set == "again_test":
         eval_set = "{name: test, label: again_test}"
-    before = snapshot(Path(store.root))
+    before = snapshot(Path(store.layout.root))
     result = CliRunner().invoke(app, ["evaluate", "e", "--eval-set", eval_set, "--store", "store", "--device", "cpu"])
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert snapshot(Path(store.root)) == before
+    assert snapshot(Path(store.layout.root)) == before
 
 
 def test_cells_with_missing_or_foreign_weights_are_named_and_keep_their_rows(swept):

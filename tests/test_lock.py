@@ -161,7 +161,7 @@ def test_of_many_drivers_racing_for_a_sweep_exactly_one_takes_it(tmp_path, start
 
 def test_a_file_uri_store_is_a_local_folder_with_the_os_lock(tmp_path):
     store = Store(f"file://{tmp_path}")
-    assert store.local and store.root == str(tmp_path.resolve())
+    assert store.local and store.layout.root == str(tmp_path.resolve())
     with SweepLock(store, "s"), pytest.raises(SweepLocked):
         SweepLock(Store(tmp_path), "s").acquire()  # the same folder by its path: the same lock
     assert (tmp_path / "s" / ".lock").exists() and not (tmp_path / "s" / ".lease").exists()

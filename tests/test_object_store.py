@@ -60,8 +60,8 @@ def s3(tmp_path_factory):
 def objects(store: Store) -> dict[str, bytes]:
     import pyarrow.fs as pafs
 
-    infos = store.fs.get_file_info(pafs.FileSelector(store.root, recursive=True))
-    return {i.path: store.files.read_bytes(i.path) for i in infos if i.type == pafs.FileType.File}
+    infos = store.layout.fs.get_file_info(pafs.FileSelector(store.layout.root, recursive=True))
+    return {i.path: store.layout.files.read_bytes(i.path) for i in infos if i.type == pafs.FileType.File}
 
 
 def test_a_sweep_runs_into_an_s3_store_and_never_writes_or_shows_its_credentials(s3, tmp_path):
@@ -117,10 +117,10 @@ def holder(store_uri: str, env: dict[str, str]) -> subprocess.Popen:
 
 def backdate(store: Store, by: float) -> dict:
     """The lease as it would read `by` seconds later with no renewal in between (its time moved back)."""
-    path = f"{store.sweep_dir('s')}/.lease"
-    record = json.loads(store.files.read_bytes(path))
+    path = f"{store.layout.sweep_dir('s')}/.lease"
+    record = json.loads(store.layout.files.read_bytes(path))
     record["renewed"] -= by
-    store.files.write_atomic(path, json.dumps(record).encode())
+    store.layout.files.write_atomic(path, json.dumps(record).encode())
     return record
 
 

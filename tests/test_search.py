@@ -76,7 +76,7 @@ def test_a_small_search_finds_a_better_strength_than_the_default(searched):
     from trainables.datasets import load_dataset
     from trainables.train import train_cell
 
-    best = best_frame(str(store.root), "find", n_bootstrap=200).iloc[0]
+    best = best_frame(str(store.layout.root), "find", n_bootstrap=200).iloc[0]
     assert best["study"] == "find/crop/n200" and best["complete"] == summary.search["complete"]
     assert best["seeds"] == 2 and best["accuracy_ci_low"] <= best["accuracy"] <= best["accuracy_ci_high"]
     assert best["v_note"].startswith("no fit: no reference curve")  # none at one size
@@ -139,7 +139,7 @@ def test_the_best_trial_is_trained_again_on_fresh_seeds_and_best_reports_it(sear
     searched_cells = rows[rows["cell_key"].isin(best["cell_keys"])]
     for param in ("strength",):  # the best trial's point, to the digit
         assert set(confirm[param]) == set(searched_cells[param])
-    result = CliRunner().invoke(app, ["best", "find", "--store", str(store.root), "--json"])
+    result = CliRunner().invoke(app, ["best", "find", "--store", str(store.layout.root), "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)[0]
     assert record["best_trial"] == best["number"] and record["accuracy"] == pytest.approx(best["value"])
@@ -147,20 +147,20 @@ def test_the_best_trial_is_trained_again_on_fresh_seeds_and_best_reports_it(sear
     assert got["state"] == "done" and got["seeds"] == 2 and got["same_eval_set"] is True
     assert got["accuracy_mean"] == pytest.approx(confirm["accuracy"].mean())
     assert got["accuracy_ci_low"] <= got["accuracy_mean"] <= got["accuracy_ci_high"]
-    result = CliRunner().invoke(app, ["best", "find", "--store", str(store.root)])
+    result = CliRunner().invoke(app, ["best", "find", "--store", str(store.layout.root)])
     assert result.exit_code == 0 and "confirmed" in result.stdout and "selected" in result.stdout, result.output
 
 
 def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(searched):
     store, _ = searched
-    result = CliRunner().invoke(app, ["status", "find", "--store", str(store.root), "--json"])
+    result = CliRunner().invoke(app, ["status", "find", "--store", str(store.layout.root), "--json"])
     import json
 
     counts = json.loads(result.stdout)["search"]
     assert [c["study"] for c in counts] == ["find/crop/n200"] and counts[0]["running"] == counts[0]["failed"] == 0
     assert counts[0]["complete"] + counts[0]["pruned"] == 5 and counts[0]["pruned"] >= 1
     store.write_spec("plain", store.read_spec("find").split("search:")[0].replace("name: find", "name: plain"))
-    result = CliRunner().invoke(app, ["best", "plain", "--store", str(store.root)])
+    result = CliRunner().invoke(app, ["best", "plain", "--store", str(store.layout.root)])
     assert result.exit_code == 2 and "has no search block" in result.stderr
 
 
@@ -169,10 +169,10 @@ def test_extend_may_raise_trials_and_nothing_else_of_the_search(searched, tmp_pa
     more = tmp_path / "more.yaml"
     find = dict(params=FIND_PARAMS, pruner="successive_halving", eval_every=", eval_every: 10")
     more.write_text(search_spec("find", trials=6, **find))
-    result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.root), "--dry-run", "--extend"])
+    result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.layout.root), "--dry-run", "--extend"])
     assert result.exit_code == 0 and "1 studies x 6 trials x 2 seeds" in result.stdout, result.output
     more.write_text(search_spec("find", trials=6, sampler="random", **find))
-    result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.root), "--dry-run", "--extend"])
+    result = CliRunner().invoke(app, ["run", str(more), "--store", str(store.layout.root), "--dry-run", "--extend"])
     assert result.exit_code == 2 and "only trials may grow" in result.stderr
 
 

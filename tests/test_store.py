@@ -51,7 +51,7 @@ def test_rewriting_a_done_cell_replaces_it_and_leaves_no_temp_files(root, tmp_pa
     store.write_cell("s1", cell.cell_key, rows_for(cell, n_steps=3))
     files = os.listdir(tmp_path / "s1" / "results")
     assert files == [f"{cell.cell_key}.parquet"]  # one file, no duplicate, no *.tmp left behind
-    assert store.read_cell("s1", cell.cell_key).num_rows == 6
+    assert store.read_cells("s1", [cell.cell_key]).num_rows == 6
 
 
 def test_a_failed_write_leaves_nothing_visible(root, tmp_path):
@@ -113,7 +113,7 @@ def test_failures_are_recorded_and_cleared(root, tmp_path):
 @pytest.mark.parametrize("name", ["..", "../escape", "/abs", "a/b", "", ".hidden", "x" * 65, "a b"])
 def test_a_sweep_name_cannot_escape_the_root(tmp_path, name):
     with pytest.raises(StoreError, match="bad sweep name"):
-        Store(tmp_path).sweep_dir(name)
+        Store(tmp_path).has_sweep(name)
 
 
 def test_spec_is_frozen_atomically(root, tmp_path):
