@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .fit import PowerLawFit, fit_power_law
     from .plots import plot_effective_samples, plot_scaling_curves
     from .probes import probe_summary
+    from .sweep import AnalysisInputError, SweepAnalysis, analyze
 
 _HOMES = {
     "comparisons": ("compare",),
@@ -23,8 +24,9 @@ _HOMES = {
     "fit": ("PowerLawFit", "fit_power_law"),
     "plots": ("plot_effective_samples", "plot_scaling_curves"),
     "probes": ("probe_summary",),
+    "sweep": ("AnalysisInputError", "SweepAnalysis", "analyze"),
 }
-__all__ = ["PowerLawFit", "compare", "exchange_rates", "fit_power_law", "load_results", "plot_effective_samples",
-           "plot_scaling_curves", "probe_summary"]
+__all__ = ["AnalysisInputError", "PowerLawFit", "SweepAnalysis", "analyze", "compare", "exchange_rates",
+           "fit_power_law", "load_results", "plot_effective_samples", "plot_scaling_curves", "probe_summary"]
 
 __getattr__ = lazy_exports(__name__, _HOMES)

@@ -7,57 +7,46 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_common import BadInput, open_sweep, out, results_place, show
+from analysis.sweep import DEFAULT_BOOTSTRAP
 
-DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
+from .cli_common import BadInput, open_sweep, out, results_place, show
 
 
 def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json: bool, out_dir: Path | None,
                   reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
                   pair: tuple[str, str] | None = None, weights: str = "equal", brief: bool = False) -> None:
     """`brief`: the in-distribution table only, a line per shifted eval set, and the command for the rest."""
-    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
-    from analysis.tables import probe_table, shift_lines, summary_table
-    from results import connect, read_results
+    from analysis import AnalysisInputError, analyze
+    from analysis.sweep import sweep_results
+    from analysis.tables import probe_table, summary_table
+    from results import connect
 
     store = open_sweep(store_root, sweep)
-    # fits and pictures use the last evaluation only, and the grid only (a search's points are no grid)
-    results = read_results(store, sweep, grid_only=True, final_only=True)
-    if results.empty:
-        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
-    sets = sorted(results["eval_set"].unique(), key=lambda name: (name != "test", name))  # in-distribution first
-    if eval_set is not None:
-        if eval_set not in sets:
-            raise BadInput(f"--eval-set {eval_set!r} is not in the results (have: {', '.join(sets)})")
-        results, sets = results[results["eval_set"] == eval_set], [eval_set]
-    if reference not in set(results["augmentation"]):
-        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
-    if n_bootstrap < 0:
-        raise BadInput(f"--bootstrap {n_bootstrap}: give 0 (no intervals) or a number of resamples")
-    if pair is not None:
-        compare_sweep(results, pair, reference=reference, n_bootstrap=n_bootstrap or DEFAULT_BOOTSTRAP, seed=seed,
-                      as_json=as_json)
-        return
-    if weights not in ("equal", "inverse_variance"):
-        raise BadInput(f"--weights {weights!r}: give equal or inverse_variance")
-    rates = exchange_rates(results, reference=reference, n_bootstrap=n_bootstrap, seed=seed, weights=weights)
+    try:
+        if pair is not None:
+            if n_bootstrap < 0:
+                raise AnalysisInputError(f"--bootstrap {n_bootstrap}: give 0 (no intervals) or a number of resamples")
+            results, _ = sweep_results(store, sweep, reference=reference, eval_set=eval_set)
+            compare_sweep(results, pair, reference=reference, n_bootstrap=n_bootstrap or DEFAULT_BOOTSTRAP,
+                          seed=seed, as_json=as_json)
+            return
+        result = analyze(store, sweep, reference=reference, eval_set=eval_set, n_bootstrap=n_bootstrap, seed=seed,
+                         weights=weights)
+    except AnalysisInputError as exc:
+        raise BadInput(str(exc)) from None
     if as_json:
-        sys.stdout.write(rates.to_json(orient="records") + "\n")
+        sys.stdout.write(result.rates.to_json(orient="records") + "\n")
         return
     if out_dir is None:
         out_dir = Path(store.location(sweep, "figures")) if store.local else Path("augworth-figures") / sweep
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in sets:
-        a = plot_scaling_curves(results, rates, out_dir / f"scaling_{name}.png", eval_set=name)
-        b = plot_effective_samples(rates, out_dir / f"effective_samples_{name}.png", eval_set=name)
-        if brief and name != sets[0]:
-            continue
-        table = summary_table(rates[rates["eval_set"] == name])
+    pictures = result.draw(out_dir)
+    for name in result.eval_sets[:1] if brief else result.eval_sets:
+        table = summary_table(result.rates_on(name))
         table.title = f"exchange rates on '{name}': v = f_ref⁻¹(f_aug(x)) − x"
         show(table)
-        out.print(f"pictures: {a}\n          {b}", highlight=False)
+        out.print("pictures: {}\n          {}".format(*pictures[name]), highlight=False)
     if brief:
-        lines = shift_lines(rates, sets[0])
+        lines = result.shift_lines()
         if lines:
             out.print("\nthe shifted eval sets, v [95% CI] at the smallest size (their tables: --eval-set NAME):",
                       highlight=False, markup=False)

@@ -36,45 +36,36 @@ def report(
 ) -> None:
     """Write one self-contained HTML file: spec, status, exchange rates with intervals and diagnostics, the
     paper's three questions where the sweep has them, every figure inlined, and the commands behind them."""
-    from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+    from analysis import AnalysisInputError, analyze
     from analysis.comparisons import treatment_labels
     from analysis.report import Section, rate_tables, render
-    from analysis.tables import shift_lines
-    from results import GROUP_COLUMNS, read_results
+    from results import GROUP_COLUMNS
 
     from .status import sweep_status
 
     if bootstrap < 1:
         raise BadInput(f"--bootstrap {bootstrap}: the report's intervals need resamples (try 1000)")
     opened = open_sweep(store, sweep)
-    results = read_results(opened, sweep, grid_only=True, final_only=True)
-    if results.empty:
-        raise BadInput(f"sweep {sweep!r} has no finished cells yet")
-    if reference not in set(results["augmentation"]):
-        raise BadInput(f"--reference {reference!r} has no results in sweep {sweep!r}")
+    try:
+        with warnings.catch_warnings():  # the report shows them in its text (result.notes)
+            warnings.simplefilter("ignore")
+            result = analyze(opened, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)
+    except AnalysisInputError as exc:
+        raise BadInput(str(exc)) from None
     if out_path is None:
         out_path = Path(opened.location(sweep, "report.html")) if opened.local else Path(f"{sweep}-report.html")
     status = dataclasses.asdict(sweep_status(opened, sweep))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rates = exchange_rates(results, reference=reference, n_bootstrap=bootstrap, seed=seed)
-    first = "test" if "test" in set(rates["eval_set"]) else sorted(rates["eval_set"].unique())[0]
+    rates, first = result.rates, result.in_distribution
     labels = treatment_labels(rates, ~rates["is_reference"])
     mine = (rates["eval_set"] == first).to_numpy()
     sections = [Section("Summary", text=f"The exchange rates on '{first}'; below it, the shifted eval sets' v [95% "
                         "CI] at the smallest size. Every table, with its diagnostics, follows.",
                         tables=rate_tables(rates[mine], labels[mine], GROUP_COLUMNS)[:1],
-                        lines=shift_lines(rates, first))]
+                        lines=result.shift_lines())]
     with tempfile.TemporaryDirectory() as tmp:
-        figures = []
-        for name in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
-            for what, path in (
-                    ("scaling", plot_scaling_curves(results, rates, Path(tmp) / f"scaling_{name}.png", eval_set=name)),
-                    ("effective samples", plot_effective_samples(rates, Path(tmp) / f"effective_samples_{name}.png",
-                                                                 eval_set=name))):
-                figures.append((f"{what} on '{name}'", path.read_bytes()))
-        notes = " ".join(str(w.message) for w in caught)
-        sections.append(Section("Exchange rates", text=notes, figures=figures,
+        figures = [(f"{what} on '{name}'", path.read_bytes()) for name, paths in result.draw(tmp).items()
+                   for what, path in zip(("scaling", "effective samples"), paths, strict=True)]
+        sections.append(Section("Exchange rates", text=" ".join(result.notes), figures=figures,
                                 tables=rate_tables(rates, labels, GROUP_COLUMNS)))
         common = (f"{shlex.quote(sweep)} --store {shlex.quote(store)} --reference {shlex.quote(reference)} "
                   f"--bootstrap {bootstrap} --seed {seed}")

@@ -176,6 +176,24 @@ def test_a_brief_analysis_prints_the_test_table_a_line_per_shifted_set_and_the_r
                                                                           ("test", *SHIFTED)}
 
 
+def test_a_notebook_gets_the_command_lines_analysis_as_a_typed_result(findings, tmp_path):
+    # analysis.analyze is the one entry point behind analyze, demo and report
+    from analysis import AnalysisInputError, SweepAnalysis, analyze
+
+    root, sweep = findings
+    store = str(root / "store")
+    result = analyze(store, sweep, n_bootstrap=50)
+    assert isinstance(result, SweepAnalysis) and result.eval_sets == ("test", *SHIFTED)
+    printed = in_process("analyze", sweep, "--store", store, "--bootstrap", "50", "--json", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == json.loads(result.rates.to_json(orient="records"))
+    pictures = result.draw(tmp_path / "figs")
+    assert set(pictures) == set(result.eval_sets) and all(p.exists() for pair in pictures.values() for p in pair)
+    assert result.shift_lines()[0].startswith(SHIFTED[0])
+    with pytest.raises(AnalysisInputError, match="--reference 'nope'"):
+        analyze(store, sweep, reference="nope")
+
+
 class _Refs(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
