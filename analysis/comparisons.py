@@ -10,24 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.exchange import reference_mask
 from analysis.intervals import warn_few_seeds
 from analysis.paired import difference, family_p, final_rows, paired_v
-from results import GROUP_COLUMNS, TREATMENT_COLUMNS
-from search_spaces.cells import LABEL_COLUMNS, treatment_label
+from analysis.treatments import reference_mask, treatment_labels
+from results import GROUP_COLUMNS
 
 _REFERENCE = "\x00reference"  # the reference's rows, whatever a treatment label might read
-
-
-def treatment_labels(results: pd.DataFrame, shown: pd.Series | None = None) -> pd.Series:
-    """Each row's treatment as the tables print it: 'crop(2)', with the treatment's label columns that vary among
-    the `shown` rows (default: all) in brackets: 'crop(2) [fixed 4]'. Group columns (model, width, ...) are
-    left out: a comparison is made within each group, and its rows name the group."""
-    columns = [c for c in TREATMENT_COLUMNS if c in results.columns]
-    among = results if shown is None else results[shown]
-    varying = [c for c in LABEL_COLUMNS if c in columns and among[c].astype(str).nunique() > 1]
-    return results[[c for c in results.columns if c in set(columns) | set(varying)]].apply(
-        lambda row: treatment_label(row.to_dict(), varying), axis=1)
 
 
 def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = "none", n_bootstrap: int = 1000,

@@ -12,6 +12,8 @@ TREATMENT_COLUMNS that the frame has are used, with missing values kept as their
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -24,6 +26,7 @@ from analysis.intervals import (  # noqa: F401  (FewSeedsWarning: callers catch 
     seed_replicates,
     warn_few_seeds,
 )
+from analysis.treatments import reference_mask
 from analysis.verdicts import (
     EXTRAPOLATION_LIMIT,
     accuracy_lower_bound,
@@ -92,6 +95,34 @@ def exchange_rates(
     variance so that a size whose few seeds happen to agree does not take over the fit; the bootstrap keeps
     those weights. Default "equal": every point counts once.
     """
+    _check_request(results, n_bootstrap, weights)
+    group_cols = [name for name in GROUP_COLUMNS if name in results.columns]
+    keys = [*group_cols, *(name for name in TREATMENT_COLUMNS if name in results.columns), "eval_set"]
+    points = _final_points(results, keys)
+    columns = _output_columns(keys, n_bootstrap)
+    if points.empty:
+        return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else [] for name in columns})
+    batch = fit_treatments(points, keys, group_cols, weights)
+    refs = match_references(batch, reference)
+    rows = invert(batch, refs, keys, extrapolation_limit)
+    out = rows.out
+    asymptote_high = None
+    if n_bootstrap:
+        ci = _bootstrap_v(batch.points, refs.ok, refs.of_fit, rows.fit, rows.x, n_bootstrap, seed)
+        out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]
+        out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:6]
+        out["accuracy_fit_ci_low"], out["accuracy_fit_ci_high"] = ci[6:]
+        warn_few_seeds("exchange rates", out.loc[refs.ok[rows.fit], "ci_seeds"])
+        asymptote_high = ci[5]
+    diagnostics = fit_diagnostics(batch.points, len(batch.fits), batch.a, batch.b, batch.c, batch.plain_sse)
+    families = reference_families(batch.sizes, batch.errors, batch.weights, refs.ids, batch.a, batch.b, batch.c,
+                                  diagnostics[1], batch.b_profile[0])
+    _add_verdicts(rows, families, asymptote_high, extrapolation_limit, bootstrapped=bool(n_bootstrap))
+    _add_fit_columns(rows, batch, refs, diagnostics, families)
+    return out[columns]
+
+
+def _check_request(results: pd.DataFrame, n_bootstrap: int, weights: str) -> None:
     missing = [name for name in REQUIRED_COLUMNS if name not in results.columns]
     if missing:
         raise ValueError(
@@ -102,54 +133,86 @@ def exchange_rates(
         raise ValueError(f"exchange_rates: n_bootstrap must be >= 0, got {n_bootstrap}")
     if weights not in WEIGHTINGS:
         raise ValueError(f"exchange_rates: weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
-    group_cols = [name for name in GROUP_COLUMNS if name in results.columns]
-    treat_cols = [name for name in TREATMENT_COLUMNS if name in results.columns]
-    keys = [*group_cols, *treat_cols, "eval_set"]
 
-    points = _final_points(results, keys)
-    columns = [*keys, "data_size", "n_seeds", "accuracy_mean", "accuracy_std", "accuracy_fit",
-               "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded", "indeterminate",
-               "extrapolation_factor", "beyond_extrapolation_limit", "families_disagree", "v_censored",
-               "x_plus_v_pure_power", "x_plus_v_exponential", "ref_size_max", "v_bound_low", "v_bound_high",
-               *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high",
-                  "accuracy_fit_ci_low", "accuracy_fit_ci_high"] if n_bootstrap else []),
-               "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p", "b_profile_low",
-               "b_profile_high", "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone",
-               "ref_b_profile_low", "ref_b_profile_high", "ref_lack_of_fit_p_pure_power",
-               "ref_lack_of_fit_p_exponential", "ref_holdout_error", "ref_holdout_size_ratio", "is_reference"]
-    if points.empty:
-        return pd.DataFrame({name: results[name].iloc[:0] if name in results.columns else []
-                             for name in columns})
 
-    # fit ids (one per group × treatment × eval set) and group ids (one per group × eval set)
+def _output_columns(keys: list[str], n_bootstrap: int) -> list[str]:
+    return [*keys, "data_size", "n_seeds", "accuracy_mean", "accuracy_std", "accuracy_fit",
+            "effective_extra_samples", "exchange_ratio", "extrapolated", "unbounded", "indeterminate",
+            "extrapolation_factor", "beyond_extrapolation_limit", "families_disagree", "v_censored",
+            "x_plus_v_pure_power", "x_plus_v_exponential", "ref_size_max", "v_bound_low", "v_bound_high",
+            *(["v_ci_low", "v_ci_high", "ci_seeds", "ci_resamples", "ref_asymptote_low", "ref_asymptote_high",
+               "accuracy_fit_ci_low", "accuracy_fit_ci_high"] if n_bootstrap else []),
+            "fit_ok", "fit_reason", "a", "b", "c", "rmse", "fit_at_bound", "lack_of_fit_p", "b_profile_low",
+            "b_profile_high", "ref_a", "ref_b", "ref_c", "ref_fit_at_bound", "ref_lack_of_fit_p", "ref_monotone",
+            "ref_b_profile_low", "ref_b_profile_high", "ref_lack_of_fit_p_pure_power",
+            "ref_lack_of_fit_p_exponential", "ref_holdout_error", "ref_holdout_size_ratio", "is_reference"]
+
+
+@dataclass(frozen=True)
+class TreatmentFits:
+    """One power law per fit (group × treatment × eval set), all fitted at once on (F, n_max) arrays padded
+    with weight 0. `points`: the fit points with their fit (`_fit`), group (`_group`) and weight (`_w`);
+    `fits`: one row per fit; `reason`: why a fit failed (None: it did not)."""
+
+    points: pd.DataFrame
+    fits: pd.DataFrame
+    sizes: np.ndarray
+    errors: np.ndarray
+    weights: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    reason: list[str | None]
+    b_profile: tuple[np.ndarray, np.ndarray]
+    plain_sse: np.ndarray  # unweighted (the error scale), whatever the fit's weights: rmse and the diagnostics
+    rmse: np.ndarray
+
+
+def fit_treatments(points: pd.DataFrame, keys: list[str], group_cols: list[str], weights: str) -> TreatmentFits:
+    points = points.copy()
     points["_fit"] = points.groupby(keys, dropna=False, sort=True).ngroup()
     points["_group"] = points.groupby([*group_cols, "eval_set"], dropna=False, sort=True).ngroup()
     points = points.sort_values(["_fit", "data_size"], kind="stable", ignore_index=True)
     points["_w"] = _point_weights(points, weights)
     fits = points.drop_duplicates("_fit").set_index("_fit").sort_index()
-    n_fits = len(fits)
-
-    # the fits, all at once: (F, n_max) arrays padded with weight 0
     fit_of_point = points["_fit"].to_numpy()
     slot = points.groupby("_fit").cumcount().to_numpy()
-    n_max = int(slot.max()) + 1
-    sizes, errors, point_w = np.ones((n_fits, n_max)), np.zeros((n_fits, n_max)), np.zeros((n_fits, n_max))
+    shape = (len(fits), int(slot.max()) + 1)
+    sizes, errors, point_w = np.ones(shape), np.zeros(shape), np.zeros(shape)
     sizes[fit_of_point, slot] = points["data_size"].to_numpy(dtype=float)
     errors[fit_of_point, slot] = 1.0 - points["accuracy"].to_numpy(dtype=float)
     point_w[fit_of_point, slot] = points["_w"].to_numpy(dtype=float)
-    a, b, c, sse, own_reason = fit_batch(sizes, errors, point_w)
+    a, b, c, sse, reason = fit_batch(sizes, errors, point_w)
     b_profile = profile_asymptote(sizes, errors, point_w, sse, CI_LEVEL)
-    # rmse and the diagnostics use unweighted residuals (the error scale), whatever the fit's weights
     plain_sse = np.sum(np.where(point_w > 0, (errors - power_law(sizes, a[:, None], b[:, None], c[:, None])) ** 2,
                                 0.0), axis=1)
     rmse = np.sqrt(plain_sse / np.maximum((point_w > 0).sum(axis=1), 1))
+    return TreatmentFits(points, fits, sizes, errors, point_w, a, b, c, list(reason), b_profile, plain_sse, rmse)
 
-    # each group's reference fit (-1: none or ambiguous) and the reason a fit's v is unknown
-    is_ref_fit = reference_mask(fits, reference)
-    ref_of_fit, reason = np.full(n_fits, -1), list(own_reason)
-    group_of_fit = fits["_group"].to_numpy()
+
+@dataclass(frozen=True)
+class References:
+    """Per fit: whether it is a reference, its group's reference fit (-1: none or ambiguous), and why its v is
+    unknown (None: known); `ids`: the reference fits that fitted; `flat`: those that do not improve with data."""
+
+    is_reference: np.ndarray
+    of_fit: np.ndarray
+    reason: list[str | None]
+    ids: list[int]
+    flat: dict[int, str]
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([r is None for r in self.reason])
+
+
+def match_references(batch: TreatmentFits, reference: str) -> References:
+    is_ref_fit = reference_mask(batch.fits, reference)
+    own_reason = batch.reason
+    ref_of_fit, reason = np.full(len(batch.fits), -1), list(own_reason)
+    group_of_fit = batch.fits["_group"].to_numpy()
     refs_by_group = pd.Series(np.flatnonzero(is_ref_fit)).groupby(group_of_fit[is_ref_fit]).agg(list)
-    for f in range(n_fits):
+    for f in range(len(batch.fits)):
         refs = refs_by_group.get(group_of_fit[f], [])
         if len(refs) == 1:
             ref_of_fit[f] = refs[0]
@@ -162,17 +225,40 @@ def exchange_rates(
         elif own_reason[refs[0]] is not None:
             reason[f] = f"reference fit failed: {own_reason[refs[0]]}"
     ref_ids = sorted({int(r) for r in ref_of_fit if r >= 0 and own_reason[r] is None})
-    flat = flat_references(points, ref_ids)  # a reference that does not improve with data defines no v
-    for f in range(n_fits):
+    flat = flat_references(batch.points, ref_ids)  # a reference that does not improve with data defines no v
+    for f in range(len(batch.fits)):
         if reason[f] is None and ref_of_fit[f] in flat:
             reason[f] = flat[int(ref_of_fit[f])]
-    fit_ok = np.array([r is None for r in reason])
+    return References(is_ref_fit, ref_of_fit, reason, ref_ids, flat)
 
-    # measured range of each reference fit's sizes
+
+@dataclass(frozen=True)
+class InvertedRows:
+    """One output row per (fit, data size) (`out`, filled column by column) and, per row, what the later steps
+    read: its fit and reference fit, x, x + v, the treatment's fitted error, the reference's measured range."""
+
+    out: pd.DataFrame
+    fit: np.ndarray
+    ref: np.ndarray
+    x: np.ndarray
+    x_equiv: np.ndarray
+    e_aug: np.ndarray
+    ok: np.ndarray
+    own: np.ndarray
+    size_lo: np.ndarray
+    size_hi: np.ndarray
+    below_asymptote: np.ndarray
+
+    @property
+    def has_ref(self) -> np.ndarray:
+        return self.ref >= 0
+
+
+def invert(batch: TreatmentFits, refs: References, keys: list[str], extrapolation_limit: float) -> InvertedRows:
+    """x + v = f_ref⁻¹(f_aug(x)) per row, and the flags and model-free bounds that need no other family."""
+    points, a, b, c = batch.points, batch.a, batch.b, batch.c
     size_lo = points.groupby("_fit")["data_size"].min().to_numpy(dtype=float)
     size_hi = points.groupby("_fit")["data_size"].max().to_numpy(dtype=float)
-
-    # one row per (fit, data size)
     out = (
         points.groupby(["_fit", "data_size"], sort=True)
         .agg(n_seeds=("seed", "nunique"), accuracy_mean=("accuracy", "mean"),
@@ -180,76 +266,79 @@ def exchange_rates(
         .reset_index()
     )
     fit = out["_fit"].to_numpy()
-    ref = ref_of_fit[fit]
+    ref = refs.of_fit[fit]
     has_ref = ref >= 0
     x = out["data_size"].to_numpy(dtype=float)
-    ok = fit_ok[fit]
+    ok = refs.ok[fit]
     ref_a, ref_b, ref_c = (np.where(has_ref, p[np.maximum(ref, 0)], np.nan) for p in (a, b, c))
     e_aug = power_law(x, a[fit], b[fit], c[fit])
     x_equiv = inverse_power_law(e_aug, ref_a, ref_b, ref_c)  # x + v
     own = ok & (fit == ref)  # the reference's own rows: exactly v = 0
     x_equiv = np.where(own, x, np.where(ok, x_equiv, np.nan))
     lo, hi = size_lo[np.maximum(ref, 0)], size_hi[np.maximum(ref, 0)]
-
     for name in keys:
-        out[name] = fits[name].take(fit).reset_index(drop=True)
+        out[name] = batch.fits[name].take(fit).reset_index(drop=True)
     out["accuracy_fit"] = 1.0 - e_aug
     out["effective_extra_samples"] = x_equiv - x
     out["exchange_ratio"] = x_equiv / x
-    below_asymptote = ok & ~own & (e_aug <= ref_b)  # the fit's say-so: v = +inf
     out["extrapolated"] = ok & ~own & ((x_equiv < lo * (1 - _RTOL)) | (x_equiv > hi * (1 + _RTOL)))
     out["extrapolation_factor"] = np.where(ok, x_equiv / hi, np.nan)
     out["beyond_extrapolation_limit"] = ok & ~own & (x_equiv > extrapolation_limit * hi * (1 + _RTOL))
-    bound_low, bound_high = measured_bounds(points, fit, ref_of_fit, x, out["accuracy_mean"].to_numpy(dtype=float))
+    bound_low, bound_high = measured_bounds(points, fit, refs.of_fit, x, out["accuracy_mean"].to_numpy(dtype=float))
     out["ref_size_max"] = np.where(ok, hi, np.nan)
     # the measured bounds need no curve: also against a reference that does not improve (no v, but a bound)
-    measurable = ok | np.isin(ref, list(flat)) & (fit != ref)
+    measurable = ok | np.isin(ref, list(refs.flat)) & (fit != ref)
     out["v_bound_low"] = np.where(own, 0.0, np.where(measurable, bound_low, np.nan))
     out["v_bound_high"] = np.where(own, 0.0, np.where(measurable, bound_high, np.nan))
-    if n_bootstrap:
-        ci = _bootstrap_v(points, fit_ok, ref_of_fit, fit, x, n_bootstrap, seed)
-        out["v_ci_low"], out["v_ci_high"], out["ci_seeds"], out["ci_resamples"] = ci[:4]
-        out["ref_asymptote_low"], out["ref_asymptote_high"] = ci[4:6]
-        out["accuracy_fit_ci_low"], out["accuracy_fit_ci_high"] = ci[6:]
-        warn_few_seeds("exchange rates", out.loc[fit_ok[fit], "ci_seeds"])
-    # what the row may claim, once the other families and the reference's own data have had their say
-    at_bound, lack_of_fit, monotone = fit_diagnostics(points, n_fits, a, b, c, plain_sse)
-    families = reference_families(sizes, errors, point_w, ref_ids, a, b, c, lack_of_fit, b_profile[0])
+    out["ref_a"], out["ref_b"], out["ref_c"] = ref_a, ref_b, ref_c
+    below_asymptote = ok & ~own & (e_aug <= ref_b)  # the fit's say-so: v = +inf
+    return InvertedRows(out, fit, ref, x, x_equiv, e_aug, ok, own, lo, hi, below_asymptote)
+
+
+def _add_verdicts(rows: InvertedRows, families: dict[str, dict[str, np.ndarray]], asymptote_high: np.ndarray | None,
+                  extrapolation_limit: float, *, bootstrapped: bool) -> None:
+    """What each row may claim once the other families and the reference's own data have had their say."""
+    out, ref_index = rows.out, np.maximum(rows.ref, 0)
     verdict = family_verdicts(
-        ok=ok, own=own, below_asymptote=below_asymptote, extrapolated=out["extrapolated"].to_numpy(dtype=bool),
-        x=x, x_equiv=x_equiv, e_aug=e_aug, asymptote_high=ci[5] if n_bootstrap else None, size_lo=lo, size_hi=hi,
-        limit=extrapolation_limit,
+        ok=rows.ok, own=rows.own, below_asymptote=rows.below_asymptote,
+        extrapolated=out["extrapolated"].to_numpy(dtype=bool), x=rows.x, x_equiv=rows.x_equiv, e_aug=rows.e_aug,
+        asymptote_high=asymptote_high, size_lo=rows.size_lo, size_hi=rows.size_hi, limit=extrapolation_limit,
         lower_acc=accuracy_lower_bound(out["accuracy_mean"].to_numpy(dtype=float),
                                        out["accuracy_std"].to_numpy(dtype=float), out["n_seeds"].to_numpy(dtype=float)),
-        ref={name: {k: v[np.maximum(ref, 0)] for k, v in per_fit.items()} for name, per_fit in families.items()})
+        ref={name: {k: v[ref_index] for k, v in per_fit.items()} for name, per_fit in families.items()})
     for name, values in verdict.items():
         out[name] = values
     # a verdict the paper's curve does not give (it misfits a reference that another family fits): v is +inf
-    newly = verdict["unbounded"] & np.isfinite(x_equiv)
+    newly = verdict["unbounded"] & np.isfinite(rows.x_equiv)
     out.loc[newly, ["effective_extra_samples", "exchange_ratio"]] = np.inf
-    if n_bootstrap:
+    if bootstrapped:
         out.loc[newly, ["v_ci_low", "v_ci_high"]] = np.nan  # the misfitting curve's interval says nothing here
-    holdout_error, holdout_ratio = holdout_largest(sizes, errors, point_w, ref_ids)
-    ref_index = np.maximum(ref, 0)
+
+
+def _add_fit_columns(rows: InvertedRows, batch: TreatmentFits, refs: References,
+                     diagnostics: tuple[list[str | None], np.ndarray, np.ndarray],
+                     families: dict[str, dict[str, np.ndarray]]) -> None:
+    """Each row's own fit and its reference's: parameters, diagnostics, the held-out largest size."""
+    out, fit, has_ref, ref_index = rows.out, rows.fit, rows.has_ref, np.maximum(rows.ref, 0)
+    at_bound, lack_of_fit, monotone = diagnostics
+    holdout_error, holdout_ratio = holdout_largest(batch.sizes, batch.errors, batch.weights, refs.ids)
     out["ref_holdout_error"] = np.where(has_ref, holdout_error[ref_index], np.nan)
     out["ref_holdout_size_ratio"] = np.where(has_ref, holdout_ratio[ref_index], np.nan)
     for name in ("pure_power", "exponential"):
         out[f"ref_lack_of_fit_p_{name}"] = np.where(has_ref, families[name]["lack_of_fit_p"][ref_index], np.nan)
-    out["fit_ok"] = ok
-    out["fit_reason"] = pd.Series([reason[f] for f in fit], dtype=object)
-    out["a"], out["b"], out["c"], out["rmse"] = a[fit], b[fit], c[fit], rmse[fit]
+    out["fit_ok"] = rows.ok
+    out["fit_reason"] = pd.Series([refs.reason[f] for f in fit], dtype=object)
+    out["a"], out["b"], out["c"], out["rmse"] = batch.a[fit], batch.b[fit], batch.c[fit], batch.rmse[fit]
     out["fit_at_bound"] = pd.Series([at_bound[f] for f in fit], dtype=object)
     out["lack_of_fit_p"] = lack_of_fit[fit]
     out["ref_fit_at_bound"] = pd.Series([at_bound[r] if h else None for r, h in zip(ref_index, has_ref, strict=True)],
                                         dtype=object)
     out["ref_lack_of_fit_p"] = np.where(has_ref, lack_of_fit[ref_index], np.nan)
     out["ref_monotone"] = np.where(has_ref, monotone[ref_index], True)
-    out["ref_a"], out["ref_b"], out["ref_c"] = ref_a, ref_b, ref_c
-    out["b_profile_low"], out["b_profile_high"] = b_profile[0][fit], b_profile[1][fit]
-    out["ref_b_profile_low"] = np.where(has_ref, b_profile[0][ref_index], np.nan)
-    out["ref_b_profile_high"] = np.where(has_ref, b_profile[1][ref_index], np.nan)
-    out["is_reference"] = is_ref_fit[fit]
-    return out[columns]
+    out["b_profile_low"], out["b_profile_high"] = batch.b_profile[0][fit], batch.b_profile[1][fit]
+    out["ref_b_profile_low"] = np.where(has_ref, batch.b_profile[0][ref_index], np.nan)
+    out["ref_b_profile_high"] = np.where(has_ref, batch.b_profile[1][ref_index], np.nan)
+    out["is_reference"] = refs.is_reference[fit]
 
 
 def _final_points(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -279,23 +368,6 @@ def _point_weights(points: pd.DataFrame, weights: str) -> np.ndarray:
     var = np.maximum(var.to_numpy(dtype=float), np.maximum(floor.to_numpy(dtype=float), 1e-12))
     w = 1.0 / var
     return w / pd.Series(w).groupby(points["_fit"].to_numpy()).transform("mean").to_numpy()  # mean weight 1
-
-
-# The reference is trained plainly: its other treatment columns at their neutral values (missing = neutral,
-# as in rows written before the column existed). So `none` with k views per batch, or `none` inside an
-# invariant model, is a treatment compared against the plain model, as the paper's §4 and §5 compare them.
-_NEUTRAL_TREATMENT = {"views": "random", "views_r": None, "views_first_clean": False, "invariance": "none"}
-
-
-def reference_mask(fits: pd.DataFrame, reference: str) -> np.ndarray:
-    """augmentation == reference, trained plainly, per fit; a missing augmentation being no match."""
-    mask = fits["augmentation"].astype(object).eq(reference).to_numpy(dtype=bool, copy=True)
-    for name, neutral in _NEUTRAL_TREATMENT.items():
-        if name in fits.columns:
-            values = fits[name].astype(object)
-            plain = values.isna() if neutral is None else values.isna() | values.eq(neutral)
-            mask &= plain.to_numpy(dtype=bool)
-    return mask
 
 
 def _bootstrap_v(

@@ -28,10 +28,10 @@ from analysis.fit import (
     EXP_C_GRID,
     MIN_SIZES,
     FloatArray,
-    _per_size,
-    _profile,
     fit_batch,
+    fit_given_c,
     inverse_power_law,
+    size_means,
 )
 
 FAMILIES = ("power", "pure_power", "exponential")
@@ -46,7 +46,7 @@ def fit_family(sizes: FloatArray, errors: FloatArray, weights: FloatArray,
     the weighted squared error (NaN where a row has fewer than MIN_SIZES sizes)."""
     if family == "power":
         return fit_batch(sizes, errors, weights)[:4]
-    size_of, mean_of, weight_of, within = _per_size(np.asarray(sizes, float), np.asarray(errors, float),
+    size_of, mean_of, weight_of, within = size_means(np.asarray(sizes, float), np.asarray(errors, float),
                                                     np.asarray(weights, float))
     n = len(size_of)
     a, b, c, sse = (np.full(n, np.nan) for _ in range(4))
@@ -67,7 +67,7 @@ def fit_family(sizes: FloatArray, errors: FloatArray, weights: FloatArray,
                 a_ = np.maximum((w * m * u).sum(1) / (w * u * u).sum(1), A_MIN)
                 return a_, np.zeros_like(a_), (w * (m - a_[:, None] * u) ** 2).sum(1)
             moments = (w.sum(), (w * m).sum(), (w * m * m).sum())
-            return _profile(rates, t[:, None], m[:, None], w[:, None], *moments)
+            return fit_given_c(rates, t[:, None], m[:, None], w[:, None], *moments)
 
         log_grid = np.log(grid)
         best = int(np.argmin(profile(log_grid)[2]))
@@ -115,7 +115,7 @@ def lack_of_fit_p(sse: FloatArray, within: FloatArray, n_points: FloatArray, n_s
 
 def within_size(sizes: FloatArray, errors: FloatArray, weights: FloatArray) -> FloatArray:
     """Per row, the weighted squared scatter of points around their size's mean (what no curve can explain)."""
-    return _per_size(np.asarray(sizes, float), np.asarray(errors, float), np.asarray(weights, float))[3]
+    return size_means(np.asarray(sizes, float), np.asarray(errors, float), np.asarray(weights, float))[3]
 
 
 def reference_families(sizes: FloatArray, errors: FloatArray, weights: FloatArray, ref_ids: list[int],

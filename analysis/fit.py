@@ -115,7 +115,7 @@ def fit_batch(
     b, c, sse = a.copy(), a.copy(), a.copy()
     reasons: list[str | None] = [None] * n_rows
 
-    size_of, mean_of, weight_of, within = _per_size(sizes, errors, weights)
+    size_of, mean_of, weight_of, within = size_means(sizes, errors, weights)
     n_sizes = np.sum(weight_of > 0, axis=1)
     fittable = n_sizes >= MIN_SIZES
     for i in np.flatnonzero(~fittable):
@@ -140,7 +140,7 @@ def fit_batch(
     return a, b, c, sse, reasons
 
 
-def _per_size(
+def size_means(
     sizes: FloatArray, errors: FloatArray, weights: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Collapse each row's points to its distinct sizes: (size, mean error, total weight), (F, k) each.
@@ -183,7 +183,7 @@ def _fit_scaled(
     # sizes first: numpy sums a leading axis of a few sizes far faster than a trailing one
     log_s_t, m_t, w_t = log_s.T, m.T, w.T  # (k, F)
     moments = w_t.sum(0), (w_t * m_t).sum(0), (w_t * m_t * m_t).sum(0)  # do not depend on c
-    _, _, grid_sse = _profile(  # (F, G)
+    _, _, grid_sse = fit_given_c(  # (F, G)
         _GRID, log_s_t[..., None], m_t[..., None], w_t[..., None], *(v[:, None] for v in moments)
     )
     best = np.argmin(np.where(np.isfinite(grid_sse), grid_sse, np.inf), axis=1)
@@ -199,29 +199,29 @@ def _fit_scaled(
 
         def sse_of(t: FloatArray, *per_size: FloatArray) -> FloatArray:
             log_s, m, w = (np.stack(per_size[j * k:(j + 1) * k]) for j in range(3))
-            return _profile(np.exp(t), log_s, m, w, *per_size[3 * k:])[2]
+            return fit_given_c(np.exp(t), log_s, m, w, *per_size[3 * k:])[2]
 
         found = find_minimum(sse_of, (lo[inner], log_c[inner], hi[inner]), args=args,
                              tolerances={"xatol": 1e-10, "xrtol": 0.0})
         better = found.success & (found.f_x <= grid_sse[inner, best[inner]])  # never worse than the grid's best
         log_c[inner[better]] = found.x[better]
     for i in np.flatnonzero((best == 0) | (best == _GRID.size - 1)):  # at a grid end: a bounded scalar search
-        col = (slice(None), slice(i, i + 1))  # one fit, kept 2-D for _profile's broadcasting
+        col = (slice(None), slice(i, i + 1))  # one fit, kept 2-D for fit_given_c's broadcasting
         moments_i = tuple(v[i : i + 1] for v in moments)
 
         def sse(t: float, col=col, moments_i=moments_i) -> float:
-            return float(_profile(np.exp(np.array([t])), log_s_t[col], m_t[col], w_t[col], *moments_i)[2][0])
+            return float(fit_given_c(np.exp(np.array([t])), log_s_t[col], m_t[col], w_t[col], *moments_i)[2][0])
 
         found_i = minimize_scalar(sse, bounds=(lo[i], hi[i]), method="bounded", options={"xatol": 1e-10})
         if found_i.success and found_i.fun <= grid_sse[i, best[i]]:
             log_c[i] = found_i.x
     c = np.exp(log_c)
-    a, b, _ = _profile(c, log_s_t, m_t, w_t, *moments)
+    a, b, _ = fit_given_c(c, log_s_t, m_t, w_t, *moments)
     resid = m_t - a * np.exp(-c * log_s_t) - b
     return a, b, c, (w_t * resid * resid).sum(0)
 
 
-def _profile(
+def fit_given_c(
     c: FloatArray, log_s: FloatArray, m: FloatArray, w: FloatArray,
     s0: FloatArray, se: FloatArray, see: FloatArray,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -275,7 +275,7 @@ def profile_asymptote(
     """
     from scipy import stats
 
-    size_of, mean_of, weight_of, within = _per_size(np.asarray(sizes, float), np.asarray(errors, float),
+    size_of, mean_of, weight_of, within = size_means(np.asarray(sizes, float), np.asarray(errors, float),
                                                     np.asarray(weights, float))
     n_points = np.sum(np.asarray(weights) > 0, axis=1)
     low, high = np.full(len(size_of), np.nan), np.full(len(size_of), np.nan)

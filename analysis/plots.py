@@ -7,6 +7,7 @@ global backend switch, no display needed, and importing `analysis` stays cheap.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +112,6 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
     families that fit the reference disagree) is drawn the same way at the bound the measured means support. The
     reference is the 0 line. Returns the path written.
     """
-    from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
     rates = _rows_of(rates, eval_set, "rates")
@@ -123,93 +123,121 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
 
     fig, axes, title = _figure(list(groups), rates, group_cols,
                                f"{eval_set}: effective extra samples v(x) = f_ref⁻¹(f_aug(x)) − x")
-    any_unbounded = any_extrapolated = any_indeterminate = any_censored = False
+    drawn = _Drawn()
     for ax, (group, _) in zip(axes, groups.items(), strict=False):
         rows = _split(others, group_cols, []).get(group, others.iloc[:0])
         finite = rows["effective_extra_samples"].to_numpy(dtype=float)
         if "beyond_extrapolation_limit" in rows:  # censored values set no axis limit
             finite = finite[~rows["beyond_extrapolation_limit"].to_numpy(dtype=bool)]
         finite = finite[np.isfinite(finite)]
-        linthresh = max(1.0, float(rates["data_size"].min()))
         top = blended_transform_factory(ax.transData, ax.transAxes)
         for treatment, t_rows in _split(rows, [], treat_cols).items():
-            t_rows = t_rows.sort_values("data_size")
-            color, label = colors[treatment], labels[treatment]
-            x = t_rows["data_size"].to_numpy(dtype=float)
-            v = t_rows["effective_extra_samples"].to_numpy(dtype=float)
-            if not t_rows["fit_ok"].any():
-                ax.plot([], [], "x", color="gray", label=f"{label} (no v: {t_rows['fit_reason'].iloc[0]})")
-                continue
-            # censored: x + v past the extrapolation limit; drawn at that bound, hollow, not at the curve's number
-            censored = (t_rows["beyond_extrapolation_limit"].to_numpy(dtype=bool)
-                        if "beyond_extrapolation_limit" in t_rows else np.zeros(len(v), dtype=bool)) & np.isfinite(v)
-            bound = EXTRAPOLATION_LIMIT * t_rows["ref_size_max"].to_numpy(dtype=float) - x
-            if "v_censored" in t_rows:  # families that fit disagree, or the power law misfits: the measured bound
-                measured = t_rows["v_censored"].to_numpy(dtype=bool) & ~t_rows["indeterminate"].to_numpy(dtype=bool)
-                measured &= np.isfinite(v)
-                bound = np.where(measured, t_rows["v_bound_low"].to_numpy(dtype=float), bound)
-                censored |= measured
-            shown = np.isfinite(v) & ~censored
-            if censored.any():
-                ax.plot(x[censored], bound[censored], marker=6, ls="", ms=9, mfc="white", mec=color, mew=1.3)
-                finite = np.concatenate([finite, bound[censored][np.isfinite(bound[censored])]])
-                any_censored = True
-            extrapolated = t_rows["extrapolated"].to_numpy(dtype=bool)
-            unbounded = t_rows["unbounded"].to_numpy(dtype=bool)
-            indeterminate = (t_rows["indeterminate"].to_numpy(dtype=bool) if "indeterminate" in t_rows
-                             else np.isposinf(v) & ~unbounded)
-            ax.plot(x[shown], v[shown], "-", color=color, lw=1.5, label=label)
-            ax.plot(x[shown & ~extrapolated], v[shown & ~extrapolated], "o", color=color, ms=5)
-            hollow = shown & extrapolated
-            ax.plot(x[hollow], v[hollow], "o", ms=5, mfc="white", mec=color, mew=1.3)
-            if unbounded.any():
-                ax.plot(x[unbounded], np.full(unbounded.sum(), 0.97), "^", ms=8, color=color,
-                        transform=top, clip_on=False)
-            if indeterminate.any():  # the fit alone says unbounded: hollow, and no number drawn
-                ax.plot(x[indeterminate], np.full(indeterminate.sum(), 0.97), "^", ms=8, mfc="white", mec=color,
-                        mew=1.3, transform=top, clip_on=False)
-            any_indeterminate |= bool(indeterminate.any())
-            if has_ci:
-                low = t_rows["v_ci_low"].to_numpy(dtype=float)
-                high = t_rows["v_ci_high"].to_numpy(dtype=float)
-                bars = shown & np.isfinite(low)
-                cap = np.nanmax(np.abs(finite)) * 10 if finite.size else 1.0  # an infinite end: past the edge
-                ax.vlines(x[bars], low[bars], np.minimum(high[bars], cap), color=color, alpha=0.5, lw=1.2)
-            any_unbounded |= bool(unbounded.any())
-            any_extrapolated |= bool((shown & extrapolated).any())
-        ax.axhline(0.0, color=_REFERENCE_COLOR, lw=1.0)
-        ax.set_xscale("log")
-        # the measured sizes, also where no treatment has a v to draw (a log axis needs positive limits)
-        ax.set_xlim(float(rates["data_size"].min()) / 1.5, float(rates["data_size"].max()) * 1.5)
-        ax.set_yscale("symlog", linthresh=linthresh)
-        if finite.size:  # a decade of headroom each side (symlog), the top one for the unbounded markers
-            ax.set_ylim(min(-linthresh, finite.min() * 10), max(linthresh, finite.max() * 10))
-        ax.set_xlabel("training samples x")
-        ax.set_ylabel("effective extra samples v")
-        ax.grid(alpha=0.3, which="major", lw=0.5)
+            finite = _draw_v(ax, t_rows.sort_values("data_size"), colors[treatment], labels[treatment], finite,
+                             top=top, has_ci=has_ci, drawn=drawn)
+        _v_axes(ax, rates, finite)
+    _legend(fig, axes, _v_legend(rates, labels, treat_cols, drawn, has_ci=has_ci))
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+@dataclass
+class _Drawn:
+    """What the effective-samples legend has to explain: the kinds of markers drawn on any panel."""
+
+    unbounded: bool = False
+    extrapolated: bool = False
+    indeterminate: bool = False
+    censored: bool = False
+
+
+def _draw_v(ax: Any, t_rows: pd.DataFrame, color: Any, label: str, finite: np.ndarray, *, top: Any, has_ci: bool,
+            drawn: _Drawn) -> np.ndarray:
+    """One treatment's v on one panel (markers as `plot_effective_samples` says); returns the finite values the
+    panel's axis spans, with this treatment's censoring bounds added."""
+    x = t_rows["data_size"].to_numpy(dtype=float)
+    v = t_rows["effective_extra_samples"].to_numpy(dtype=float)
+    if not t_rows["fit_ok"].any():
+        ax.plot([], [], "x", color="gray", label=f"{label} (no v: {t_rows['fit_reason'].iloc[0]})")
+        return finite
+    # censored: x + v past the extrapolation limit; drawn at that bound, hollow, not at the curve's number
+    censored = (t_rows["beyond_extrapolation_limit"].to_numpy(dtype=bool)
+                if "beyond_extrapolation_limit" in t_rows else np.zeros(len(v), dtype=bool)) & np.isfinite(v)
+    bound = EXTRAPOLATION_LIMIT * t_rows["ref_size_max"].to_numpy(dtype=float) - x
+    if "v_censored" in t_rows:  # families that fit disagree, or the power law misfits: the measured bound
+        measured = t_rows["v_censored"].to_numpy(dtype=bool) & ~t_rows["indeterminate"].to_numpy(dtype=bool)
+        measured &= np.isfinite(v)
+        bound = np.where(measured, t_rows["v_bound_low"].to_numpy(dtype=float), bound)
+        censored |= measured
+    shown = np.isfinite(v) & ~censored
+    if censored.any():
+        ax.plot(x[censored], bound[censored], marker=6, ls="", ms=9, mfc="white", mec=color, mew=1.3)
+        finite = np.concatenate([finite, bound[censored][np.isfinite(bound[censored])]])
+        drawn.censored = True
+    extrapolated = t_rows["extrapolated"].to_numpy(dtype=bool)
+    unbounded = t_rows["unbounded"].to_numpy(dtype=bool)
+    indeterminate = (t_rows["indeterminate"].to_numpy(dtype=bool) if "indeterminate" in t_rows
+                     else np.isposinf(v) & ~unbounded)
+    ax.plot(x[shown], v[shown], "-", color=color, lw=1.5, label=label)
+    ax.plot(x[shown & ~extrapolated], v[shown & ~extrapolated], "o", color=color, ms=5)
+    hollow = shown & extrapolated
+    ax.plot(x[hollow], v[hollow], "o", ms=5, mfc="white", mec=color, mew=1.3)
+    if unbounded.any():
+        ax.plot(x[unbounded], np.full(unbounded.sum(), 0.97), "^", ms=8, color=color, transform=top, clip_on=False)
+    if indeterminate.any():  # the fit alone says unbounded: hollow, and no number drawn
+        ax.plot(x[indeterminate], np.full(indeterminate.sum(), 0.97), "^", ms=8, mfc="white", mec=color,
+                mew=1.3, transform=top, clip_on=False)
+    if has_ci:
+        low = t_rows["v_ci_low"].to_numpy(dtype=float)
+        high = t_rows["v_ci_high"].to_numpy(dtype=float)
+        bars = shown & np.isfinite(low)
+        cap = np.nanmax(np.abs(finite)) * 10 if finite.size else 1.0  # an infinite end: past the edge
+        ax.vlines(x[bars], low[bars], np.minimum(high[bars], cap), color=color, alpha=0.5, lw=1.2)
+    drawn.indeterminate |= bool(indeterminate.any())
+    drawn.unbounded |= bool(unbounded.any())
+    drawn.extrapolated |= bool((shown & extrapolated).any())
+    return finite
+
+
+def _v_axes(ax: Any, rates: pd.DataFrame, finite: np.ndarray) -> None:
+    linthresh = max(1.0, float(rates["data_size"].min()))
+    ax.axhline(0.0, color=_REFERENCE_COLOR, lw=1.0)
+    ax.set_xscale("log")
+    # the measured sizes, also where no treatment has a v to draw (a log axis needs positive limits)
+    ax.set_xlim(float(rates["data_size"].min()) / 1.5, float(rates["data_size"].max()) * 1.5)
+    ax.set_yscale("symlog", linthresh=linthresh)
+    if finite.size:  # a decade of headroom each side (symlog), the top one for the unbounded markers
+        ax.set_ylim(min(-linthresh, finite.min() * 10), max(linthresh, finite.max() * 10))
+    ax.set_xlabel("training samples x")
+    ax.set_ylabel("effective extra samples v")
+    ax.grid(alpha=0.3, which="major", lw=0.5)
+
+
+def _v_legend(rates: pd.DataFrame, labels: dict[Key, str], treat_cols: list[str], drawn: _Drawn, *,
+              has_ci: bool) -> list[Any]:
+    """The legend's entries for what every panel shares: the reference's line and each kind of marker drawn."""
+    from matplotlib.lines import Line2D
+
     reference = rates[rates["is_reference"].astype(bool).to_numpy()]
     name = labels[_key(reference[treat_cols].iloc[0])] if len(reference) else "reference"
     extras: list[Any] = [
         Line2D([], [], color=_REFERENCE_COLOR, lw=1.0, label=f"{name}: the reference (v = 0)")
     ]
-    if any_extrapolated:
+    if drawn.extrapolated:
         extras.append(Line2D([], [], ls="", marker="o", mfc="white", mec="gray",
                              label="x + v outside the reference's measured sizes"))
-    if any_unbounded:
+    if drawn.unbounded:
         extras.append(Line2D([], [], ls="", marker="^", color="gray",
                              label="unbounded: accurate past the reference's asymptote interval (v = +∞)"))
-    if any_censored:
+    if drawn.censored:
         extras.append(Line2D([], [], ls="", marker=6, mfc="white", mec="gray",
                              label=f"censored, drawn at the bound: x + v past {EXTRAPOLATION_LIMIT:g} × the largest "
                              "reference size, or v ≥ what the measured means support (curve families disagree)"))
-    if any_indeterminate:
+    if drawn.indeterminate:
         extras.append(Line2D([], [], ls="", marker="^", mfc="white", mec="gray",
                              label="indeterminate: below the reference's asymptote by the fit, not by the data"))
     if has_ci:
         extras.append(Line2D([], [], color="gray", alpha=0.5, label="95% interval, whole seeds resampled"))
-    _legend(fig, axes, extras)
-    fig.suptitle(title)
-    return save_figure(fig, path)
+    return extras
 
 
 # ----- helpers -------------------------------------------------------------------------------------

@@ -68,22 +68,8 @@ def point_exchange(ref: pd.DataFrame, point: pd.Series, x: float, *, paired: boo
     x_equiv = inverse_power_law(e, a, b, c)
     below_asymptote = e <= b
 
-    # the interval: the reference's seeds whole; the point's with them (paired) or on their own (fresh seeds)
-    replicates = seed_replicates(points, [0], n_bootstrap, seed)
-    ref_seeds, counts = replicates.draws[0][None]
-    if paired:
-        acc_b = counts @ point.reindex(ref_seeds).to_numpy(float) / counts.sum(axis=1)
-        clusters = ref_seeds.size
-    else:
-        own = np.random.default_rng([seed, 1]).multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap)
-        acc_b = own @ point.to_numpy(float) / n
-        clusters = min(ref_seeds.size, n)  # the scarcer of the two samples sets the expansion
-    ra, rb, rc = replicates.params[0]
-    tail = expanded_tail(clusters, level)
-    v_low, v_high = (float(end[0]) for end in percentile_interval((inverse_power_law(1.0 - acc_b, ra, rb, rc)
-                                                                     - x)[:, None], tail))
-    b_low, b_high = (float(end[0]) for end in percentile_interval(rb[:, None], tail))
-
+    v_low, v_high, b_low, b_high, clusters = _point_interval(points, point, x, paired=paired, level=level,
+                                                             n_bootstrap=n_bootstrap, seed=seed)
     extrapolated = bool((x_equiv[0] < lo * (1 - _RTOL)) or (x_equiv[0] > hi * (1 + _RTOL)))
     verdict = family_verdicts(
         ok=np.array([True]), own=np.array([False]), below_asymptote=below_asymptote,
@@ -111,3 +97,25 @@ def point_exchange(ref: pd.DataFrame, point: pd.Series, x: float, *, paired: boo
     for name in ("pure_power", "exponential"):
         out[f"ref_lack_of_fit_p_{name}"] = float(families[name]["lack_of_fit_p"][0])
     return out
+
+
+def _point_interval(points: pd.DataFrame, point: pd.Series, x: float, *, paired: bool, level: float,
+                    n_bootstrap: int, seed: int) -> tuple[float, float, float, float, int]:
+    """v's interval and the reference's asymptote's (as b), and the clusters that set the expansion: the
+    reference's seeds drawn whole; the point's with them (paired) or on their own (fresh seeds)."""
+    n = point.size
+    replicates = seed_replicates(points, [0], n_bootstrap, seed)
+    ref_seeds, counts = replicates.draws[0][None]
+    if paired:
+        acc_b = counts @ point.reindex(ref_seeds).to_numpy(float) / counts.sum(axis=1)
+        clusters = ref_seeds.size
+    else:
+        own = np.random.default_rng([seed, 1]).multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap)
+        acc_b = own @ point.to_numpy(float) / n
+        clusters = min(ref_seeds.size, n)  # the scarcer of the two samples sets the expansion
+    ra, rb, rc = replicates.params[0]
+    tail = expanded_tail(clusters, level)
+    v_low, v_high = (float(end[0]) for end in percentile_interval((inverse_power_law(1.0 - acc_b, ra, rb, rc)
+                                                                     - x)[:, None], tail))
+    b_low, b_high = (float(end[0]) for end in percentile_interval(rb[:, None], tail))
+    return v_low, v_high, b_low, b_high, int(clusters)

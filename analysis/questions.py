@@ -21,10 +21,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.comparisons import treatment_labels
-from analysis.exchange import reference_mask
 from analysis.intervals import warn_few_seeds
 from analysis.paired import difference, family_p, final_rows, interval, paired_v
+from analysis.treatments import reference_mask, treatment_labels
 from results import GROUP_COLUMNS
 
 LEVEL = 0.95

@@ -23,11 +23,11 @@ from scipy import stats
 
 from results.schema import GROUP_COLUMNS
 
-from .exchange import reference_mask
 from .formatting import rate_text
 from .intervals import warn_few_seeds
 from .paired import final_rows
 from .point import point_exchange
+from .treatments import reference_mask
 
 SEARCHED_FIELDS = ("strength", "lr", "momentum", "weight_decay")  # search_spaces.SEARCHABLE's cell fields
 STATES = ("complete", "running", "pruned", "failed")
