@@ -127,23 +127,23 @@ def verify(
     """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
     from results import quarantine as quarantine_files
     from results import verify as verify_sweep
+    from results.query import verified_files
 
     from .lock import SweepLock
 
     opened = open_sweep(store, sweep)
     with SweepLock(opened, sweep) if quarantine else contextlib.nullcontext():  # moving files: no driver runs
-        state = opened.layout.results_state(sweep)
-        checked = len(state.files()) + len(state.misnamed)
-        bad = verify_sweep(opened, sweep)
+        files = verified_files(opened, sweep)
+        bad = verify_sweep(opened, sweep, files)
         moved = quarantine_files(opened, sweep, bad) if quarantine and bad else []
     if as_json:
         sys.stdout.write(json.dumps({"bad": bad, "quarantined": moved}) + "\n")
     else:
-        out.print(f"sweep {sweep}: {checked} files checked, {len(bad)} bad", highlight=False)
+        out.print(f"sweep {sweep}: {len(files)} files checked, {len(bad)} bad", highlight=False)
         for path, reason in bad.items():
             out.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
         if moved:
-            out.print(f"moved {len(moved)} to {opened.layout.sweep_dir(sweep)}/quarantine/ "
+            out.print(f"moved {len(moved)} to {opened.location(sweep, 'quarantine')}/ "
                       "(`augworth resume` re-runs their cells)", highlight=False, soft_wrap=True)
     raise typer.Exit(3 if bad and not moved else 0)
 

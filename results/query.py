@@ -101,12 +101,18 @@ def check_file(store: Store, sweep: str, path: str) -> str | None:
         return f"holds cells {sorted(keys)[:3]}... but its name or the manifest says {sorted(expected)[:3]}..."
     return None
 
+def verified_files(store: Store, sweep: str) -> list[str]:
+    """The files `verify` checks: those readers read, and the cell files whose rows are another cell's."""
+    state = store.layout.results_state(sweep)
+    return state.files() + sorted(state.misnamed)
+
+
 def verify(store: Store, sweep: str, files: Iterable[str] | None = None) -> dict[str, str]:
-    """Every bad result file of the sweep, with the reason (misnamed cell files included)."""
+    """Every bad result file of the sweep (`verified_files` by default), with the reason."""
     if files is None:
-        state = store.layout.results_state(sweep)
-        files = state.files() + sorted(state.misnamed)
+        files = verified_files(store, sweep)
     return {path: reason for path in files if (reason := check_file(store, sweep, path)) is not None}
+
 
 def quarantine(store: Store, sweep: str, paths: Iterable[str]) -> list[str]:
     """Move bad files to `<sweep>/quarantine/`: their cells are no longer done, so `resume` re-runs them."""

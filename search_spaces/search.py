@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from .cells import Cell
 from .secrets import written_secret
-from .strict import _LocatedError, _Strict
+from .strict import LocatedError, Strict
 
 Spec = Any  # search_spaces.spec.Spec, which imports this module (so no import back, not even for typing)
 
@@ -31,7 +31,7 @@ OPTIMIZER_BOUNDS: dict[str, tuple[float, float, bool]] = {  # (low, high, high e
     "lr": (0.0, math.inf, False), "momentum": (0.0, 1.0, True), "weight_decay": (0.0, math.inf, False)}
 
 
-class ParamRange(_Strict):
+class ParamRange(Strict):
     low: float | int
     high: float | int
     log: bool = False  # sample uniformly in log space (learning rates)
@@ -39,17 +39,17 @@ class ParamRange(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> ParamRange:
         if self.low >= self.high:
-            raise _LocatedError(f"low ({self.low:g}) must be below high ({self.high:g})", ("low",))
+            raise LocatedError(f"low ({self.low:g}) must be below high ({self.high:g})", ("low",))
         if self.log and self.low <= 0:
-            raise _LocatedError(f"log needs low > 0, got {self.low:g}", ("low",))
+            raise LocatedError(f"log needs low > 0, got {self.low:g}", ("low",))
         return self
 
 
-class Objective(_Strict):
+class Objective(Strict):
     eval_set: str = "test"  # the label whose mean final accuracy over the seeds is maximised
 
 
-class Confirm(_Strict):
+class Confirm(Strict):
     """The study's best point trained again on fresh seeds, as ordinary cells: what `augworth best` reports."""
 
     # how many fresh seeds (those after the spec's largest), or which; None: as many as the spec's seeds; 0: none
@@ -59,12 +59,12 @@ class Confirm(_Strict):
     eval_set: str | None = None
 
 
-class Sampler(_Strict):
+class Sampler(Strict):
     name: Literal["tpe", "gp", "random"] = "tpe"
     seed: Annotated[int, Field(ge=0)] = 0
 
 
-class SearchSpec(_Strict):
+class SearchSpec(Strict):
     policies: Annotated[list[str], Field(min_length=1)] | None = None  # None: every augmentation but `none`
     params: Annotated[dict[str, ParamRange], Field(min_length=1)]
     trials: Annotated[int, Field(gt=0)]  # finished trials (complete or pruned) per study
@@ -80,7 +80,7 @@ class SearchSpec(_Strict):
     def _no_written_secret(self) -> SearchSpec:
         secret = written_secret(self.storage) if self.storage else None
         if secret:
-            raise _LocatedError(f"{secret} written here would be frozen into the sweep's spec.yaml and shown: write "
+            raise LocatedError(f"{secret} written here would be frozen into the sweep's spec.yaml and shown: write "
                                 "it as ${VAR} and set VAR in the environment of the driver", ("storage",))
         return self
 
@@ -88,14 +88,14 @@ class SearchSpec(_Strict):
     def _known(self) -> SearchSpec:
         for name, bounds in self.params.items():
             if name not in SEARCHABLE:
-                raise _LocatedError(f"cannot search {name!r} (searchable: {', '.join(SEARCHABLE)})", ("params", name))
+                raise LocatedError(f"cannot search {name!r} (searchable: {', '.join(SEARCHABLE)})", ("params", name))
             if name in OPTIMIZER_BOUNDS:
                 lo, hi, open_high = OPTIMIZER_BOUNDS[name]
                 if bounds.low < lo or (name == "lr" and bounds.low == 0):
-                    raise _LocatedError(f"{name} must be {'>' if name == 'lr' else '>='} {lo:g}, got low "
+                    raise LocatedError(f"{name} must be {'>' if name == 'lr' else '>='} {lo:g}, got low "
                                         f"{bounds.low:g}", ("params", name, "low"))
                 if bounds.high > hi or (open_high and bounds.high == hi):
-                    raise _LocatedError(f"{name} must be {'<' if open_high else '<='} {hi:g}, got high "
+                    raise LocatedError(f"{name} must be {'<' if open_high else '<='} {hi:g}, got high "
                                         f"{bounds.high:g}", ("params", name, "high"))
         return self
 
@@ -141,47 +141,47 @@ def check_search(spec: Spec) -> None:
     policies = [a.policy for a in spec.augmentations]
     for i, policy in enumerate(search.policies or ()):
         if policy == "none":
-            raise _LocatedError("none is the reference: it stays a grid policy", ("search", "policies", i))
+            raise LocatedError("none is the reference: it stays a grid policy", ("search", "policies", i))
         if policy not in policies:
-            raise _LocatedError(f"{policy!r} is not in augmentations", ("search", "policies", i))
+            raise LocatedError(f"{policy!r} is not in augmentations", ("search", "policies", i))
         if policy in search.policies[:i]:
-            raise _LocatedError(f"duplicate policy {policy!r}", ("search", "policies", i))
+            raise LocatedError(f"duplicate policy {policy!r}", ("search", "policies", i))
     if not searched_policies(spec):
-        raise _LocatedError("no policy to search: augmentations has only none", ("search",))
+        raise LocatedError("no policy to search: augmentations has only none", ("search",))
     seen: dict[str, int] = {}
     for i, aug in enumerate(spec.augmentations):
         if aug.policy not in searched_policies(spec):
             continue
         if aug.policy in seen:  # one study per grid point: two entries would pool two treatments in it
-            raise _LocatedError(f"{aug.policy!r} is searched and listed twice (also at index {seen[aug.policy]})",
+            raise LocatedError(f"{aug.policy!r} is searched and listed twice (also at index {seen[aug.policy]})",
                                 ("augmentations", i, "policy"))
         seen[aug.policy] = i
         if "strength" in search.params and aug.strength is not None:
-            raise _LocatedError("strength is searched (search.params.strength): leave it out here",
+            raise LocatedError("strength is searched (search.params.strength): leave it out here",
                                 ("augmentations", i, "strength"))
         if len(aug.strengths()) > 1:
-            raise _LocatedError("a searched policy takes one strength (or search it: params.strength)",
+            raise LocatedError("a searched policy takes one strength (or search it: params.strength)",
                                 ("augmentations", i, "strength"))
     if search.storage is not None and "://" not in search.storage and not search.storage.startswith("/"):
-        raise _LocatedError("give an absolute path (or a database URL): status and best run from anywhere",
+        raise LocatedError("give an absolute path (or a database URL): status and best run from anywhere",
                             ("search", "storage"))
     labels = [e["label"] for e in spec.eval_requests()]
     if search.objective.eval_set not in labels:
-        raise _LocatedError(f"{search.objective.eval_set!r} is not an eval set of this spec (eval sets: "
+        raise LocatedError(f"{search.objective.eval_set!r} is not an eval set of this spec (eval sets: "
                             f"{', '.join(labels)})", ("search", "objective", "eval_set"))
     if search.confirm.eval_set is not None and search.confirm.eval_set not in labels:
-        raise _LocatedError(f"{search.confirm.eval_set!r} is not an eval set of this spec (eval sets: "
+        raise LocatedError(f"{search.confirm.eval_set!r} is not an eval set of this spec (eval sets: "
                             f"{', '.join(labels)})", ("search", "confirm", "eval_set"))
     if isinstance(search.confirm.seeds, list):
         for i, seed in enumerate(search.confirm.seeds):
             if seed in spec.seeds:
-                raise _LocatedError(f"seed {seed} is one of the spec's seeds: the search trains on those, so it "
+                raise LocatedError(f"seed {seed} is one of the spec's seeds: the search trains on those, so it "
                                     "would confirm nothing; give seeds the spec does not list",
                                     ("search", "confirm", "seeds", i))
             if seed in search.confirm.seeds[:i]:
-                raise _LocatedError(f"duplicate seed {seed}", ("search", "confirm", "seeds", i))
+                raise LocatedError(f"duplicate seed {seed}", ("search", "confirm", "seeds", i))
     if search.pruner != "none" and spec.budget.eval_every is None:
-        raise _LocatedError("pruning decides on intermediate evaluations: set budget.eval_every",
+        raise LocatedError("pruning decides on intermediate evaluations: set budget.eval_every",
                             ("search", "pruner"))
 
 

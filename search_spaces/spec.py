@@ -21,7 +21,7 @@ from typing_extensions import TypeAliasType
 from .cells import PROBE_NAMES, ProbeSettings
 from .options import canonical_options, plain_options
 from .search import SearchSpec, check_search
-from .strict import _LocatedError, _Strict
+from .strict import LocatedError, Strict
 from .yaml_strict import YamlError, dump_yaml, load_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -51,7 +51,7 @@ OptionValue = TypeAliasType(
 Options = dict[str, OptionValue]
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     name: str
     root: str | None = None  # the user's folder for file-based data sets; never part of a cell key
     download: bool = False  # let torchvision download it into root (cifar10, cifar100 only)
@@ -66,7 +66,7 @@ class DatasetSpec(_Strict):
         return plain_options(options)
 
 
-class EvalSetSpec(_Strict):
+class EvalSetSpec(Strict):
     name: str
     label: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None  # the store's eval_set; default: name
     root: str | None = None
@@ -83,7 +83,7 @@ class EvalSetSpec(_Strict):
                 "options": dict(self.options)}
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     name: str
     # one width or a list to sweep; None: the model's own default (resnet18 64, small_cnn 16, ...)
     width: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] | None = None
@@ -94,7 +94,7 @@ class ModelSpec(_Strict):
         return list(self.width) if isinstance(self.width, list) else [self.width]
 
 
-class ViewsSpec(_Strict):
+class ViewsSpec(Strict):
     """How augmented views are drawn: fresh each step, r frozen per image, or k of each image in a batch."""
 
     mode: Literal["random", "fixed", "same_batch"] = "random"
@@ -108,11 +108,11 @@ class ViewsSpec(_Strict):
         for name in ("r", "k"):
             given = getattr(self, name) is not None
             if name == wanted and not given:
-                raise _LocatedError(f"views mode {self.mode!r} needs {name}", (name,))
+                raise LocatedError(f"views mode {self.mode!r} needs {name}", (name,))
             if name != wanted and given:
-                raise _LocatedError(f"{name} does not apply to views mode {self.mode!r}", (name,))
+                raise LocatedError(f"{name} does not apply to views mode {self.mode!r}", (name,))
         if self.first_clean and self.mode != "fixed":
-            raise _LocatedError("first_clean applies to views mode 'fixed' only", ("first_clean",))
+            raise LocatedError("first_clean applies to views mode 'fixed' only", ("first_clean",))
         return self
 
     def counts(self) -> list[int | None]:
@@ -122,7 +122,7 @@ class ViewsSpec(_Strict):
         return list(value) if isinstance(value, list) else [value]
 
 
-class Probes(_Strict):
+class Probes(Strict):
     """Measurements at chosen steps on un-augmented training images; they never change training. The
     defaults and their meaning: `cells.ProbeSettings`."""
 
@@ -145,7 +145,7 @@ class Probes(_Strict):
                                                      "batch_size": self.batch_size or batch_size}))
 
 
-class AugmentationSpec(_Strict):
+class AugmentationSpec(Strict):
     policy: str
     # a number, or a list of numbers to sweep; None = the policy's default
     strength: Any = None
@@ -172,7 +172,7 @@ class AugmentationSpec(_Strict):
         return list(self.strength) if isinstance(self.strength, tuple) else [self.strength]
 
 
-class Exclusion(_Strict):
+class Exclusion(Strict):
     """Grid points left out: those matching every key given (a value, or a list of values). Keys are the grid's
     axes that never need a default resolved, so `grid_size` counts the same points as the expansion."""
 
@@ -192,7 +192,7 @@ class Exclusion(_Strict):
         return all(point[k] in ([v] if isinstance(v, str) else v) for k, v in given.items())
 
 
-class Budget(_Strict):
+class Budget(Strict):
     # The paper's: exactly 60,000 steps of batch 128 whatever the data size.
     steps: PositiveInt = 60_000
     batch_size: PositiveInt = 128
@@ -202,12 +202,12 @@ class Budget(_Strict):
     @model_validator(mode="after")
     def _divisible(self) -> Budget:
         if self.batch_size % self.accumulate:
-            raise _LocatedError(f"batch_size ({self.batch_size}) is not a multiple of accumulate "
+            raise LocatedError(f"batch_size ({self.batch_size}) is not a multiple of accumulate "
                                 f"({self.accumulate})", ("accumulate",))
         return self
 
 
-class Optimizer(_Strict):
+class Optimizer(Strict):
     # The paper's SGD settings are the defaults.
     lr: Annotated[float, Field(gt=0)] = 0.1
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -219,7 +219,7 @@ class Optimizer(_Strict):
         return round(steps / 30) if self.warmup_steps is None else self.warmup_steps
 
 
-class Execution(_Strict):
+class Execution(Strict):
     """How cells run; never part of a cell's key."""
 
     cpus_per_cell: Annotated[float, Field(gt=0)] = 1.0
@@ -241,11 +241,11 @@ def _unique(values: Sequence[Any] | None, what: str, key: str) -> None:
         seen: dict[Any, int] = {}
         for i, v in enumerate(values):
             if v in seen:
-                raise _LocatedError(f"duplicate {what} {v!r} (also at index {seen[v]})", (key, i))
+                raise LocatedError(f"duplicate {what} {v!r} (also at index {seen[v]})", (key, i))
             seen[v] = i
 
 
-class Spec(_Strict):
+class Spec(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str | None = None
     dataset: DatasetSpec
@@ -282,7 +282,7 @@ class Spec(_Strict):
         if self.data_sizes is None and self.data_fractions is None:
             raise ValueError("give exactly one of data_sizes and data_fractions")
         if self.data_sizes is not None and self.data_fractions is not None:
-            raise _LocatedError("give exactly one of data_sizes and data_fractions, not both",
+            raise LocatedError("give exactly one of data_sizes and data_fractions, not both",
                                 ("data_fractions",))
         _unique(self.data_sizes, "data size", "data_sizes")
         _unique(self.data_fractions, "data fraction", "data_fractions")
@@ -294,15 +294,15 @@ class Spec(_Strict):
                 for k in views.counts():
                     if k is not None and (self.budget.batch_size // self.budget.accumulate) % k:
                         micro = self.budget.batch_size // self.budget.accumulate
-                        raise _LocatedError(f"batch_size / accumulate ({micro}) is not a multiple of k ({k})",
+                        raise LocatedError(f"batch_size / accumulate ({micro}) is not a multiple of k ({k})",
                                             ("views", i, "k"))
         if self.probes is not None:
             for i, step in enumerate(self.probes.steps or ()):
                 if step > self.budget.steps:
-                    raise _LocatedError(f"probe step {step} is past budget.steps ({self.budget.steps})",
+                    raise LocatedError(f"probe step {step} is past budget.steps ({self.budget.steps})",
                                         ("probes", "steps", i))
         if self.optimizer.warmup_steps is not None and self.optimizer.warmup_steps > self.budget.steps:
-            raise _LocatedError(
+            raise LocatedError(
                 f"warmup_steps ({self.optimizer.warmup_steps}) exceeds budget.steps ({self.budget.steps})",
                 ("optimizer", "warmup_steps"),
             )
@@ -361,7 +361,7 @@ def parse_spec(text: str, source: str = "spec") -> Spec:
     except ValidationError as exc:
         err, loc = _most_specific(exc, data)
         located = (err.get("ctx") or {}).get("error")
-        if isinstance(located, _LocatedError):
+        if isinstance(located, LocatedError):
             loc = [*loc, *located.loc]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -443,7 +443,7 @@ def apply_smoke(spec: Spec, source: str = "spec") -> Spec:
         err = exc.errors(include_url=False)[0]
         loc = list(err["loc"])
         located = (err.get("ctx") or {}).get("error")
-        if isinstance(located, _LocatedError):
+        if isinstance(located, LocatedError):
             loc = [*loc, *located.loc]
         raise SpecError(f"after merging smoke: {err['msg'].removeprefix('Value error, ')}", source=source,
                         path=_key_path(loc) or None) from None

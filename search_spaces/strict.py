@@ -7,12 +7,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     # allow_inf_nan=False: `lr: .inf` is an error here, not a crash when the cell key is computed
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
-class _LocatedError(ValueError):
+class LocatedError(ValueError):
     """A check across fields that knows which key path is at fault (pydantic puts it at the top)."""
 
     def __init__(self, message: str, loc: tuple[Any, ...]) -> None:

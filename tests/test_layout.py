@@ -151,3 +151,22 @@ def test_command_modules_import_no_other_command_module_and_every_command_is_reg
         assert not others, f"{name} imports the command module(s) {sorted(others)}"
     registered = {c.callback.__name__ for c in app.registered_commands}
     assert registered == {c.__name__ for c in COMMANDS} and len(app.registered_commands) == len(COMMANDS)
+
+
+def test_no_private_name_is_imported_from_another_module():
+    crossing = []
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                crossing += [f"{path.relative_to(ROOT)}: {alias.name} from {node.module}" for alias in node.names
+                             if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not crossing, crossing
+
+
+def test_only_the_store_and_the_sweeps_lock_reach_into_the_stores_file_layout():
+    # results/store.py: Store's public methods are its interface; `store.layout` is results/' own and the lock's
+    allowed = {"results", "orchestrator/lock.py"}
+    reaching = [str(path.relative_to(ROOT)) for path in modules()
+                if ".layout." in path.read_text() and not ({path.relative_to(ROOT).parts[0],
+                                                            str(path.relative_to(ROOT))} & allowed)]
+    assert not reaching, reaching
