@@ -111,6 +111,8 @@ def status(
               f"{t['missing']} missing; {driver}", highlight=False)
     for note in st.notes:
         out.print(note, highlight=False)
+    for line in st.design:
+        out.print(line, highlight=False, markup=False)
     from analysis.tables import status_tables
 
     for table in status_tables(st, STATES):

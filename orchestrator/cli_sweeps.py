@@ -89,6 +89,12 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
                   + (f"; {summary.search_open} studies short of their trials or confirmation: "
                      f"`augworth resume {sweep}`"
                      if summary.search_open else ""), highlight=False)
+    if plan.spec.design is not None:
+        from .designs import design_now, stop_line, target_lines
+
+        state = design_now(store, plan.spec)
+        for line in [stop_line(state), *target_lines(state)]:
+            out.print(line, highlight=False, markup=False)
     if summary.unfinished:
         out.print(f"{summary.unfinished} cells did not finish (interrupted, or their trials were lost): "
                   f"`augworth resume {sweep}` runs them", highlight=False)

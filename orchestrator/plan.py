@@ -147,13 +147,17 @@ def plan_sweep(text: str, source: str, store: Store, *, extend: bool = False, re
 
     check_storage(spec, store, text, source)
     cells = expand(spec, text, source)
+    if spec.design is not None:
+        from .designs import check_design_grid
+
+        check_design_grid(spec, cells, source)
     keys = {c.cell_key for c in cells}
     frozen, frozen_text = "new", store.read_spec(spec.name) if store.has_sweep(spec.name) else None
     if frozen_text is not None:
         old = parse_spec(frozen_text, store.spec_source(spec.name))
         check_storage_kept(old, spec, text, source)
         if old.grid_fields() == spec.grid_fields():
-            frozen = "same"
+            frozen = "same" if old.design == spec.design else "design"  # a new budget or target: the spec again
         elif not extend:
             only_eval_sets = ({k: v for k, v in old.grid_fields().items() if k != "eval_sets"}
                               == {k: v for k, v in spec.grid_fields().items() if k != "eval_sets"})

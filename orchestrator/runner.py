@@ -188,16 +188,24 @@ def _run_locked(plan: Plan, store: Store, *, address: str | None, show_progress:
     progress = SweepProgress(len(plan.cells) + searched_total, already_done=skipped + searched_done,
                              enabled=show_progress, log_events=log_cells)
     progress.done = 0
-    if plan.pending or (search is not None and not search.idle()):
+    design_open = plan.spec.design is not None and _design_open(plan, store)
+    if (plan.pending and (plan.spec.design is None or design_open)) or (search is not None and not search.idle()):
         connect(address)
         progress.log(f"sweep {sweep}: {len(plan.pending)} cells to run, {skipped} already done"
                      + (f"; {len(plan.studies)} studies to search" if search is not None else ""))
         run_rounds(plan, store, worker_context(plan.spec, store), progress, search)
     failures, done = store.failures(sweep), store.done_keys(sweep)
-    unfinished = sum(c.cell_key not in done and c.cell_key not in failures for c in plan.pending)
+    unfinished = 0 if plan.spec.design is not None else sum(  # a design leaves cells untrained on purpose
+        c.cell_key not in done and c.cell_key not in failures for c in plan.pending)
     return RunSummary(sweep, len(plan.cells), skipped, progress.done, progress.failed, len(failures), unfinished,
                       search=search.settled if search is not None else None,
                       search_open=search.open_studies() if search is not None else 0)
+
+
+def _design_open(plan: Plan, store: Store) -> bool:
+    from .designs import design_now
+
+    return design_now(store, plan.spec).stop is None
 
 
 def freeze(plan: Plan, store: Store) -> Plan:
@@ -263,7 +271,8 @@ def run_rounds(plan: Plan, store: Store, context: Any, progress: SweepProgress, 
             while True:
                 slots = concurrent_cells(ray.cluster_resources(), bundle)
                 chunks = pack_cells(pending, slots, ex.cells_per_trial)
-                if not chunks or (search is not None and len(chunks) <= MAX_TRIALS_PER_FIT):
+                if not chunks or plan.spec.design is not None or (search is not None
+                                                                   and len(chunks) <= MAX_TRIALS_PER_FIT):
                     break
                 round_chunks = chunks[:MAX_TRIALS_PER_FIT]
                 pending = [cell for chunk in chunks[MAX_TRIALS_PER_FIT:] for cell in chunk]
@@ -285,7 +294,13 @@ def run_rounds(plan: Plan, store: Store, context: Any, progress: SweepProgress, 
                 if writer.drained:
                     pending = [c for chunk in round_chunks for c in chunk if c.cell_key not in writer.settled] + pending
                     ray.get(finished.drain.remote(finished_run, False))
-            if search is not None:
+            if plan.spec.design is not None:
+                from .design_tune import run_design
+
+                run_design(plan, store, context, progress, finished=finished, finished_run=finished_run,
+                           tune_dir=tune_dir,
+                           writer=StoreWriter(store, sweep, progress, checkpoints, finished, finished_run))
+            elif search is not None:
                 from .search_tune import run_studies
 
                 run_studies(search, context, progress, chunks=[[c.to_dict() for c in chunk] for chunk in chunks],

@@ -30,6 +30,7 @@ class SweepStatus:
     notes: list[str] = field(default_factory=list)
     treatment_columns: list[str] = field(default_factory=lambda: ["augmentation", "strength"])
     search: list[dict[str, Any]] = field(default_factory=list)  # per study: trials complete, running, pruned, failed
+    design: list[str] = field(default_factory=list)  # per target of a design: its interval against its tolerance
 
 
 def sweep_status(store: Store, sweep: str) -> SweepStatus:
@@ -81,7 +82,23 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
         notes.append("search trials marked running belong to the dead driver: `augworth resume` settles them "
                      "against the store (told where their cells are there, else run again under their numbers)")
     return SweepStatus(sweep, totals, table(treatment), table(["data_size"]), failed,
-                       holder if live else None, notes, treatment, search)
+                       holder if live else None, notes, treatment, search, design_lines(store, sweep))
+
+
+def design_lines(store: Store, sweep: str) -> list[str]:
+    """A design's state, a line for where it stands and one per target (none without a design block)."""
+    text = store.read_spec(sweep)
+    if "design" not in text:  # as for the search: parse only where it may be there
+        return []
+    from search_spaces import parse_spec
+
+    spec = parse_spec(text, store.spec_source(sweep))
+    if spec.design is None:
+        return []
+    from .designs import design_now, stop_line, target_lines
+
+    state = design_now(store, spec)
+    return [stop_line(state), *target_lines(state)]
 
 
 def _value(v: Any) -> Any:

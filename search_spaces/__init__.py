@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         treatment_label,
     )
     from .grid import expand_cells, expand_studies, grid_points, grid_size, resolve_sizes
+    from .preset_files import preset_names, preset_path
     from .search import SEARCHABLE, SearchSpec, Study, confirm_eval_set, confirm_seeds, searched_policies
     from .spec import (
         Spec,
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
         apply_smoke,
         load_spec,
         parse_spec,
-        preset_names,
-        preset_path,
         read_spec_text,
         spec_error,
     )
@@ -44,8 +43,8 @@ _HOMES = {
               "TREATMENT_COLUMNS", "Cell", "ProbeSettings", "canonical_json", "cell_key", "treatment_label"),
     "grid": ("expand_cells", "expand_studies", "grid_points", "grid_size", "resolve_sizes"),
     "search": ("SEARCHABLE", "SearchSpec", "Study", "confirm_eval_set", "confirm_seeds", "searched_policies"),
-    "spec": ("Spec", "SpecError", "apply_smoke", "load_spec", "parse_spec", "preset_names", "preset_path",
-             "read_spec_text", "spec_error"),
+    "preset_files": ("preset_names", "preset_path"),
+    "spec": ("Spec", "SpecError", "apply_smoke", "load_spec", "parse_spec", "read_spec_text", "spec_error"),
 }
 __all__ = [
     "apply_smoke", "canonical_json", "Cell", "CELL_FIELDS", "cell_key", "expand_cells", "expand_studies", "grid_points",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from typing_extensions import TypeAliasType
 
 from .cells import PROBE_NAMES, ProbeSettings
+from .design import DesignSpec, check_design
 from .options import canonical_options, plain_options
 from .search import SearchSpec, check_search
 from .strict import LocatedError, Strict
@@ -262,6 +262,7 @@ class Spec(Strict):
     probes: Probes | None = None
     exclude: list[Exclusion] = []  # grid points left out, e.g. {augmentation: flip, invariance: average}
     search: SearchSpec | None = None  # adaptive mode: Optuna searches these policies' parameters (search.py)
+    design: DesignSpec | None = None  # the grid's cells trained in the order that resolves v fastest (design.py)
     execution: Execution = Execution()
     # overrides merged into this spec by `--smoke`: a scaled-down run of the same grid's structure
     smoke: dict[str, Any] | None = None
@@ -307,6 +308,7 @@ class Spec(Strict):
                 ("optimizer", "warmup_steps"),
             )
         check_search(self)
+        check_design(self)
         return self
 
     def to_yaml(self) -> str:
@@ -314,8 +316,9 @@ class Spec(Strict):
         return dump_yaml(self.model_dump(mode="json", exclude_none=True))
 
     def grid_fields(self) -> dict[str, Any]:
-        """Everything but `execution`, `description` and `smoke`: what must match for two specs to be one sweep."""
-        fields = self.model_dump(mode="json", exclude={"execution", "description", "smoke", "search"})
+        """Everything but `execution`, `description`, `smoke` and `design` (which cells to train, not what a cell is):
+        what must match for two specs to be one sweep."""
+        fields = self.model_dump(mode="json", exclude={"execution", "description", "smoke", "search", "design"})
         return fields | ({"search": self.search.grid_fields()} if self.search is not None else {})
 
 
@@ -414,17 +417,6 @@ def read_spec_text(path: str | Path) -> str:
 
 def load_spec(path: str | Path) -> Spec:
     return parse_spec(read_spec_text(path), source=str(path))
-
-
-def preset_names() -> list[str]:
-    folder = resources.files("search_spaces") / "presets"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def preset_path(name: str) -> Path:
-    if name not in preset_names():  # a listed name only: nothing like '../x' reaches outside the folder
-        raise SpecError(f"unknown preset {name!r} (valid: {', '.join(preset_names())})")
-    return Path(str(resources.files("search_spaces") / "presets" / f"{name}.yaml"))
 
 
 # ----- smoke scale-down -----------------------------------------------------------------------------

@@ -122,6 +122,26 @@ SPECS = {  # name: (spec text, what the one line must name)
     "search: pruning without intermediate evaluations": (
         GOOD.replace(", eval_every: 6", "") + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2, "
         "pruner: successive_halving}\n", "search.pruner"),
+    "design: and a search": (GOOD + "search: {params: {lr: {low: 0.01, high: 0.1}}, trials: 2}\n"
+                             "design: {targets: [{treatment: crop, sizes: [80]}]}\n", "design: a sweep has a design"),
+    "design: no targets": (GOOD + "design: {targets: []}\n", "design.targets"),
+    "design: a zero tolerance": (GOOD + "design: {targets: [{treatment: crop, sizes: [80]}], tolerance: 0}\n",
+                                 "design.tolerance"),
+    "design: a candidate size the grid lacks": (
+        GOOD + "design: {targets: [{treatment: crop, sizes: [80]}], candidates: {sizes: [40, 80, 999]}}\n",
+        "design.candidates.sizes[2]"),
+    "design: a target size outside the candidates": (
+        GOOD + "design: {targets: [{treatment: crop, sizes: [20]}]}\n", "design.targets[0].sizes[0]"),
+    "design: a start on one seed": (
+        GOOD + "design: {targets: [{treatment: crop, sizes: [80]}], start: {seeds: 1}}\n", "design.start.seeds"),
+    "design: an unknown eval set": (
+        GOOD + "design: {targets: [{treatment: crop, sizes: [80]}], eval_set: c10}\n", "design.eval_set"),
+    "design: a treatment the grid lacks": (
+        GOOD + "design: {targets: [{treatment: flip, sizes: [80]}]}\n", "design.targets[0].treatment"),
+    "design: the reference as a target": (
+        GOOD + "design: {targets: [{treatment: none, sizes: [80]}]}\n", "design.targets[0].treatment"),
+    "design: exploring always": (
+        GOOD + "design: {targets: [{treatment: crop, sizes: [80]}], explore: 1}\n", "design.explore"),
 }
 
 ARGS = {  # name: (arguments after the store is set up, what the one line must name)
