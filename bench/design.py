@@ -39,6 +39,44 @@ def dense_grid(ordering: int, truth: str, seeds: int) -> pd.DataFrame:
     return frame.assign(train_seconds=1.0, final=True)
 
 
+def spread(cell_sets: list[list[str]], realizations: int, design: Design, grid_cells: pd.DataFrame) -> np.ndarray:
+    """Per set of cells: Σ over targets of the variance of log(x + v) across fresh synthetic realizations of those
+    cells (a robust one: a fit at a bound makes a far outlier), in units of the tolerance: what the design's score
+    predicts the drop of. Every (set, realization, arm) fit in one batch."""
+    from analysis.design_arms import resolve_arms
+    from analysis.design_estimates import REFERENCE_ARM
+    from analysis.fit import fit_batch, inverse_power_law, power_law
+
+    arms = resolve_arms(grid_cells, design)
+    names = sorted({arm for arm, _ in arms.targets} | {REFERENCE_ARM})
+    draws = [dense_grid(100 + r, "power", 6) for r in range(realizations)]
+    labelled = draws[0].assign(arm=arms.of(draws[0]))
+    arm_of, size_of = labelled.set_index("cell_key")["arm"], labelled.set_index("cell_key")["data_size"]
+    n_max = max(sum(arm_of[k] == name for k in cells) for cells in cell_sets for name in names)
+    shape = (len(cell_sets), realizations, len(names), n_max)
+    sizes, errors, weights = np.ones(shape), np.zeros(shape), np.zeros(shape)
+    for r, draw in enumerate(draws):
+        accuracy = draw.set_index("cell_key")["accuracy"]
+        for s, cells in enumerate(cell_sets):
+            for a, name in enumerate(names):
+                mine = [k for k in cells if arm_of[k] == name]
+                sizes[s, r, a, :len(mine)] = size_of[mine].to_numpy(float)
+                errors[s, r, a, :len(mine)] = 1.0 - accuracy[mine].to_numpy(float)
+                weights[s, r, a, :len(mine)] = 1.0
+    fitted = fit_batch(sizes.reshape(-1, n_max), errors.reshape(-1, n_max), weights.reshape(-1, n_max))
+    a, b, c = (p.reshape(shape[:3]) for p in fitted[:3])
+    ref = names.index(REFERENCE_ARM)
+
+    def log_x_equiv(arm: str, x: float) -> np.ndarray:
+        i = names.index(arm)
+        return np.log(inverse_power_law(power_law(x, a[..., i], b[..., i], c[..., i]), a[..., ref], b[..., ref],
+                                        c[..., ref]))
+
+    logs = np.stack([log_x_equiv(arm, x) for arm, x in arms.targets], axis=-1)  # (sets, realizations, targets)
+    q75, q25 = np.nanpercentile(logs, [75, 25], axis=1)
+    return np.sum(((q75 - q25) / 1.349) ** 2 / np.log1p(design.tolerance) ** 2, axis=1)
+
+
 def uniform_order(grid: pd.DataFrame, rng: np.random.Generator) -> list[str]:
     seeds = rng.permutation(np.sort(grid["seed"].unique()))
     rank = {s: i for i, s in enumerate(seeds)}

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.design import Design, Target, design_state, next_cells
 from analysis.design_types import min_seeds_for_coverage
-from bench.design import dense_grid
+from bench.design import dense_grid, spread
 
 TARGETS = (Target("crop", 100), Target("crop", 400), Target("trivial", 200))
 
@@ -34,44 +34,6 @@ def test_the_start_is_paired_and_the_choice_deterministic():
     again = next_cells(stored(grid, done), cells_of(grid), design, running=start[20:], n=6)
     assert again == next_cells(stored(grid, done), cells_of(grid), design, running=start[20:], n=6)
     assert not set(again) & set(start) and len(again) == 6
-
-
-def spread(cell_sets: list[list[str]], realizations: int, design: Design, grid_cells: pd.DataFrame) -> np.ndarray:
-    """Per set of cells: Σ over targets of the variance of log(x + v) across fresh synthetic realizations of those
-    cells (a robust one: a fit at a bound makes a far outlier), in units of the tolerance: what the design's score
-    predicts the drop of. Every (set, realization, arm) fit in one batch."""
-    from analysis.design_arms import resolve_arms
-    from analysis.design_estimates import REFERENCE_ARM
-    from analysis.fit import fit_batch, inverse_power_law, power_law
-
-    arms = resolve_arms(grid_cells, design)
-    names = sorted({arm for arm, _ in arms.targets} | {REFERENCE_ARM})
-    draws = [dense_grid(100 + r, "power", 6) for r in range(realizations)]
-    labelled = draws[0].assign(arm=arms.of(draws[0]))
-    arm_of, size_of = labelled.set_index("cell_key")["arm"], labelled.set_index("cell_key")["data_size"]
-    n_max = max(sum(arm_of[k] == name for k in cells) for cells in cell_sets for name in names)
-    shape = (len(cell_sets), realizations, len(names), n_max)
-    sizes, errors, weights = np.ones(shape), np.zeros(shape), np.zeros(shape)
-    for r, draw in enumerate(draws):
-        accuracy = draw.set_index("cell_key")["accuracy"]
-        for s, cells in enumerate(cell_sets):
-            for a, name in enumerate(names):
-                mine = [k for k in cells if arm_of[k] == name]
-                sizes[s, r, a, :len(mine)] = size_of[mine].to_numpy(float)
-                errors[s, r, a, :len(mine)] = 1.0 - accuracy[mine].to_numpy(float)
-                weights[s, r, a, :len(mine)] = 1.0
-    fitted = fit_batch(sizes.reshape(-1, n_max), errors.reshape(-1, n_max), weights.reshape(-1, n_max))
-    a, b, c = (p.reshape(shape[:3]) for p in fitted[:3])
-    ref = names.index(REFERENCE_ARM)
-
-    def log_x_equiv(arm: str, x: float) -> np.ndarray:
-        i = names.index(arm)
-        return np.log(inverse_power_law(power_law(x, a[..., i], b[..., i], c[..., i]), a[..., ref], b[..., ref],
-                                        c[..., ref]))
-
-    logs = np.stack([log_x_equiv(arm, x) for arm, x in arms.targets], axis=-1)  # (sets, realizations, targets)
-    q75, q25 = np.nanpercentile(logs, [75, 25], axis=1)
-    return np.sum(((q75 - q25) / 1.349) ** 2 / np.log1p(design.tolerance) ** 2, axis=1)
 
 
 def test_the_cell_the_score_ranks_first_shrinks_the_spread_of_v_more_than_a_uniformly_chosen_one():

@@ -46,6 +46,10 @@ def test_a_design_starts_paired_adds_cells_stops_at_its_budget_and_resumes_after
     # the paired start: both arms at the same 4 sizes x 2 seeds, before anything else
     start = test[test["seed"].isin([0, 1])].groupby(["data_size", "seed"])["augmentation"].nunique()
     assert (start == 2).sum() >= 8 and test["data_size"].nunique() >= 4
+    analyzed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "analyze", "designed", "--store", "store",
+                               "--json", "--bootstrap", "50"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                              timeout=120)
+    assert analyzed.returncode == 0 and '"effective_extra_samples"' in analyzed.stdout, analyzed.stderr  # as any sweep
     status = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "designed", "--store", "store"],
                             cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "design: the budget is spent" in status.stdout, status.stdout + status.stderr
