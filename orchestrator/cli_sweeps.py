@@ -68,6 +68,12 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
         out.print(f"sweep {sweep}: {len(plan.cells)} cells, {len(plan.done)} done, {len(plan.failed)} failed, "
                   f"{len(plan.pending)} to run; estimated {seconds:,.0f} CPU-seconds "
                   f"(~{seconds / 3600:.2f} CPU-hours) for those", highlight=False)
+        if plan.spec.design is not None:
+            budget = plan.spec.design.budget
+            out.print(f"design: trains of those what resolves its {sum(len(t.sizes) for t in plan.spec.design.targets)}"
+                      f" target(s) first, and stops when they are resolved"
+                      + (f" or at {budget.cells} cells" if budget.cells else "")
+                      + (f" or {budget.hours:g} training hours" if budget.hours else ""), highlight=False)
         if plan.studies and plan.spec.search is not None:
             from search_spaces import confirm_seeds
 
