@@ -162,9 +162,13 @@ def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves_and_a_second_dr
         (tmp_path / f"{name}.yaml").write_text(QUICK_SPEC.format(name=name))
     drivers = [driver("run", f"{name}.yaml", cwd=tmp_path) for name in ("left", "right")]
     read_until(drivers[0], "cells to run")  # the first driver holds left's lock from here on
-    second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "left.yaml", "--store", "store"],
-                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     (holder,) = children(drivers[0].pid)  # the driver, under the supervisor that `augworth run` is
+    os.kill(holder, signal.SIGSTOP)  # held where it is, lock and all, until the second has been refused: on a
+    try:  # busy machine its 8 quick cells were once done before the second driver had started
+        second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "left.yaml", "--store", "store"],
+                                cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    finally:
+        os.kill(holder, signal.SIGCONT)
     assert second.returncode == 2 and f"is being run by pid {holder}" in second.stderr, second.stderr
     assert [d.wait(timeout=400) for d in drivers] == [0, 0]  # the refused driver took nothing from the holder
     store = Store(tmp_path / "store")
