@@ -25,8 +25,9 @@ How it decides (the estimates and the score are `design_estimates.py`'s):
    lacks at its supporting sizes first. The seed is the lowest one the other arm has at that size (pairing),
    else the lowest unused one.
 3. Stop when every target's interval is within tolerance, on at least `min_seeds` shared seeds (the fewest
-   whose measured coverage of the 95% interval reaches 0.90: `intervals.MEASURED_COVERAGE`), at this check
-   and the one before it (the store less its last finished cell); or when the budget is spent.
+   whose measured coverage of the 95% interval reaches 0.90: `intervals.MEASURED_COVERAGE`), its upper end
+   within the extrapolation limit (2 × the reference's largest measured size, where the analysis stops printing
+   numbers), at this check and the one before it (the store less its last finished cell); or at the budget.
 
 Every choice is a deterministic function of the rows, the running cells and `design.seed`: a driver restarted
 after a kill continues where the store says.
@@ -56,6 +57,7 @@ from analysis.design_types import Design, Target
 
 __all__ = ["Design", "DesignState", "Target", "design_points", "design_state", "next_cells"]
 from analysis.fit import MIN_SIZES, power_law
+from analysis.verdicts import EXTRAPOLATION_LIMIT
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,11 @@ def _resolution(points: pd.DataFrame, arms: Arms, design: Design) -> pd.DataFram
     table["half_width"] = (table["high"] - table["low"]) / 2.0
     table["allowed"] = np.maximum(design.tolerance * table["x_equiv"], design.floor)
     finite = np.isfinite(table["half_width"]) & np.isfinite(table["allowed"])
-    table["resolved"] = finite & (table["half_width"] <= table["allowed"]) & (table["seeds"] >= design.min_seeds)
+    # past the extrapolation limit the analysis prints "> N", not the number: no interval there resolves a target
+    measured = points.loc[points["arm"] == REFERENCE_ARM, "data_size"]
+    table["past_limit"] = ~(table["high"] <= EXTRAPOLATION_LIMIT * (measured.max() if len(measured) else np.nan))
+    table["resolved"] = finite & (table["half_width"] <= table["allowed"]) & (table["seeds"] >= design.min_seeds) & (
+        ~table["past_limit"])
     return table
 
 

@@ -73,6 +73,17 @@ def test_it_stops_when_resolved_on_enough_seeds_or_at_the_budget():
     assert len(next_cells(stored(grid, five), cells_of(grid), capped, n=4)) == 2
 
 
+def test_no_target_resolves_past_the_extrapolation_limit():
+    # the analysis prints "> N" past 2 x the reference's largest size: the design may not stop on such a number
+    grid = dense_grid(2, "power", 12)
+    small = grid[grid["data_size"] <= 538]  # crop at 400 is worth ~2,000 samples: past 2 x 538
+    loose = Design(targets=(Target("crop", 400),), tolerance=10.0)
+    state = design_state(stored(small, small["cell_key"].tolist()), cells_of(small), loose)
+    assert state.targets["past_limit"].all() and not state.targets["resolved"].any() and state.stop is None
+    inside = Design(targets=(Target("crop", 100),), tolerance=10.0)
+    assert design_state(stored(small, small["cell_key"].tolist()), cells_of(small), inside).stop == "resolved"
+
+
 @pytest.mark.parametrize("treatment, why", [("nope", "names 0 treatments"), ("none", "names the reference")])
 def test_a_target_that_names_no_single_treatment_is_refused(treatment, why):
     grid = dense_grid(0, "power", 3)
