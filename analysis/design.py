@@ -108,13 +108,14 @@ def next_cells(results: pd.DataFrame, grid: pd.DataFrame, design: Design, *, run
     free = cells[~cells["cell_key"].isin(taken)]
     picks: list[str] = []
     picks.extend(_start_cells(free, cells, design)[:max(n, 0)])
+    fits = fit_arms(points)  # the stored rows do not change while this call picks
     while len(picks) < n:
         free = free[~free["cell_key"].isin(picks)]
         if free.empty:
             break
         counted_now = pd.concat([counted, cells[cells["cell_key"].isin(picks)]])
         rng = np.random.default_rng([design.seed, len(taken) + len(picks)])
-        chosen = _pick(points, counted_now, free, state, design, rng)
+        chosen = _pick(points, fits, counted_now, free, state, design, rng)
         if chosen is None:
             break
         arm, size, seed = chosen
@@ -173,7 +174,7 @@ def _start_cells(free: pd.DataFrame, cells: pd.DataFrame, design: Design) -> lis
 Pick = tuple[str, float, int | None]  # (arm, size, seed); seed None: the pairing rule's (`_seed_for`)
 
 
-def _pick(points: pd.DataFrame, counted: pd.DataFrame, free: pd.DataFrame, state: DesignState,
+def _pick(points: pd.DataFrame, fits: ArmFits, counted: pd.DataFrame, free: pd.DataFrame, state: DesignState,
           design: Design, rng: np.random.Generator) -> Pick | None:
     pairs = sorted({(str(a), float(s)) for a, s in zip(free["arm"], free["data_size"], strict=True)})
     if not pairs:
@@ -184,7 +185,6 @@ def _pick(points: pd.DataFrame, counted: pd.DataFrame, free: pd.DataFrame, state
     for pair in supporting_pairs(open_targets, counted, design):  # narrow enough, but on too few seeds
         if pair in pairs:
             return (*pair, None)
-    fits = fit_arms(points)
     sizes_of = counted.groupby("arm")["data_size"].nunique()
     short = [p for p in pairs if not fits.ok(p[0]) and sizes_of.get(p[0], 0) < MIN_SIZES]
     if short:  # an arm without a curve, nor the sizes for one: the sizes it lacks first

@@ -3,33 +3,20 @@ cell costs, how many seeds an interval needs, and which cells a target short of 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.design_estimates import REFERENCE_ARM
 from analysis.design_types import Design
-from analysis.treatments import reference_mask, treatment_labels
+from analysis.treatments import Key, reference_mask, row_key, treatment_labels
 from results import TREATMENT_COLUMNS
 
 
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        return float(value)
-    return str(value)
-
-
-def _keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
-    values = frame[columns].astype(object).to_numpy()
-    return [tuple(_plain(v) for v in row) for row in values]
+def _keys(frame: pd.DataFrame, columns: list[str]) -> list[Key]:
+    return [row_key(row) for row in frame[columns].itertuples(index=False, name=None)]
 
 
 @dataclass(frozen=True)
@@ -38,7 +25,7 @@ class Arms:
     or a target's treatment as the tables label it), and (arm, size) per target."""
 
     columns: list[str]
-    by_key: dict[tuple[Any, ...], str]
+    by_key: dict[Key, str]
     targets: list[tuple[str, float]]
 
     def of(self, frame: pd.DataFrame) -> pd.Series:

@@ -6,7 +6,7 @@ global backend switch, no display needed, and importing `analysis` stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import power_law
+from analysis.treatments import Key, row_key
 from analysis.verdicts import EXTRAPOLATION_LIMIT
 from results import GROUP_COLUMNS, TREATMENT_COLUMNS
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
@@ -28,7 +29,6 @@ EXTEND = 1.5  # fitted lines run this factor beyond the measured sizes (dashed)
 REFERENCE_EXTEND_MAX = 10.0  # the reference's dashed line may reach this far, to show where Eq. 1 reads it
 _REFERENCE_COLOR = "black"
 
-Key = tuple[Hashable, ...]
 
 
 def plot_scaling_curves(
@@ -218,7 +218,7 @@ def _v_legend(rates: pd.DataFrame, labels: dict[Key, str], treat_cols: list[str]
     from matplotlib.lines import Line2D
 
     reference = rates[rates["is_reference"].astype(bool).to_numpy()]
-    name = labels[_key(reference[treat_cols].iloc[0])] if len(reference) else "reference"
+    name = labels[row_key(reference[treat_cols].iloc[0])] if len(reference) else "reference"
     extras: list[Any] = [
         Line2D([], [], color=_REFERENCE_COLOR, lw=1.0, label=f"{name}: the reference (v = 0)")
     ]
@@ -255,17 +255,12 @@ def _columns(frame: pd.DataFrame, names: Sequence[str]) -> list[str]:
     return [name for name in names if name in frame.columns]
 
 
-def _key(values: Sequence[Any]) -> Key:
-    """A hashable key in which every missing value (None, NaN, NA) is None, so they match each other."""
-    return tuple(None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v) for v in values)
-
-
 def _split(frame: pd.DataFrame, first: list[str], second: list[str]) -> dict[Key, pd.DataFrame]:
     """Rows by the key of `first` + `second` columns (missing values equal), in order of appearance."""
     cols = [*first, *second]
     if not cols:
         return {(): frame}
-    keys = [_key(row) for row in frame[cols].itertuples(index=False, name=None)]
+    keys = [row_key(row) for row in frame[cols].itertuples(index=False, name=None)]
     index: dict[Key, list[int]] = {}
     for i, k in enumerate(keys):
         index.setdefault(k, []).append(i)
@@ -296,7 +291,7 @@ def _reference_first(parts: dict[Key, pd.DataFrame]) -> list[tuple[Key, pd.DataF
 
 
 def _varies(column: pd.Series) -> bool:
-    return len({_key([v]) for v in column}) > 1
+    return len({row_key([v]) for v in column}) > 1
 
 
 def _equivalent_sizes(rows: pd.DataFrame) -> float:

@@ -3,11 +3,22 @@ paper's questions and the search's best points all decide the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from results import TREATMENT_COLUMNS
 from search_spaces.cells import LABEL_COLUMNS, treatment_label
+
+Key = tuple[Hashable, ...]
+
+
+def row_key(values: Sequence[Any]) -> Key:
+    """A hashable key of a row's values in which every missing value (None, NaN, NA) is None, so they match each
+    other, and numpy scalars are Python's (2 and 2.0 are one key, as in any tuple)."""
+    return tuple(None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v) for v in values)
 
 # The reference is trained plainly: its other treatment columns at their neutral values (missing = neutral,
 # as in rows written before the column existed). So `none` with k views per batch, or `none` inside an
