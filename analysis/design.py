@@ -27,7 +27,9 @@ How it decides (the estimates and the score are `design_estimates.py`'s):
 3. Stop when every target's interval is within tolerance, on at least `min_seeds` shared seeds (the fewest
    whose measured coverage of the 95% interval reaches 0.90: `intervals.MEASURED_COVERAGE`), its upper end
    within the extrapolation limit (2 × the reference's largest measured size, where the analysis stops printing
-   numbers), at this check and the one before it (the store less its last finished cell); or at the budget.
+   numbers), where x + v lies past the measured sizes only if the other curve families that fit the reference
+   (pure power law, exponential: `families.py`) put it inside the interval too, at this check and the one
+   before it (the store less its last finished cell); or at the budget.
 
 Every choice is a deterministic function of the rows, the running cells and `design.seed`: a driver restarted
 after a kill continues where the store says.
@@ -48,6 +50,7 @@ from analysis.design_estimates import (
     REFERENCE_ARM,
     ArmFits,
     PairCells,
+    family_x_equiv,
     fit_arms,
     log_gradient,
     seed_noise,
@@ -137,7 +140,8 @@ def design_points(results: pd.DataFrame, arms: Arms, design: Design) -> pd.DataF
 
 
 def _resolution(points: pd.DataFrame, arms: Arms, design: Design) -> pd.DataFrame:
-    table = target_intervals(points, arms.targets, fit_arms(points), level=design.level, n_bootstrap=design.n_bootstrap,
+    fits = fit_arms(points)
+    table = target_intervals(points, arms.targets, fits, level=design.level, n_bootstrap=design.n_bootstrap,
                              seed=design.seed)
     table = table.rename(columns={"arm": "treatment"})
     table["half_width"] = (table["high"] - table["low"]) / 2.0
@@ -146,9 +150,25 @@ def _resolution(points: pd.DataFrame, arms: Arms, design: Design) -> pd.DataFram
     # past the extrapolation limit the analysis prints "> N", not the number: no interval there resolves a target
     measured = points.loc[points["arm"] == REFERENCE_ARM, "data_size"]
     table["past_limit"] = ~(table["high"] <= EXTRAPOLATION_LIMIT * (measured.max() if len(measured) else np.nan))
+    table["families_disagree"] = _families_disagree(points, arms.targets, fits, table,
+                                                    measured.max() if len(measured) else np.nan)
     table["resolved"] = finite & (table["half_width"] <= table["allowed"]) & (table["seeds"] >= design.min_seeds) & (
-        ~table["past_limit"])
+        ~table["past_limit"]) & ~table["families_disagree"]
     return table
+
+
+def _families_disagree(points: pd.DataFrame, targets: list[tuple[str, float]], fits: ArmFits, table: pd.DataFrame,
+                       largest: float) -> pd.Series:
+    """Beyond the measured sizes x + v is the curve family's, not the data's: a target whose x + v (by any family
+    that fits the reference) lies past the reference's largest measured size resolves only where every other
+    fitting family's x + v falls inside its interval, and the paper's family fits the reference at all."""
+    other = family_x_equiv(points, targets, fits)
+    beyond = (table["x_equiv"] > largest) | (other[["pure_power", "exponential"]].max(axis=1) > largest)
+    outside = pd.Series(False, index=table.index)
+    for family in ("pure_power", "exponential"):
+        xv = other[family]
+        outside |= xv.notna() & ((xv < table["low"]) | (xv > table["high"]))
+    return beyond & (outside | ~other["power_fits"].astype(bool))
 
 
 def _less_last_cell(points: pd.DataFrame) -> pd.DataFrame:

@@ -87,6 +87,34 @@ def target_intervals(points: pd.DataFrame, targets: list[tuple[str, float]], fit
     return pd.DataFrame(rows, columns=["arm", "size", "x_equiv", "low", "high", "seeds"])
 
 
+def family_x_equiv(points: pd.DataFrame, targets: list[tuple[str, float]], fits: ArmFits) -> pd.DataFrame:
+    """Per target, x + v where the reference is fitted in the other curve families (`families.py`: pure power
+    law, exponential) and the treatment's error at x is its power law's, NaN where that family misfits the
+    reference's size means (lack-of-fit p < MISFIT); `power_fits`: whether the paper's family fits them."""
+    from analysis.families import MISFIT, family_inverse, fit_family, lack_of_fit_p, within_size
+
+    ref = points[points["arm"] == REFERENCE_ARM]
+    out = pd.DataFrame({"power_fits": True, "pure_power": np.nan, "exponential": np.nan}, index=range(len(targets)))
+    if ref["data_size"].nunique() < MIN_SIZES or not fits.ok(REFERENCE_ARM):
+        return out
+    sizes = ref["data_size"].to_numpy(float)[None, :]
+    errors = 1.0 - ref["accuracy"].to_numpy(float)[None, :]
+    weights = np.ones_like(sizes)
+    within = within_size(sizes, errors, weights)
+    n_points, n_sizes = np.array([sizes.size], float), np.array([ref["data_size"].nunique()], float)
+    for family in ("power", "pure_power", "exponential"):
+        a, b, c, sse = fit_family(sizes, errors, weights, family)
+        fits_means = bool(np.nan_to_num(lack_of_fit_p(sse, within, n_points, n_sizes, family), nan=1.0)[0] >= MISFIT)
+        if family == "power":
+            out["power_fits"] = fits_means
+            continue
+        for i, (arm, x) in enumerate(targets):
+            if fits_means and fits.ok(arm):
+                e_arm = np.clip(power_law(x, *fits.params[arm]), 0.0, 1.0)
+                out.loc[i, family] = float(family_inverse(np.array([e_arm]), a, b, c, family)[0])
+    return out
+
+
 @dataclass(frozen=True)
 class SeedNoise:
     """What moves a cell's error besides its curve: e = f(x) + r(x)·(u + w) + ε, r(x) = a·x^(−c) the reducible

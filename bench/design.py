@@ -25,16 +25,32 @@ import numpy as np
 import pandas as pd
 
 from analysis.design import Design, Target, design_state, next_cells
-from bench.synthetic import REF, synthetic_sweeps, true_v, two_power_laws
+from bench.synthetic import REF, Curve, synthetic_sweeps, true_v, two_power_laws
 
 SIZES = tuple(int(s) for s in np.geomspace(50, 3200, 8))
 AUG2 = (1.2, 0.045, 0.55)  # a second treatment: the design must spend on it too
-TRUTHS = {"power": REF, "two_power": two_power_laws(1.8, 0.5, 0.35, 0.08)}
+TWO_POWER = two_power_laws(1.8, 0.5, 0.35, 0.08)
+
+
+def worth(ref: Curve, ratio: float) -> Curve:
+    """A treatment exactly worth `ratio` × the data under `ref`: its error at x is the reference's at ratio·x."""
+    return Curve(lambda x: ref.reducible(ratio * np.asarray(x, dtype=float)), ref.floor)
+
+
+# per truth: the reference and the treatments (crop, trivial). "two_power": a reference with no asymptote and
+# power-law treatments, whose targets' x + v lie 10-30 x past the largest size; "two_power_near": the same
+# reference, treatments worth 2.5 x and 4 x the data (outside the power-law family too), targets inside the sizes
+TRUTHS: dict[str, tuple] = {
+    "power": (REF, {"crop": (1.5, 0.04, 0.50), "trivial": AUG2}),
+    "two_power": (TWO_POWER, {"crop": (1.5, 0.04, 0.50), "trivial": AUG2}),
+    "two_power_near": (TWO_POWER, {"crop": worth(TWO_POWER, 2.5), "trivial": worth(TWO_POWER, 4.0)}),
+}
 
 
 def dense_grid(ordering: int, truth: str, seeds: int) -> pd.DataFrame:
+    ref, arms = TRUTHS[truth]
     frame = synthetic_sweeps(1, seeds=seeds, shared=0.1, own=0.05, sizes=SIZES, rng_seed=1000 + ordering,
-                             ref=TRUTHS[truth], more={"trivial": AUG2})
+                             ref=ref, aug=arms["crop"], more={"trivial": arms["trivial"]})
     frame["cell_key"] = frame["augmentation"] + "-" + frame["data_size"].astype(str) + "-" + frame["seed"].astype(str)
     return frame.assign(train_seconds=1.0, final=True)
 
@@ -103,7 +119,7 @@ def replay(grid: pd.DataFrame, design: Design, policy: str, *, workers: int, ord
     results = grid[grid["cell_key"].isin(done)]
     state = design_state(results.assign(created_at=results["cell_key"].map({k: i for i, k in enumerate(done)})),
                          cells, design)
-    return {"cells": len(done), "stop": state.stop, "targets": state.targets}
+    return {"cells": len(done), "done": done, "stop": state.stop, "targets": state.targets}
 
 
 def main() -> None:
@@ -119,9 +135,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     targets = (Target("crop", 100), Target("crop", 400), Target("trivial", 200))
     design = Design(targets=targets, tolerance=args.tolerance, budget_cells=args.budget, n_bootstrap=200)
-    ref = TRUTHS[args.truth]
+    ref, arms = TRUTHS[args.truth]
     truth = {(t.treatment, float(t.size)): float(t.size + true_v(np.array([float(t.size)]), ref=ref,
-                                                                  aug=REF_AUG[t.treatment])[0]) for t in targets}
+                                                                  aug=arms[t.treatment])[0]) for t in targets}
     rows = []
     start = time.time()
     for ordering in range(args.orderings):
@@ -145,8 +161,6 @@ def main() -> None:
           f"step, budget {args.budget} cells, targets {[(t.treatment, t.size) for t in targets]}")
     print(summary.round(3).to_string())
 
-
-REF_AUG = {"crop": (1.5, 0.04, 0.50), "trivial": AUG2}
 
 if __name__ == "__main__":
     main()

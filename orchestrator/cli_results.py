@@ -97,8 +97,8 @@ def status(
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
-    """Done / failed / running / missing cells, per treatment and per size, from the store alone."""
-    from .status import STATES, sweep_status
+    """Done / failed / running / missing cells (unchosen: those a design has not picked), from the store alone."""
+    from .status import sweep_status
 
     st = sweep_status(open_sweep(store, sweep), sweep)
     if as_json:
@@ -108,14 +108,14 @@ def status(
     driver = (f"driver: pid {st.driver.get('pid')} on {st.driver.get('host')} since {st.driver.get('since')}"
               if st.driver else "no driver running")
     out.print(f"sweep {sweep}: {t['cells']} cells: {t['done']} done, {t['failed']} failed, {t['running']} running, "
-              f"{t['missing']} missing; {driver}", highlight=False)
+              f"{t[st.states[-1]]} {st.states[-1]}; {driver}", highlight=False)
     for note in st.notes:
         out.print(note, highlight=False)
     for line in st.design:
         out.print(line, highlight=False, markup=False)
     from analysis.tables import status_tables
 
-    for table in status_tables(st, STATES):
+    for table in status_tables(st, st.states):
         show(table)
 
 

@@ -14,7 +14,7 @@ from ray import tune
 from ray.tune import PlacementGroupFactory
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from results import Store, read_results
+from results import Store
 
 from .designs import candidate_cells, design_of
 from .progress import SweepProgress
@@ -34,6 +34,8 @@ class DesignSearcher(Searcher):
         self.running: dict[str, str] = {}  # Tune trial id -> cell key
         self.completed = 0
         self.waited: tuple[int, frozenset[str]] | None = None  # nothing to pick then: no need to ask again
+        self.rows: Any = None  # the done cells' final grid rows, each cell read once (`_results`)
+        self.have: set[str] = set()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
         from analysis.design import next_cells
@@ -42,7 +44,7 @@ class DesignSearcher(Searcher):
         if now == self.waited:
             return None
         sweep = self.spec.name
-        results = read_results(self.store, sweep, final_only=True, grid_only=True)
+        results = self._results()
         failed = set() if self.retry_failed else set(self.store.failures(sweep))
         picks = next_cells(results, self.grid, self.design, running=set(self.running.values()) | failed, n=1)
         if not picks:
@@ -50,6 +52,20 @@ class DesignSearcher(Searcher):
             return None if self.running else Searcher.FINISHED
         self.running[trial_id] = picks[0]
         return {"chunk": self.index[picks[0]]}
+
+    def _results(self) -> Any:  # pandas.DataFrame
+        """The final grid rows of the store's done cells. Only cells new since the last call are read: a stored
+        cell never changes, and reading the whole sweep at every pick costs O(cells²) over a large design."""
+        new = sorted(self.store.done_keys(self.spec.name) - self.have)
+        if new or self.rows is None:
+            import pandas as pd
+
+            rows = self.store.read_cells(self.spec.name, new).to_pandas()
+            rows = rows[rows["final"].fillna(False).astype(bool) & rows["search_study"].isna()]
+            fresh = self.rows is None or self.rows.empty
+            self.rows = rows if fresh else pd.concat([self.rows, rows], ignore_index=True)
+            self.have |= set(new)
+        return self.rows
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if self.running.pop(trial_id, None) is not None:

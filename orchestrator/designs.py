@@ -84,6 +84,7 @@ def target_lines(state: DesignState) -> list[str]:
     for t in state.targets.itertuples():
         interval = f"[{t.low:,.0f}, {t.high:,.0f}]" if t.low == t.low else "[no interval yet]"
         verdict = "resolved" if t.resolved else "past the extrapolation limit" if t.past_limit and t.high == t.high \
+            else "the curve families disagree beyond the measured sizes" if t.families_disagree \
             else (f"±{t.half_width:,.0f} > ±{t.allowed:,.0f}" if t.half_width == t.half_width else "open")
         lines.append(f"{t.treatment} at x = {t.size:g}: x + v = {t.x_equiv:,.0f} {interval}, {verdict}, "
                      f"{t.seeds} seeds shared with the reference")

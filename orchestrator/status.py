@@ -17,6 +17,8 @@ from search_spaces.cells import LABEL_COLUMNS
 from .lock import SweepLock
 
 STATES = ("done", "failed", "running", "missing")
+# a design sweep trains the cells its targets need, not its grid: a cell it has not picked is not missing
+DESIGN_STATES = ("done", "failed", "running", "unchosen")
 
 
 @dataclass
@@ -31,6 +33,7 @@ class SweepStatus:
     treatment_columns: list[str] = field(default_factory=lambda: ["augmentation", "strength"])
     search: list[dict[str, Any]] = field(default_factory=list)  # per study: trials complete, running, pruned, failed
     design: list[str] = field(default_factory=list)  # per target of a design: its interval against its tolerance
+    states: tuple[str, ...] = STATES  # DESIGN_STATES for a design sweep
 
 
 def sweep_status(store: Store, sweep: str) -> SweepStatus:
@@ -45,23 +48,25 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
     live = holder is not None
     dead = None if live else lock.dead_holder()
     running = set(store.read_running(sweep)) if live else set()
+    design = design_lines(store, sweep)
+    states = DESIGN_STATES if design else STATES
 
     def state(key: str) -> str:
         if key in done:
             return "done"
         if key in running:
             return "running"
-        return "failed" if key in failures else "missing"
+        return "failed" if key in failures else states[-1]
 
     for row in frame:
         row["state"] = state(row["cell_key"])
-    totals = {s: sum(r["state"] == s for r in frame) for s in STATES} | {"cells": len(frame)}
+    totals = {s: sum(r["state"] == s for r in frame) for s in states} | {"cells": len(frame)}
 
     def table(by: list[str]) -> list[dict[str, Any]]:
         counts: dict[tuple, Counter] = {}
         for r in frame:
             counts.setdefault(tuple(_value(r.get(c)) for c in by), Counter())[r["state"]] += 1
-        return [dict(zip(by, key, strict=True)) | {s: counts[key][s] for s in STATES}
+        return [dict(zip(by, key, strict=True)) | {s: counts[key][s] for s in states}
                 for key in sorted(counts, key=lambda k: [(v is None, v if v is not None else 0) for v in k])]
 
     failed = [
@@ -82,7 +87,7 @@ def sweep_status(store: Store, sweep: str) -> SweepStatus:
         notes.append("search trials marked running belong to the dead driver: `augworth resume` settles them "
                      "against the store (told where their cells are there, else run again under their numbers)")
     return SweepStatus(sweep, totals, table(treatment), table(["data_size"]), failed,
-                       holder if live else None, notes, treatment, search, design_lines(store, sweep))
+                       holder if live else None, notes, treatment, search, design, states)
 
 
 def design_lines(store: Store, sweep: str) -> list[str]:

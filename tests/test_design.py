@@ -3,6 +3,8 @@ sizes: the paired start, the score, the stopping rule, determinism, bad targets.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,6 +84,39 @@ def test_no_target_resolves_past_the_extrapolation_limit():
     assert state.targets["past_limit"].all() and not state.targets["resolved"].any() and state.stop is None
     inside = Design(targets=(Target("crop", 100),), tolerance=10.0)
     assert design_state(stored(small, small["cell_key"].tolist()), cells_of(small), inside).stop == "resolved"
+
+
+def test_past_the_measured_sizes_a_target_resolves_only_where_the_curve_families_agree():
+    # a reference outside the family (two power laws, no asymptote): crop at 50 is truly worth ~1,150 samples,
+    # past the largest measured size (975) yet inside the extrapolation limit; the paper's curve gives an interval
+    # narrow enough for ±25 %, and the pure power law, which fits these means too, puts x + v outside it
+    grid = dense_grid(0, "two_power", 24)
+    small = grid[grid["data_size"] <= 975]
+    design = Design(targets=(Target("crop", 50),), tolerance=0.25)
+    state = design_state(stored(small, small["cell_key"].tolist()), cells_of(small), design)
+    target = state.targets.iloc[0]
+    assert target["x_equiv"] > 975 and not target["past_limit"] and target["half_width"] <= target["allowed"]
+    assert target["families_disagree"] and not target["resolved"] and state.stop is None
+    # measured up to 3,200, x + v is inside the sizes: the data, not a family, say it, and it resolves
+    whole = design_state(stored(grid, grid["cell_key"].tolist()), cells_of(grid), design)
+    assert not whole.targets["families_disagree"].any() and whole.stop == "resolved"
+
+
+def test_the_replay_grid_is_the_dense_specs_grid_with_every_cell_once_and_its_held_out_seeds_unseen(tmp_path):
+    # bench/design_digits.py replays bench/data/digits_dense.parquet: the cells `augworth run bench/digits_dense.yaml`
+    # trains, each with its measured cost; a policy sees 12 seeds, the reference answer the other 12
+    from bench.design_digits import read_grid, split
+    from orchestrator.plan import plan_sweep
+    from results import Store
+
+    spec = Path(__file__).parents[1] / "bench" / "digits_dense.yaml"
+    plan = plan_sweep(spec.read_text(), str(spec), Store(tmp_path / "store"))
+    grid = read_grid(None)
+    assert grid["cell_key"].is_unique and set(grid["cell_key"]) == {c.cell_key for c in plan.cells}
+    assert grid["train_seconds"].gt(0).all() and grid["accuracy"].between(0, 1).all()
+    visible, held = split(grid, 7)
+    assert len(visible) == len(held) == 360 and not set(visible["cell_key"]) & set(held["cell_key"])
+    assert sorted(visible["seed"].unique()) == list(range(12))
 
 
 @pytest.mark.parametrize("treatment, why", [("nope", "names 0 treatments"), ("none", "names the reference")])

@@ -53,3 +53,6 @@ def test_a_design_starts_paired_adds_cells_stops_at_its_budget_and_resumes_after
     status = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "designed", "--store", "store"],
                             cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "design: the budget is spent" in status.stdout, status.stdout + status.stderr
+    # the 40 cells the design did not pick are not missing: a design trains what its targets need
+    assert "20 done, 0 failed, 0 running, 40 unchosen" in status.stdout, status.stdout
+    assert "missing" not in status.stdout, status.stdout

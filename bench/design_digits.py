@@ -1,0 +1,119 @@
+"""The design against a uniform grid and random picks, replayed on a dense grid of real cells (digits).
+
+    augworth run bench/digits_dense.yaml --store /tmp/dense     # once: 720 cells, ~12 min on 2 cores
+    python -m bench.design_digits --export /tmp/dense           # its final test rows -> bench/data/digits_dense.parquet
+    python -m bench.design_digits [--orderings 50] [--tolerance 0.15] [--workers 4] [--store /tmp/dense]
+
+The grid (`bench/digits_dense.yaml`): the reference (none), crop(2) and TrivialAugment × 10 sizes (25 to 1,160) ×
+24 seeds of small_cnn on digits, 300 SGD steps each, every cell's measured training seconds stored. Per ordering
+the 24 seeds are split at random: 12 that the policies may query (relabelled 0-11 in a random order, so "the
+lowest seed" differs between orderings), 12 held out. The reference answer is x + v at each target fitted on the
+held-out seeds alone (every size), which no policy sees. A policy is charged each cell's measured seconds; each
+step it picks `--workers` cells and the design's own check (`design_state`) stops every policy alike, or the
+12 seeds run out. Reported per policy: the cells and training seconds spent (runs that end unresolved count
+at what they spent: every cell), the share resolved, the error of log(x + v) against the reference answer, and
+how often the final 95% interval held it. The reference answer has its own noise (12 seeds): its half-width is
+printed beside, and the coverage figure is of that noisy answer, not of a known truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.design import Design, Target, design_points
+from analysis.design_arms import resolve_arms
+from analysis.design_estimates import fit_arms, target_intervals
+from bench.design import replay
+
+EXPORT = Path(__file__).parent / "data" / "digits_dense.parquet"
+SWEEP = "digits-dense"
+COLUMNS = ["cell_key", "augmentation", "strength", "data_size", "seed", "accuracy", "train_seconds"]
+
+
+def read_grid(store: str | None) -> pd.DataFrame:
+    """The dense grid's final test rows: from a store the spec was run into, or the exported file."""
+    if store is None:
+        return pd.read_parquet(EXPORT)
+    from results import Store, read_results
+
+    rows = read_results(Store(store), SWEEP, final_only=True)
+    return rows.loc[rows["eval_set"] == "test", COLUMNS].sort_values(COLUMNS[1:5], ignore_index=True)
+
+
+def split(grid: pd.DataFrame, ordering: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cells the policies may query (seeds relabelled 0..11 in a random order) and the held-out ones."""
+    rng = np.random.default_rng(ordering)
+    seeds = rng.permutation(np.sort(grid["seed"].unique()))
+    half = len(seeds) // 2
+    visible = grid[grid["seed"].isin(seeds[:half])]
+    visible = visible.assign(seed=visible["seed"].map({s: i for i, s in enumerate(seeds[:half])}))
+    return visible.assign(final=True, eval_set="test").reset_index(drop=True), grid[grid["seed"].isin(seeds[half:])]
+
+
+def reference_answer(held: pd.DataFrame, design: Design) -> pd.DataFrame:
+    """x + v at each target from the held-out seeds' fits, with their own seed-bootstrap interval."""
+    arms = resolve_arms(held, design)
+    points = design_points(held.assign(final=True, eval_set="test"), arms, design)
+    return target_intervals(points, arms.targets, fit_arms(points), level=0.95, n_bootstrap=400, seed=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orderings", type=int, default=50)
+    parser.add_argument("--tolerance", type=float, default=0.15)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--targets", default="crop:60,crop:140,trivialaugment:90",
+                        help="treatment:size,... (the augmentation names one treatment of the grid)")
+    parser.add_argument("--store", help="read the grid from this store (else bench/data/digits_dense.parquet)")
+    parser.add_argument("--export", metavar="STORE", help="write the store's grid to bench/data and stop")
+    parser.add_argument("--policies", default="uniform,random,design")
+    args = parser.parse_args()
+    if args.export:
+        EXPORT.parent.mkdir(exist_ok=True)
+        read_grid(args.export).to_parquet(EXPORT, index=False)
+        print(f"wrote {EXPORT}")
+        return
+    warnings.simplefilter("ignore")
+    grid = read_grid(args.store)
+    targets = tuple(Target(name, float(size)) for name, size in (t.split(":") for t in args.targets.split(",")))
+    budget = grid["cell_key"].nunique() // 2
+    design = Design(targets=targets, tolerance=args.tolerance, budget_cells=budget, n_bootstrap=200)
+    rows = []
+    start = time.time()
+    for ordering in range(args.orderings):
+        visible, held = split(grid, ordering)
+        answer = reference_answer(held, design)
+        cost = visible.set_index("cell_key")["train_seconds"]
+        for policy in args.policies.split(","):
+            out = replay(visible, design, policy, workers=args.workers, ordering=ordering)
+            t = out["targets"]
+            true = answer["x_equiv"].to_numpy(float)
+            rows.append({"policy": policy, "ordering": ordering, "cells": out["cells"],
+                         "seconds": float(cost[out["done"]].sum()), "resolved": out["stop"] == "resolved",
+                         "log_error": float(np.nanmean(np.abs(np.log(t["x_equiv"].to_numpy(float)) - np.log(true)))),
+                         "covered": float(np.mean((t["low"] <= true) & (true <= t["high"]))),
+                         "answer_half_width": float(np.mean((answer["high"] - answer["low"]) / 2 / answer["x_equiv"]))})
+        print(f"ordering {ordering + 1}/{args.orderings} ({time.time() - start:.0f} s)", flush=True)
+    frame = pd.DataFrame(rows)
+    summary = frame.groupby("policy").agg(cells_mean=("cells", "mean"), cells_median=("cells", "median"),
+                                          seconds_mean=("seconds", "mean"), resolved=("resolved", "mean"),
+                                          log_error=("log_error", "mean"), coverage=("covered", "mean"))
+    base = summary.loc["uniform", "seconds_mean"] if "uniform" in summary.index else np.nan
+    summary["seconds_vs_uniform"] = summary["seconds_mean"] / base
+    answer = reference_answer(grid, design)
+    print(f"digits grid: {len(grid)} cells, tolerance ±{args.tolerance:.0%}, {args.orderings} orderings, "
+          f"{args.workers} cells a step, budget {budget} cells (every visible one); reference answer's relative "
+          f"half-width {frame['answer_half_width'].mean():.3f}; all 24 seeds' x + v: "
+          + ", ".join(f"{r.arm} at {r.size:g}: {r.x_equiv:,.0f} [{r.low:,.0f}, {r.high:,.0f}]"
+                      for r in answer.itertuples()))
+    print(summary.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
