@@ -68,7 +68,7 @@ def reference_answer(held: pd.DataFrame, design: Design) -> pd.DataFrame:
     return target_intervals(points, arms.targets, fit_arms(points), level=0.95, n_bootstrap=400, seed=0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orderings", type=int, default=50)
     parser.add_argument("--tolerance", type=float, default=0.15)
@@ -81,12 +81,12 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0, help="the first ordering (to split a run over processes)")
     parser.add_argument("--out", help="also write the per-ordering rows to this CSV")
     parser.add_argument("--summarize", nargs="+", metavar="CSV", help="summarize earlier --out files and stop")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.export:
         EXPORT.parent.mkdir(exist_ok=True)
         read_grid(args.export).to_parquet(EXPORT, index=False)
         print(f"wrote {EXPORT}")
-        return
+        return None
     warnings.simplefilter("ignore")
     grid = read_grid(args.store)
     targets = tuple(Target(name, float(size)) for name, size in (t.split(":") for t in args.targets.split(",")))
@@ -94,7 +94,7 @@ def main() -> None:
                     n_bootstrap=200)
     if args.summarize:
         summarize(pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True), grid, design, args)
-        return
+        return None
     rows = []
     start = time.time()
     for ordering in range(args.first, args.first + args.orderings):
@@ -117,6 +117,7 @@ def main() -> None:
     if args.out:
         frame.to_csv(args.out, index=False)
     summarize(frame, grid, design, args)
+    return frame
 
 
 def every_cell(visible: pd.DataFrame, design: Design) -> dict:

@@ -45,3 +45,12 @@ def test_the_selection_benchmark_runs_at_smoke_size(capsys):
     rows = main(["--smoke"])
     assert [r["trials"] for r in rows] == list(TRIALS) and all(0.0 <= r["acc_confirmed"] <= 1.0 for r in rows)
     assert "optimism" in capsys.readouterr().out
+
+
+def test_the_design_replay_on_real_cells_runs_at_smoke_size(capsys):
+    from bench.design_digits import main
+
+    frame = main(["--orderings", "2", "--policies", "all"])  # every visible cell: no replay loop, a few seconds
+    assert frame is not None and len(frame) == 2 and frame["cells"].eq(360).all()
+    assert frame["consistent"].between(0, 1).all() and frame["seconds"].gt(0).all()
+    assert "consistent" in capsys.readouterr().out
