@@ -31,9 +31,11 @@ _RIDGE = 1e-9  # relative ridge on the information matrix: an arm with few sizes
 
 @dataclass(frozen=True)
 class ArmFits:
-    """Per arm: its (a, b, c) (NaN where it has fewer than MIN_SIZES sizes or the fit failed)."""
+    """Per arm: its (a, b, c) (NaN where it has fewer than MIN_SIZES sizes or the fit failed) and the fit's
+    weighted squared error (what the lack-of-fit test of the paper's family needs)."""
 
     params: dict[str, tuple[float, float, float]]
+    sse: dict[str, float]
 
     def ok(self, arm: str) -> bool:
         return arm in self.params and bool(np.all(np.isfinite(self.params[arm])))
@@ -42,15 +44,16 @@ class ArmFits:
 def fit_arms(points: pd.DataFrame) -> ArmFits:
     """`points`: final rows with arm, data_size, seed, accuracy."""
     params: dict[str, tuple[float, float, float]] = {}
+    sse: dict[str, float] = {}
     for arm, rows in points.groupby("arm", sort=True):
         if rows["data_size"].nunique() < MIN_SIZES:
-            params[str(arm)] = (np.nan, np.nan, np.nan)
+            params[str(arm)], sse[str(arm)] = (np.nan, np.nan, np.nan), np.nan
             continue
         sizes = rows["data_size"].to_numpy(float)[None, :]
         errors = 1.0 - rows["accuracy"].to_numpy(float)[None, :]
-        a, b, c, _, _ = fit_batch(sizes, errors, np.ones_like(sizes))
-        params[str(arm)] = (float(a[0]), float(b[0]), float(c[0]))
-    return ArmFits(params)
+        a, b, c, fit_sse, _ = fit_batch(sizes, errors, np.ones_like(sizes))
+        params[str(arm)], sse[str(arm)] = (float(a[0]), float(b[0]), float(c[0])), float(fit_sse[0])
+    return ArmFits(params, sse)
 
 
 def x_equiv(x: float, arm: tuple[float, float, float], ref: tuple[float, float, float]) -> float:
@@ -102,14 +105,15 @@ def family_x_equiv(points: pd.DataFrame, targets: list[tuple[str, float]], fits:
     weights = np.ones_like(sizes)
     within = within_size(sizes, errors, weights)
     n_points, n_sizes = np.array([sizes.size], float), np.array([ref["data_size"].nunique()], float)
-    for family in ("power", "pure_power", "exponential"):
+
+    def fits_means(sse: np.ndarray, family: str) -> bool:
+        return bool(np.nan_to_num(lack_of_fit_p(sse, within, n_points, n_sizes, family), nan=1.0)[0] >= MISFIT)
+
+    out["power_fits"] = fits_means(np.array([fits.sse[REFERENCE_ARM]]), "power")  # fitted already: `fit_arms`
+    for family in ("pure_power", "exponential"):
         a, b, c, sse = fit_family(sizes, errors, weights, family)
-        fits_means = bool(np.nan_to_num(lack_of_fit_p(sse, within, n_points, n_sizes, family), nan=1.0)[0] >= MISFIT)
-        if family == "power":
-            out["power_fits"] = fits_means
-            continue
         for i, (arm, x) in enumerate(targets):
-            if fits_means and fits.ok(arm):
+            if fits_means(sse, family) and fits.ok(arm):
                 e_arm = np.clip(power_law(x, *fits.params[arm]), 0.0, 1.0)
                 out.loc[i, family] = float(family_inverse(np.array([e_arm]), a, b, c, family)[0])
     return out
