@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from search_spaces.lazy import lazy_exports
+from augworth.search_spaces.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .comparisons import compare

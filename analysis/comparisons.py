@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.intervals import warn_few_seeds
-from analysis.paired import difference, family_p, final_rows, paired_v
-from analysis.treatments import reference_mask, treatment_labels
-from results import GROUP_COLUMNS
+from augworth.analysis.intervals import warn_few_seeds
+from augworth.analysis.paired import difference, family_p, final_rows, paired_v
+from augworth.analysis.treatments import reference_mask, treatment_labels
+from augworth.results import GROUP_COLUMNS
 
 _REFERENCE = "\x00reference"  # the reference's rows, whatever a treatment label might read
 

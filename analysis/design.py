@@ -4,7 +4,7 @@ shrinks fastest per unit of cost, and when to stop.
 A plain function of the stored rows, the grid's cells and the `design:` block (no Ray, no torch), so a user or a
 benchmark replays it against any dense grid of finished cells:
 
-    from analysis.design import Design, Target, design_state, next_cells
+    from augworth.analysis.design import Design, Target, design_state, next_cells
     design = Design(targets=(Target("crop(2)", 100), Target("crop(2)", 400)), tolerance=0.10)
     next_cells(results, grid, design, running=["a1b2..."], n=2)   # cell keys to train next
     design_state(results, grid, design).stop                       # None, "resolved" or "budget"
@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.design_arms import Arms, cost_model, resolve_arms, supporting_pairs
-from analysis.design_estimates import (
+from augworth.analysis.design_arms import Arms, cost_model, resolve_arms, supporting_pairs
+from augworth.analysis.design_estimates import (
     REFERENCE_ARM,
     ArmFits,
     PairCells,
@@ -56,11 +56,11 @@ from analysis.design_estimates import (
     seed_noise,
     target_intervals,
 )
-from analysis.design_types import Design, Target
+from augworth.analysis.design_types import Design, Target
 
 __all__ = ["Design", "DesignState", "Target", "design_points", "design_state", "next_cells"]
-from analysis.fit import MIN_SIZES, power_law
-from analysis.verdicts import EXTRAPOLATION_LIMIT
+from augworth.analysis.fit import MIN_SIZES, power_law
+from augworth.analysis.verdicts import EXTRAPOLATION_LIMIT
 
 
 @dataclass(frozen=True)

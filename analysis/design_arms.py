@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.design_estimates import REFERENCE_ARM
-from analysis.design_types import Design
-from analysis.treatments import Key, reference_mask, row_key, treatment_labels
-from results import TREATMENT_COLUMNS
+from augworth.analysis.design_estimates import REFERENCE_ARM
+from augworth.analysis.design_types import Design
+from augworth.analysis.treatments import Key, reference_mask, row_key, treatment_labels
+from augworth.results import TREATMENT_COLUMNS
 
 
 def _keys(frame: pd.DataFrame, columns: list[str]) -> list[Key]:

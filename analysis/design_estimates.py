@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.fit import MIN_SIZES, fit_batch, inverse_power_law, power_law
-from analysis.intervals import expanded_tail, percentile_interval, seed_replicates
+from augworth.analysis.fit import MIN_SIZES, fit_batch, inverse_power_law, power_law
+from augworth.analysis.intervals import expanded_tail, percentile_interval, seed_replicates
 
 REFERENCE_ARM = "\x00reference"
 _RIDGE = 1e-9  # relative ridge on the information matrix: an arm with few sizes is poorly known, not singular
@@ -94,7 +94,7 @@ def family_x_equiv(points: pd.DataFrame, targets: list[tuple[str, float]], fits:
     """Per target, x + v where the reference is fitted in the other curve families (`families.py`: pure power
     law, exponential) and the treatment's error at x is its power law's, NaN where that family misfits the
     reference's size means (lack-of-fit p < MISFIT); `power_fits`: whether the paper's family fits them."""
-    from analysis.families import MISFIT, family_inverse, fit_family, lack_of_fit_p, within_size
+    from augworth.analysis.families import MISFIT, family_inverse, fit_family, lack_of_fit_p, within_size
 
     ref = points[points["arm"] == REFERENCE_ARM]
     out = pd.DataFrame({"power_fits": True, "pure_power": np.nan, "exponential": np.nan}, index=range(len(targets)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analysis.intervals import FEW_SEEDS, MEASURED_COVERAGE
+from augworth.analysis.intervals import FEW_SEEDS, MEASURED_COVERAGE
 
 COVERAGE_NEEDED = 0.90  # the coverage of a nominal 95% interval a stopping rule may rest on
 

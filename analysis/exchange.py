@@ -17,17 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.families import reference_families
-from analysis.fit import fit_batch, inverse_power_law, power_law, profile_asymptote
-from analysis.intervals import (  # noqa: F401  (FewSeedsWarning: callers catch it from here)
+from augworth.analysis.families import reference_families
+from augworth.analysis.fit import fit_batch, inverse_power_law, power_law, profile_asymptote
+from augworth.analysis.intervals import (  # noqa: F401  (FewSeedsWarning: callers catch it from here)
     FewSeedsWarning,
     expanded_tail,
     percentile_interval,
     seed_replicates,
     warn_few_seeds,
 )
-from analysis.treatments import reference_mask
-from analysis.verdicts import (
+from augworth.analysis.treatments import reference_mask
+from augworth.analysis.verdicts import (
     EXTRAPOLATION_LIMIT,
     accuracy_lower_bound,
     family_verdicts,
@@ -36,7 +36,7 @@ from analysis.verdicts import (
     holdout_largest,
     measured_bounds,
 )
-from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
+from augworth.results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, read_results
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("augmentation", "data_size", "seed", "eval_set", "accuracy")
 CI_LEVEL = 0.95

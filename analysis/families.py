@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import minimize_scalar
 
-from analysis.fit import (
+from augworth.analysis.fit import (
     A_MIN,
     C_MAX,
     C_MIN,
@@ -124,7 +124,7 @@ def reference_families(sizes: FloatArray, errors: FloatArray, weights: FloatArra
     """Per fit id (arrays over the F fits; NaN but at `ref_ids`, the references), each family's a, b, c, its
     lack-of-fit p and the upper end of its asymptote's profile interval as an accuracy (`asymptote_acc_high`; 1
     for the pure power law, which has no asymptote). The paper's family comes in fitted already."""
-    from analysis.fit import profile_asymptote
+    from augworth.analysis.fit import profile_asymptote
 
     n = len(sizes)
     out = {"power": {"a": a, "b": b, "c": c, "lack_of_fit_p": lack_of_fit_power,

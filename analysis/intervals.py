@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.fit import fit_batch
+from augworth.analysis.fit import fit_batch
 
 FEW_SEEDS = 5  # fewer seeds than this in a group: intervals are wide and their coverage poorly known
 # Coverage of nominal 95% intervals measured at few seeds (`python -m bench.intervals --seeds`, synthetic sweeps

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.fit import fit_batch, inverse_power_law, power_law
-from analysis.intervals import expanded_tail, percentile_interval, seed_replicates
+from augworth.analysis.fit import fit_batch, inverse_power_law, power_law
+from augworth.analysis.intervals import expanded_tail, percentile_interval, seed_replicates
 
 EXACT_SEEDS = 12  # up to this many seeds every sign pattern is tried; above, random ones
 _LOG_CAP = np.log(1e12)  # x + v beyond this (or unbounded) counts as this on the log scale

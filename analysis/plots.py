@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from analysis.fit import power_law
-from analysis.treatments import Key, row_key
-from analysis.verdicts import EXTRAPOLATION_LIMIT
-from results import GROUP_COLUMNS, TREATMENT_COLUMNS
-from search_spaces.cells import LABEL_COLUMNS, treatment_label
+from augworth.analysis.fit import power_law
+from augworth.analysis.treatments import Key, row_key
+from augworth.analysis.verdicts import EXTRAPOLATION_LIMIT
+from augworth.results import GROUP_COLUMNS, TREATMENT_COLUMNS
+from augworth.search_spaces.cells import LABEL_COLUMNS, treatment_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

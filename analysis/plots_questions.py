@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.plots import MAX_PANELS, save_figure
+from augworth.analysis.plots import MAX_PANELS, save_figure
 
 _SHIFT_STYLE = {"held-out": "-", "partly covered": "-.", "covered": ":", "undeclared": "--"}
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.families import reference_families
-from analysis.fit import fit_batch, inverse_power_law, profile_asymptote
-from analysis.intervals import expanded_tail, percentile_interval, seed_replicates
-from analysis.verdicts import (
+from augworth.analysis.families import reference_families
+from augworth.analysis.fit import fit_batch, inverse_power_law, profile_asymptote
+from augworth.analysis.intervals import expanded_tail, percentile_interval, seed_replicates
+from augworth.analysis.verdicts import (
     EXTRAPOLATION_LIMIT,
     accuracy_lower_bound,
     family_verdicts,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from results import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
+from augworth.results import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
 
 
 def probe_summary(results: pd.DataFrame) -> pd.DataFrame:

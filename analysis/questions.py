@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.intervals import warn_few_seeds
-from analysis.paired import difference, family_p, final_rows, interval, paired_v
-from analysis.treatments import reference_mask, treatment_labels
-from results import GROUP_COLUMNS
+from augworth.analysis.intervals import warn_few_seeds
+from augworth.analysis.paired import difference, family_p, final_rows, interval, paired_v
+from augworth.analysis.treatments import reference_mask, treatment_labels
+from augworth.results import GROUP_COLUMNS
 
 LEVEL = 0.95
 

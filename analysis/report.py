@@ -115,7 +115,7 @@ def rate_tables(rates: pd.DataFrame, labels: pd.Series, group_columns: Sequence[
 
 def rate_frame(rows: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     """The rows as the terminal table reads them (`formatting.rate_text`): one formatter for both."""
-    from analysis.formatting import number, rate_text
+    from augworth.analysis.formatting import number, rate_text
 
     shown = []
     for d in rows.to_dict("records"):

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from results.schema import GROUP_COLUMNS
+from augworth.results.schema import GROUP_COLUMNS
 
 from .formatting import rate_text
 from .intervals import warn_few_seeds

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.intervals import warn_few_seeds
-from analysis.paired import PairedV, difference, family_p, final_rows, holm, interval, paired_v, sign_flip
-from analysis.questions import LEVEL, QuestionError, unbounded_flags
-from analysis.treatments import reference_mask, treatment_labels
-from results import GROUP_COLUMNS, PROBE_COLUMNS
+from augworth.analysis.intervals import warn_few_seeds
+from augworth.analysis.paired import PairedV, difference, family_p, final_rows, holm, interval, paired_v, sign_flip
+from augworth.analysis.questions import LEVEL, QuestionError, unbounded_flags
+from augworth.analysis.treatments import reference_mask, treatment_labels
+from augworth.results import GROUP_COLUMNS, PROBE_COLUMNS
 
 # what makes two view modes "of the same augmentation": every treatment column but the views' own
 _KIND = ["augmentation", "strength", "views", "views_r"]

@@ -2,7 +2,7 @@
 read the grid's final rows, check the request against them, fit and take the exchange rates, and hand back a
 typed result that tables, pictures and the report are drawn from.
 
-    from analysis import analyze
+    from augworth.analysis import analyze
     result = analyze("augworth-store", "demo")          # SweepAnalysis
     result.rates_on("test")                             # one row per (treatment, size): v, its interval, flags
     result.draw("figures/")                             # the scaling and effective-samples pictures
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pandas and pyarrow load on first use: the command line imports this module at start
     import pandas as pd
 
-    from results import Store
+    from augworth.results import Store
 
 DEFAULT_BOOTSTRAP = 1000  # resamples: the expanded interval's tail at 10 seeds (0.85%) is then ~8 replicates
 
@@ -71,7 +71,7 @@ def sweep_results(store: Store | str, sweep: str, *, reference: str, eval_set: s
                   ) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """The grid's final rows (of `eval_set` alone when given) and the eval sets, in-distribution first; an
     `AnalysisInputError` when there are none, or the eval set or the reference has no rows."""
-    from results import Store, read_results
+    from augworth.results import Store, read_results
 
     opened = store if isinstance(store, Store) else Store(store)
     results = read_results(opened, sweep, grid_only=True, final_only=True)

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
-from search_spaces.cells import LABEL_COLUMNS, treatment_label
+from augworth.search_spaces.cells import LABEL_COLUMNS, treatment_label
 
 from .formatting import EXTRAPOLATION_LIMIT, difference, difference_interval, missing, number, rate_text, samples
 

@@ -56,7 +56,7 @@ def _yes(value: Any) -> str:
 
 def by_group(rows: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
     """(title prefix, rows) per value of `key` and per group where group columns vary (width, model ...)."""
-    from results import GROUP_COLUMNS
+    from augworth.results import GROUP_COLUMNS
 
     varying = [c for c in GROUP_COLUMNS if c in rows.columns and rows[c].astype(str).nunique() > 1]
     out = []

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from results import TREATMENT_COLUMNS
-from search_spaces.cells import LABEL_COLUMNS, treatment_label
+from augworth.results import TREATMENT_COLUMNS
+from augworth.search_spaces.cells import LABEL_COLUMNS, treatment_label
 
 Key = tuple[Hashable, ...]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from analysis.formatting import EXTRAPOLATION_LIMIT  # noqa: F401  (x + v beyond it is shown as "> bound")
+from augworth.analysis.formatting import EXTRAPOLATION_LIMIT  # noqa: F401  (x + v beyond it is shown as "> bound")
 
 
 def measured_bounds(points: pd.DataFrame, fit: np.ndarray, ref_of_fit: np.ndarray, x: np.ndarray,
@@ -50,7 +50,7 @@ def fit_diagnostics(points: pd.DataFrame, n_fits: int, a: np.ndarray, b: np.ndar
     """
     from scipy import stats
 
-    from analysis.fit import A_MIN, B_MAX, C_MAX, C_MIN
+    from augworth.analysis.fit import A_MIN, B_MAX, C_MAX, C_MIN
 
     by_size = points.groupby(["_fit", "data_size"], sort=True)["accuracy"]
     pure = (points["accuracy"] - by_size.transform("mean")) ** 2
@@ -140,7 +140,7 @@ def family_verdicts(*, ok: np.ndarray, own: np.ndarray, below_asymptote: np.ndar
       extrapolated rows whose families disagree or whose reference the paper's curve misfits.
     Also x_plus_v_<family> for the other families (NaN where the family does not fit the reference).
     """
-    from analysis.families import MISFIT, family_inverse
+    from augworth.analysis.families import MISFIT, family_inverse
 
     fits = {name: np.nan_to_num(ref[name]["lack_of_fit_p"], nan=1.0) >= MISFIT for name in ref}
     beyond = {name: lower_acc > ref[name]["asymptote_acc_high"] for name in ref}
@@ -170,7 +170,7 @@ def holdout_largest(sizes: np.ndarray, errors: np.ndarray, weights: np.ndarray, 
     which that curve then predicts. Per row of the arrays: predicted minus measured mean accuracy there, and the
     size at which the curve without it reaches the measured mean, over the largest size (1: spot on; 2: it
     would have needed twice the samples). NaN where a fit has fewer than 4 sizes."""
-    from analysis.fit import MIN_SIZES, fit_batch, inverse_power_law, power_law
+    from augworth.analysis.fit import MIN_SIZES, fit_batch, inverse_power_law, power_law
 
     error, ratio = np.full(len(sizes), np.nan), np.full(len(sizes), np.nan)
     rows = [f for f in fits if np.unique(sizes[f][weights[f] > 0]).size > MIN_SIZES]

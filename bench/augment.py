@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from trainables.augmentations import create_augmentation
-from trainables.device import keep_freed_memory
+from augworth.trainables.augmentations import create_augmentation
+from augworth.trainables.device import keep_freed_memory
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from analysis.design import Design, Target, design_state, next_cells
+from augworth.analysis.design import Design, Target, design_state, next_cells
 from bench.synthetic import REF, Curve, synthetic_sweeps, true_v, two_power_laws
 
 SIZES = tuple(int(s) for s in np.geomspace(50, 3200, 8))
@@ -59,9 +59,9 @@ def spread(cell_sets: list[list[str]], realizations: int, design: Design, grid_c
     """Per set of cells: Σ over targets of the variance of log(x + v) across fresh synthetic realizations of those
     cells (a robust one: a fit at a bound makes a far outlier), in units of the tolerance: what the design's score
     predicts the drop of. Every (set, realization, arm) fit in one batch."""
-    from analysis.design_arms import resolve_arms
-    from analysis.design_estimates import REFERENCE_ARM
-    from analysis.fit import fit_batch, inverse_power_law, power_law
+    from augworth.analysis.design_arms import resolve_arms
+    from augworth.analysis.design_estimates import REFERENCE_ARM
+    from augworth.analysis.fit import fit_batch, inverse_power_law, power_law
 
     arms = resolve_arms(grid_cells, design)
     names = sorted({arm for arm, _ in arms.targets} | {REFERENCE_ARM})

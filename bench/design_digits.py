@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.design import Design, Target, design_points
-from analysis.design_arms import resolve_arms
-from analysis.design_estimates import fit_arms, target_intervals
+from augworth.analysis.design import Design, Target, design_points
+from augworth.analysis.design_arms import resolve_arms
+from augworth.analysis.design_estimates import fit_arms, target_intervals
 from bench.design import replay
 
 EXPORT = Path(__file__).parent / "data" / "digits_dense.parquet"
@@ -45,7 +45,7 @@ def read_grid(store: str | None) -> pd.DataFrame:
     """The dense grid's final test rows: from a store the spec was run into, or the exported file."""
     if store is None:
         return pd.read_parquet(EXPORT)
-    from results import Store, read_results
+    from augworth.results import Store, read_results
 
     rows = read_results(Store(store), SWEEP, final_only=True)
     return rows.loc[rows["eval_set"] == "test", COLUMNS].sort_values(COLUMNS[1:5], ignore_index=True)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
 
 def every_cell(visible: pd.DataFrame, design: Design) -> dict:
     """Policy `all`: every visible cell, no stopping (what 12 seeds of the whole grid say)."""
-    from analysis.design import design_state
+    from augworth.analysis.design import design_state
 
     state = design_state(visible, visible, design)
     return {"cells": len(visible), "done": visible["cell_key"].tolist(), "stop": state.stop, "targets": state.targets}

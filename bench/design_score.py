@@ -19,10 +19,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-import analysis.design as design_module
-from analysis.design import Design, Target, next_cells
-from analysis.design_arms import resolve_arms
-from analysis.design_estimates import REFERENCE_ARM, fit_arms, jacobian, log_gradient
+import augworth.analysis.design as design_module
+from augworth.analysis.design import Design, Target, next_cells
+from augworth.analysis.design_arms import resolve_arms
+from augworth.analysis.design_estimates import REFERENCE_ARM, fit_arms, jacobian, log_gradient
 from bench.design import dense_grid, spread
 
 TARGETS = (Target("crop", 100), Target("crop", 400), Target("trivial", 200))

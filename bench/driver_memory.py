@@ -35,9 +35,9 @@ eval_sets: [test]
 
 DRIVER = textwrap.dedent("""\
     import json, resource, sys, time
-    from orchestrator.plan import plan_sweep
-    from orchestrator.runner import run_plan
-    from results import Store
+    from augworth.orchestrator.plan import plan_sweep
+    from augworth.orchestrator.runner import run_plan
+    from augworth.results import Store
     for spec, root in zip(sys.argv[1::2], sys.argv[2::2]):
         store = Store(root)
         plan = plan_sweep(open(spec).read(), spec, store)

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-import analysis.exchange as exchange
+import augworth.analysis.exchange as exchange
 from bench.synthetic import synthetic_sweeps, true_v
 
 SCENARIOS = {
@@ -55,7 +55,7 @@ OTHER = (1.8, 0.045, 0.48)  # a second treatment, for the paired difference
 
 
 def by_seeds(sweeps: int, n_bootstrap: int, counts=(2, 3, 4, 5, 10)) -> list[dict]:
-    from analysis.comparisons import compare
+    from augworth.analysis.comparisons import compare
 
     rows = []
     print(f"{sweeps} synthetic sweeps per seed count (shared 0.1, own 0.05), 6 sizes, {n_bootstrap} resamples")

@@ -51,9 +51,9 @@ PLAIN_TUNE = textwrap.dedent("""\
 
     def trainable(config):
         import torch
-        from search_spaces import Cell
-        from trainables.datasets import load_dataset
-        from trainables.train import train_cell
+        from augworth.search_spaces import Cell
+        from augworth.trainables.datasets import load_dataset
+        from augworth.trainables.train import train_cell
         torch.set_num_threads(1)
         cell = Cell.from_dict(cells[config["i"]])
         result = train_cell(cell, load_dataset("digits"), ["test"])
@@ -84,10 +84,10 @@ def calibrate(target_seconds: float, smoke: bool) -> tuple[int, float]:
     """Steps for a ~target-second cell, and the median time t of such a cell in this process (1 thread)."""
     import torch
 
-    from orchestrator.plan import expand
-    from search_spaces import parse_spec
-    from trainables.datasets import load_dataset
-    from trainables.train import train_cell
+    from augworth.orchestrator.plan import expand
+    from augworth.search_spaces import parse_spec
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.train import train_cell
 
     torch.set_num_threads(1)
     data = load_dataset("digits")
@@ -138,7 +138,7 @@ def run_augworth(n: int, steps: int, workdir: Path, cpu: dict[str, float] | None
     before = set(cpu_seconds()) if cpu is not None else set()
     last: dict[int, tuple[str, float]] = {}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--store",
+    proc = subprocess.Popen([sys.executable, "-m", "augworth.orchestrator.cli", "run", str(spec), "--store",
                              str(workdir / "store"), "--no-progress"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while cpu is not None and proc.poll() is None:  # a sample a second: what a process used until it went
@@ -159,8 +159,8 @@ def run_augworth(n: int, steps: int, workdir: Path, cpu: dict[str, float] | None
 
 
 def run_plain(n: int, steps: int, workdir: Path, mode: str) -> float:
-    from orchestrator.plan import expand
-    from search_spaces import parse_spec
+    from augworth.orchestrator.plan import expand
+    from augworth.search_spaces import parse_spec
 
     sizes, seeds = grid(n)
     cells = [c.to_dict() for c in expand(parse_spec(SPEC.format(sizes=sizes, seeds=seeds, steps=steps)), None, "b")]
@@ -179,9 +179,9 @@ def run_plain(n: int, steps: int, workdir: Path, mode: str) -> float:
 def _bare_worker(cells: list[dict]) -> int:
     import torch
 
-    from search_spaces import Cell
-    from trainables.datasets import load_dataset
-    from trainables.train import train_cell
+    from augworth.search_spaces import Cell
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.train import train_cell
 
     torch.set_num_threads(1)
     data = load_dataset("digits")
@@ -195,8 +195,8 @@ def run_bare(n: int, steps: int, cores: int) -> float:
     (process start, data loading and two processes sharing caches and memory bandwidth included)."""
     import multiprocessing as mp
 
-    from orchestrator.plan import expand
-    from search_spaces import parse_spec
+    from augworth.orchestrator.plan import expand
+    from augworth.search_spaces import parse_spec
 
     sizes, seeds = grid(n)
     cells = [c.to_dict() for c in expand(parse_spec(SPEC.format(sizes=sizes, seeds=seeds, steps=steps)), None, "b")]

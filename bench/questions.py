@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from analysis.questions import invariance, ood
-from analysis.stochasticity import stochasticity
+from augworth.analysis.questions import invariance, ood
+from augworth.analysis.stochasticity import stochasticity
 from bench.synthetic import SHIFTED_AUG, SHIFTED_REF, invariance_frame, true_v, two_sets, views_frame
 
 

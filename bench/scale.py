@@ -41,9 +41,9 @@ SPEC = P4_SPEC.replace("name: bench-p4", "name: bench-scale")
 
 DRIVER = textwrap.dedent("""\
     import json, os, resource, shutil, sys, time, types
-    from orchestrator import runner
-    from orchestrator.plan import plan_sweep
-    from results import Store
+    from augworth.orchestrator import runner
+    from augworth.orchestrator.plan import plan_sweep
+    from augworth.results import Store
 
     spec, root, address = sys.argv[1], sys.argv[2], (sys.argv[3] or None)
     tune_bytes = []
@@ -134,8 +134,8 @@ def trainings(log: list[str]) -> dict:
 
 def finished_sweep(workdir: Path) -> dict:
     """Files before and after compaction; status and query latency on each."""
-    from orchestrator.status import sweep_status
-    from results import Store, compact, connect
+    from augworth.orchestrator.status import sweep_status
+    from augworth.results import Store, compact, connect
 
     store, sweep = Store(workdir / "store"), "bench-scale"
     row: dict = {}
@@ -156,8 +156,8 @@ def finished_sweep(workdir: Path) -> dict:
     latencies("after")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", sweep, "--store", str(workdir / "store")],
-                   env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "augworth.orchestrator.cli", "status", sweep, "--store",
+                    str(workdir / "store")], env=env, check=True, capture_output=True)
     row["status_command_s_after"] = time.perf_counter() - t0
     return row
 

@@ -64,7 +64,7 @@ search:
 
 def grid_table(store: str) -> dict[tuple[int, int, float], float]:
     """(size, strength, lr) -> mean final test accuracy over the seeds, training the grid where it is missing."""
-    from results import Store, read_results
+    from augworth.results import Store, read_results
 
     table: dict[tuple[int, int, float], float] = {}
     for i, lr in enumerate(LRS):
@@ -72,7 +72,7 @@ def grid_table(store: str) -> dict[tuple[int, int, float], float]:
         spec = Path(store) / f"{name}.yaml"
         spec.parent.mkdir(parents=True, exist_ok=True)
         spec.write_text(GRID_SPEC.format(i=i, lr=lr, strengths=STRENGTHS, sizes=SIZES, seeds=SEEDS))
-        subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--store", store,
+        subprocess.run([sys.executable, "-m", "augworth.orchestrator.cli", "run", str(spec), "--store", store,
                         "--no-progress"], check=True)
         rows = read_results(Store(store), name, final_only=True)
         means = rows[rows["eval_set"] == "test"].groupby(["data_size", "strength"])["accuracy"].agg(["mean", "size"])
@@ -94,8 +94,8 @@ def cells_to_target(table: dict, size: int, sampler: str, seed: int, tolerance: 
     there within MAX_TRIALS trials)."""
     import optuna
 
-    from orchestrator.search import distributions, make_sampler, sampler_seed
-    from search_spaces import parse_spec
+    from augworth.orchestrator.search import distributions, make_sampler, sampler_seed
+    from augworth.search_spaces import parse_spec
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = parse_spec(SEARCH_SPEC)
@@ -121,7 +121,7 @@ def coverage(n: int, n_bootstrap: int = 400) -> dict:
     by the searched point and the reference curve): v at x = 200, and the point's mean accuracy."""
     import warnings
 
-    from analysis.search import best_points
+    from augworth.analysis.search import best_points
     from bench.synthetic import AUG, SEARCHED_SIZE, searched_sweeps, true_v
 
     results, trials = searched_sweeps(n)

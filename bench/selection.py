@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from analysis.search import best_points
+from augworth.analysis.search import best_points
 from bench.synthetic import AUG, SEARCHED_SIZE, selected_sweeps, true_v
 
 TRIALS = (1, 50, 200)

@@ -5,8 +5,8 @@
 
 The baseline is what the work needs without an orchestrator, both as plain processes:
 - a bare local Ray started and stopped (`ray.init(address="local", include_dashboard=False)`, `ray.shutdown()`);
-- the same cell trained by `python -m trainables.train_cli --cell CELL --threads 1` (torch import, data, training,
-  evaluation).
+- the same cell trained by `python -m augworth.trainables.train_cli --cell CELL --threads 1` (torch import, data,
+  training, evaluation).
 Goal: augworth's wall time (from `augworth run` to its exit) <= 1.2 x their sum. Each repeat runs the three
 one after the other (interleaved, so drift on the machine hits all of them); the figures are medians. The
 phases of the augworth run come from the timestamps of its `--no-progress` log lines.
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from orchestrator.plan import expand
-    from search_spaces import parse_spec
+    from augworth.orchestrator.plan import expand
+    from augworth.search_spaces import parse_spec
 
     runs: dict[str, list[float]] = {"ray": [], "cell": [], "augworth": []}
     marks: list[dict[str, float]] = []
@@ -87,12 +87,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cell.write_text(json.dumps(expand(parse_spec(SPEC), None, "bench-startup")[0].to_dict()))
         for _ in range(args.repeats):
             runs["ray"].append(timed([sys.executable, "-c", BARE_RAY])[0])
-            runs["cell"].append(timed([sys.executable, "-m", "trainables.train_cli", "--cell", str(cell), "--threads",
-                                       "1", "--out", str(Path(tmp) / "rows.json")])[0])
+            runs["cell"].append(timed([sys.executable, "-m", "augworth.trainables.train_cli", "--cell", str(cell),
+                                       "--threads", "1", "--out", str(Path(tmp) / "rows.json")])[0])
             store = Path(tmp) / "store"
             shutil.rmtree(store, ignore_errors=True)
-            wall, lines = timed([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--store", str(store),
-                                 "--no-progress"])
+            wall, lines = timed([sys.executable, "-m", "augworth.orchestrator.cli", "run", str(spec), "--store",
+                                 str(store), "--no-progress"])
             if len(list((store / "bench-startup" / "results").glob("*.parquet"))) != 1:
                 raise SystemExit("augworth run did not write its one cell")
             runs["augworth"].append(wall)

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import exchange_rates
-from results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, compact, connect, read_results
-from search_spaces import Cell
+from augworth.analysis import exchange_rates
+from augworth.results import GROUP_COLUMNS, TREATMENT_COLUMNS, Store, compact, connect, read_results
+from augworth.search_spaces import Cell
 
 SWEEP = "bench-store"
 QUERY = ("SELECT augmentation, data_size, avg(accuracy) AS accuracy FROM results "
@@ -140,7 +140,7 @@ def measure(store: Store, repeats: int) -> dict[str, tuple[float, Any]]:
 
 def write_seconds_per_cell(n_cells: int, n_rows: int, fsync: bool) -> float:
     """`Store.write_cell` per cell, with each write's fsyncs (file, then folder) or without."""
-    from results import files
+    from augworth.results import files
 
     kept, files.FSYNC = files.FSYNC, fsync
     try:

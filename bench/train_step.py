@@ -20,7 +20,7 @@ without augmentation; `--narrow-nchw` compares channels_last for every convoluti
 widths <= 6, safe at width 16) with the trainer's CPU default, which keeps convolutions of fewer than
 CPU_MIN_CHANNELS_LAST_INPUTS input channels (here: the stems) in NCHW.
 
-Needs only torch and torchvision (and scikit-learn's wheel for digits), like `python -m trainables.train_cli`.
+Needs only torch and torchvision (and scikit-learn's wheel for digits), like `python -m augworth.trainables.train_cli`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
-from search_spaces.cells import Cell
-from trainables import device, train, train_cli
-from trainables.datasets import DataSet, load_dataset
+from augworth.search_spaces.cells import Cell
+from augworth.trainables import device, train, train_cli
+from augworth.trainables.datasets import DataSet, load_dataset
 
 PIPELINE = "trivialaugment+crop+flip"
 

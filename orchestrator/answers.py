@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.sweep import DEFAULT_BOOTSTRAP
+from augworth.analysis.sweep import DEFAULT_BOOTSTRAP
 
 from .cli_common import BadInput, open_sweep, out, results_place, show
 
@@ -16,10 +16,10 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
                   reference: str, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
                   pair: tuple[str, str] | None = None, weights: str = "equal", brief: bool = False) -> None:
     """`brief`: the in-distribution table only, a line per shifted eval set, and the command for the rest."""
-    from analysis import AnalysisInputError, analyze
-    from analysis.sweep import sweep_results
-    from analysis.tables import probe_table, summary_table
-    from results import connect
+    from augworth.analysis import AnalysisInputError, analyze
+    from augworth.analysis.sweep import sweep_results
+    from augworth.analysis.tables import probe_table, summary_table
+    from augworth.results import connect
 
     store = open_sweep(store_root, sweep)
     try:
@@ -65,8 +65,8 @@ def analyze_sweep(sweep: str, store_root: str, *, eval_set: str | None, as_json:
 
 def compare_sweep(results, pair: tuple[str, str], *, reference: str, n_bootstrap: int, seed: int,
                   as_json: bool) -> None:
-    from analysis.comparisons import compare
-    from analysis.tables import compare_table
+    from augworth.analysis.comparisons import compare
+    from augworth.analysis.tables import compare_table
 
     try:
         rows = compare(results, *pair, reference=reference, n_bootstrap=n_bootstrap, seed=seed)
@@ -87,9 +87,9 @@ def best_frame(store: str, sweep: str, *, grid: list[str] | None = None, referen
     """The `best` table of a sweep (the report's section too)."""
     import pandas as pd
 
-    from analysis.search import best_points, read_confirmations, read_trials
-    from results import read_results
-    from search_spaces import confirm_eval_set, confirm_seeds, parse_spec
+    from augworth.analysis.search import best_points, read_confirmations, read_trials
+    from augworth.results import read_results
+    from augworth.search_spaces import confirm_eval_set, confirm_seeds, parse_spec
 
     from .storage import storage_url
 

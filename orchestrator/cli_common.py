@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from results import Store, StoreError
-from search_spaces import SpecError
+from augworth.results import Store, StoreError
+from augworth.search_spaces import SpecError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Measure what data augmentations are worth: sweeps on Ray Tune, results in Parquet.")
@@ -55,7 +55,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     # every one-line error goes through here: a store URI or storage URL it quotes loses its secrets
     from rich.markup import escape
 
-    from search_spaces.secrets import redact
+    from augworth.search_spaces.secrets import redact
 
     err.print(f"[bold red]augworth:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -75,7 +75,7 @@ def user_errors(fn: F) -> F:
 
 
 def open_store(root: str) -> Store:
-    from search_spaces.secrets import redact
+    from augworth.search_spaces.secrets import redact
 
     try:
         return Store(root)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def eval_set_corruptions(requests: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
     """Label -> the corruptions the eval set holds: its option `corruptions`, else its registry entry's."""
-    from trainables.datasets import EVAL_SETS
+    from augworth.trainables.datasets import EVAL_SETS
 
     found = {}
     for request in requests:
@@ -34,7 +34,7 @@ def eval_set_corruptions(requests: Iterable[dict[str, Any]]) -> dict[str, tuple[
 
 def policy_covers(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Policy -> the corruptions it covers: those the ops it applies can make (`trainables.augmentations.covers`)."""
-    from trainables.augmentations import covers
+    from augworth.trainables.augmentations import covers
 
     found = {}
     for name in names:
@@ -48,10 +48,10 @@ def policy_covers(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
 def answer(store_root: str, sweep: str, name: str, *, reference: str, n_bootstrap: int, seed: int,
            in_distribution: str = "test") -> dict[str, pd.DataFrame]:
     """The question's frames, by name (one for ood and invariance, three for stochasticity)."""
-    from analysis.paper_questions import QUESTIONS, QuestionInputs
-    from analysis.questions import QuestionError
-    from results import read_results
-    from search_spaces import parse_spec
+    from augworth.analysis.paper_questions import QUESTIONS, QuestionInputs
+    from augworth.analysis.questions import QuestionError
+    from augworth.results import read_results
+    from augworth.search_spaces import parse_spec
 
     question = QUESTIONS[name]
     store = open_sweep(store_root, sweep)
@@ -71,7 +71,7 @@ def answer(store_root: str, sweep: str, name: str, *, reference: str, n_bootstra
 
 
 def question_names() -> tuple[str, ...]:
-    from analysis.paper_questions import QUESTIONS
+    from augworth.analysis.paper_questions import QUESTIONS
 
     return tuple(QUESTIONS)
 
@@ -100,13 +100,13 @@ def question_sweep(sweep: str, store_root: str, question: str, *, reference: str
         out_dir = Path(store.location(sweep, "figures")) if store.local else Path("augworth-figures") / sweep
     for path in draw(frames, question, out_dir):
         out.print(f"picture: {path}", highlight=False)
-    from analysis.paper_questions import QUESTIONS
+    from augworth.analysis.paper_questions import QUESTIONS
 
     for table in QUESTIONS[question].tables(frames):
         show(table)
 
 
 def draw(frames: dict[str, pd.DataFrame], question: str, out_dir: Path) -> list[Path]:
-    from analysis.paper_questions import QUESTIONS
+    from augworth.analysis.paper_questions import QUESTIONS
 
     return QUESTIONS[question].draw(frames, out_dir)

@@ -36,10 +36,10 @@ def report(
 ) -> None:
     """Write one self-contained HTML file: spec, status, exchange rates with intervals and diagnostics, the
     paper's three questions where the sweep has them, every figure inlined, and the commands behind them."""
-    from analysis import AnalysisInputError, analyze
-    from analysis.report import Section, rate_tables, render
-    from analysis.treatments import treatment_labels
-    from results import GROUP_COLUMNS
+    from augworth.analysis import AnalysisInputError, analyze
+    from augworth.analysis.report import Section, rate_tables, render
+    from augworth.analysis.treatments import treatment_labels
+    from augworth.results import GROUP_COLUMNS
 
     from .status import sweep_status
 

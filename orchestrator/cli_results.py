@@ -39,7 +39,7 @@ def query(
     """Run SQL (DuckDB) over a sweep's results, exposed as the view `results`."""
     import duckdb
 
-    from results import connect
+    from augworth.results import connect
 
     con = connect(open_sweep(store, sweep), sweep)
     try:
@@ -49,7 +49,7 @@ def query(
     if as_json:
         sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
         return
-    from analysis.tables import frame_table
+    from augworth.analysis.tables import frame_table
 
     show(frame_table(df))
 
@@ -113,7 +113,7 @@ def status(
         out.print(note, highlight=False)
     for line in st.design:
         out.print(line, highlight=False, markup=False)
-    from analysis.tables import status_tables
+    from augworth.analysis.tables import status_tables
 
     for table in status_tables(st, st.states):
         show(table)
@@ -127,9 +127,9 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every result file (readable, schema, cell key matches name and content). Exit 3 if any is bad."""
-    from results import quarantine as quarantine_files
-    from results import verify as verify_sweep
-    from results.query import verified_files
+    from augworth.results import quarantine as quarantine_files
+    from augworth.results import verify as verify_sweep
+    from augworth.results.query import verified_files
 
     from .lock import SweepLock
 
@@ -163,7 +163,7 @@ def compact(
     Atomic: readers through augworth see every cell once throughout, and an interrupted compaction is
     finished by the next one. Plain readers of the folder see the same rows as before, in fewer files.
     """
-    from results import compact as compact_sweep
+    from augworth.results import compact as compact_sweep
 
     from .lock import SweepLock
 

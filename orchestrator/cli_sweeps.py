@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Column, Table
 
-from search_spaces import preset_names, preset_path, read_spec_text
+from augworth.search_spaces import preset_names, preset_path, read_spec_text
 
 from .answers import analyze_sweep
 from .cli_common import (
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 def _run(text: str, source: str, store_root: str, *, address: str | None, dry_run: bool, extend: bool,
          retry_failed: bool, progress: bool) -> int:
-    from search_spaces import parse_spec
+    from augworth.search_spaces import parse_spec
 
     from .plan import plan_sweep
 
@@ -75,7 +75,7 @@ def _run(text: str, source: str, store_root: str, *, address: str | None, dry_ru
                       + (f" or at {budget.cells} cells" if budget.cells else "")
                       + (f" or {budget.hours:g} training hours" if budget.hours else ""), highlight=False)
         if plan.studies and plan.spec.search is not None:
-            from search_spaces import confirm_seeds
+            from augworth.search_spaces import confirm_seeds
 
             trials, seeds, confirm = plan.spec.search.trials, len(plan.spec.seeds), len(confirm_seeds(plan.spec))
             cells = len(plan.studies) * (trials * seeds + confirm)
@@ -115,7 +115,7 @@ def spec_source(spec: Path, smoke: bool = False) -> tuple[str, str]:
     text = read_spec_text(spec)
     if not smoke:
         return text, str(spec)
-    from search_spaces import apply_smoke, parse_spec
+    from augworth.search_spaces import apply_smoke, parse_spec
 
     return apply_smoke(parse_spec(text, str(spec)), str(spec)).to_yaml(), f"{spec} (smoke)"
 
@@ -154,7 +154,7 @@ def submit(
     """Submit a sweep to a Ray cluster as a Ray Job and print the job id."""
     import asyncio
 
-    from search_spaces import parse_spec
+    from augworth.search_spaces import parse_spec
 
     from .plan import check_names
     from .submit import check_store_root, follow, submit_sweep
@@ -209,7 +209,7 @@ def presets(
     as_json: Annotated[bool, typer.Option("--json", help="The list as JSON.")] = False,
 ) -> None:
     """List the preset specs shipped with augworth, with cell counts and estimated GPU-hours."""
-    from search_spaces import grid_size, load_spec
+    from augworth.search_spaces import grid_size, load_spec
 
     from .estimate import estimate_gpu_hours
 
@@ -229,7 +229,7 @@ def presets(
     for r in rows:
         table.add_row(str(r["preset"]), f"{r['cells']:,}", f"{r['gpu_hours']:,.1f}", "yes" if r["smoke"] else "",
                       str(r["description"]))
-    from analysis.tables import whole
+    from augworth.analysis.tables import whole
 
     show(whole(table, "preset"))
     out.print("GPU-hours: training images / an assumed throughput per model (orchestrator/estimate.py), not a "

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from results import Store
-from search_spaces import Spec, confirm_eval_set, confirm_seeds
+from augworth.results import Store
+from augworth.search_spaces import Spec, confirm_eval_set, confirm_seeds
 
 CONFIRM_ATTR = "confirm"  # study user attribute: {"trial": number, "seeds": [...], "cell_keys": [...]}
 

@@ -14,7 +14,7 @@ from ray import tune
 from ray.tune import PlacementGroupFactory
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from results import Store
+from augworth.results import Store
 
 from .designs import candidate_cells, design_of
 from .progress import SweepProgress
@@ -38,7 +38,7 @@ class DesignSearcher(Searcher):
         self.have: set[str] = set()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
-        from analysis.design import next_cells
+        from augworth.analysis.design import next_cells
 
         now = (self.completed, frozenset(self.running.values()))
         if now == self.waited:
@@ -83,7 +83,7 @@ class DesignSearcher(Searcher):
 
 def run_design(plan: Any, store: Store, context: Any, progress: SweepProgress, *, writer: Any, finished: Any,
                finished_run: str, tune_dir: str) -> None:
-    from trainables.trainable import run_chunk
+    from augworth.trainables.trainable import run_chunk
 
     spec, ex = plan.spec, plan.spec.execution
     cells = [{"cell_key": c.cell_key} | c.to_dict() for c in plan.cells]

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from results import GROUP_COLUMNS, Store
-from search_spaces import Cell, Spec, SpecError
+from augworth.results import GROUP_COLUMNS, Store
+from augworth.search_spaces import Cell, Spec, SpecError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from analysis.design import Design, DesignState
+    from augworth.analysis.design import Design, DesignState
 
 
 def design_of(spec: Spec) -> Design:
-    from analysis.design import Design, Target
+    from augworth.analysis.design import Design, Target
 
     block = spec.design
     assert block is not None
@@ -43,7 +43,7 @@ def candidate_cells(spec: Spec, cells: list[Cell] | list[dict[str, Any]]) -> pd.
 def check_design_grid(spec: Spec, cells: list[Cell], source: str) -> None:
     """The targets against the expanded grid: each names one treatment, and the grid is one group (the design's
     curves are per treatment of one model, width, data set, ...). SpecError naming the key otherwise."""
-    from analysis.design_arms import resolve_arms
+    from augworth.analysis.design_arms import resolve_arms
 
     grid = candidate_cells(spec, cells)
     varying = [c for c in GROUP_COLUMNS if c in grid and grid[c].astype(str).nunique() > 1]
@@ -59,8 +59,8 @@ def check_design_grid(spec: Spec, cells: list[Cell], source: str) -> None:
 
 def design_now(store: Store, spec: Spec) -> DesignState:
     """Where the design stands on what the store holds."""
-    from analysis.design import design_state
-    from results import read_results
+    from augworth.analysis.design import design_state
+    from augworth.results import read_results
 
     grid = store.read_grid(spec.name)
     cells = grid.to_pylist() if grid is not None else []

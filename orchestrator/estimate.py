@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from results import Store, connect
+from augworth.results import Store, connect
 
 from .plan import Plan
 
@@ -38,8 +38,8 @@ def _per_step_probe(plan: Plan) -> float:
 
     import torch
 
-    from trainables.datasets import load_dataset
-    from trainables.train import train_cell
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.train import train_cell
 
     cell = plan.pending[0]
     torch.set_num_threads(max(1, int(plan.spec.execution.cpus_per_cell)))
@@ -62,10 +62,10 @@ def estimate_gpu_hours(spec) -> float:  # spec: search_spaces.Spec
     ratio of forward FLOPs per image, times the invariance wrapper's `forward_cost` (`average` runs every
     image twice).
     """
-    from search_spaces import grid_size
-    from trainables.datasets import DATASETS
-    from trainables.invariance import INVARIANCES
-    from trainables.models import MODELS, default_width, flops_per_image
+    from augworth.search_spaces import grid_size
+    from augworth.trainables.datasets import DATASETS
+    from augworth.trainables.invariance import INVARIANCES
+    from augworth.trainables.models import MODELS, default_width, flops_per_image
 
     # the option where the spec sets one, else the registry's; a folder of images of unknown size: CIFAR's 32
     side = int(spec.dataset.options.get("image_size") or DATASETS.get(spec.dataset.name).meta.get("image_size", 32))

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from results import Store, StoreError, cell_rows, connect, rows_to_table
-from search_spaces import PROBE_COLUMNS, Cell, SpecError, cell_key, parse_spec
-from search_spaces.yaml_strict import dump_yaml
+from augworth.results import Store, StoreError, cell_rows, connect, rows_to_table
+from augworth.search_spaces import PROBE_COLUMNS, Cell, SpecError, cell_key, parse_spec
+from augworth.search_spaces.yaml_strict import dump_yaml
 
 from .lock import SweepLock
 from .plan import check_eval_sets, check_names, load_data
@@ -40,7 +40,7 @@ class EvaluateReport:
 def parse_eval_set(value: str) -> str | dict[str, Any]:
     """One `--eval-set`: a registered eval set's name, or a YAML mapping as in a spec's `eval_sets`, e.g.
     `{label: c10c_s5, name: cifar10c, root: /data/CIFAR-10-C, options: {severity: 5}}`."""
-    from search_spaces.yaml_strict import YamlError, load_yaml
+    from augworth.search_spaces.yaml_strict import YamlError, load_yaml
 
     if not value.lstrip().startswith("{"):
         return value.strip()
@@ -58,7 +58,7 @@ def evaluate_sweep(store: Store, sweep: str, requests: Sequence[str | dict[str, 
     """Add rows for `requests` (eval sets, as `parse_eval_set` gives them) to every done cell of `sweep` that has
     kept weights. Bad input (an unknown set, a label that means another set in this sweep, no kept weights
     at all) raises SpecError or StoreError before anything is written."""
-    from trainables.weights import kept_keys
+    from augworth.trainables.weights import kept_keys
 
     t0 = time.perf_counter()
     frozen_text = store.read_spec(sweep)
@@ -148,7 +148,7 @@ def _evaluate_batch(store: Store, sweep: str, todo: dict[str, list[dict[str, Any
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from trainables.weights import evaluate_weights, load_weights
+    from augworth.trainables.weights import evaluate_weights, load_weights
 
     old = store.read_cells(sweep, list(todo))
     tables = {}

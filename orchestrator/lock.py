@@ -40,8 +40,8 @@ import time
 import uuid
 from typing import Any
 
-from results import Store, StoreError
-from search_spaces.secrets import redact
+from augworth.results import Store, StoreError
+from augworth.search_spaces.secrets import redact
 
 LOCK_NAME = ".lock"
 LEASE_NAME = ".lease"

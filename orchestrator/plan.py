@@ -9,8 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from results import Store
-from search_spaces import Cell, Spec, SpecError, Study, expand_cells, expand_studies, parse_spec, spec_error
+from augworth.results import Store
+from augworth.search_spaces import Cell, Spec, SpecError, Study, expand_cells, expand_studies, parse_spec, spec_error
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def import_plugins(spec: Spec, text: str | None, source: str) -> None:
 def check_names(spec: Spec, text: str | None, source: str) -> None:
     """Every name in the spec must be in its registry, and every strength in its policy's range."""
     import_plugins(spec, text, source)
-    from trainables.augmentations import AUGMENTATIONS, check_strength
-    from trainables.datasets import DATASETS, EVAL_SETS
-    from trainables.invariance import INVARIANCES
-    from trainables.models import MODELS
+    from augworth.trainables.augmentations import AUGMENTATIONS, check_strength
+    from augworth.trainables.datasets import DATASETS, EVAL_SETS
+    from augworth.trainables.invariance import INVARIANCES
+    from augworth.trainables.models import MODELS
 
     def check(registry, name: str, loc: tuple) -> None:
         if name not in registry:
@@ -81,12 +81,12 @@ def check_names(spec: Spec, text: str | None, source: str) -> None:
 
 def check_searched_strength(spec: Spec, text: str | None, source: str) -> None:
     """A searched strength must be one the searched policies take, at both ends of its range."""
-    from trainables.augmentations import check_strength
+    from augworth.trainables.augmentations import check_strength
 
     bounds = spec.search.params.get("strength") if spec.search is not None else None
     if bounds is None:
         return
-    from search_spaces import searched_policies
+    from augworth.search_spaces import searched_policies
 
     for policy in searched_policies(spec):
         for end in ("low", "high"):
@@ -99,7 +99,7 @@ def check_searched_strength(spec: Spec, text: str | None, source: str) -> None:
 
 def load_data(spec: Spec, text: str | None, source: str):  # -> trainables.datasets.DataSet
     """The spec's data set and every eval set, loaded as a worker will: a missing file is bad input, here."""
-    from trainables.datasets import eval_request, eval_set, load_dataset
+    from augworth.trainables.datasets import eval_request, eval_set, load_dataset
 
     try:
         data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),
@@ -131,8 +131,8 @@ def expand_searched(spec: Spec, text: str | None, source: str) -> list[Study]:
 
 def _expansion(spec: Spec, text: str | None, source: str) -> dict[str, Any]:
     """What expanding the grid needs from the data set and the registries."""
-    from trainables.augmentations import default_strength
-    from trainables.models import default_width
+    from augworth.trainables.augmentations import default_strength
+    from augworth.trainables.models import default_width
 
     data = load_data(spec, text, source)
     return dict(pool_size=data.pool_size, num_classes=data.num_classes, dataset_fingerprint=data.fingerprint,
@@ -200,7 +200,7 @@ def plan_again_if_frozen_changed(plan: Plan, store: Store) -> Plan:
 def redundant_treatments(cells: list[Cell]) -> list[str]:
     """Treatments an invariance wrapper makes redundant (its registry's `makes_redundant`) where the grid also
     holds `none` with that wrapper: they train like it, yet the analysis would report them as a treatment."""
-    from trainables.invariance import INVARIANCES
+    from augworth.trainables.invariance import INVARIANCES
 
     counts = Counter((c.augmentation, c.invariance) for c in cells)
     return [f"{n} cells of {aug} with invariance {inv} train like none with {inv} ({inv} makes {aug} redundant); "
@@ -214,7 +214,7 @@ def check_storage_kept(old: Spec, new: Spec, text: str, source: str) -> None:
     it changes (a search opened there would start every study from zero while `status` and `best` read the old)."""
     before, after = (s.search.storage if s.search is not None else None for s in (old, new))
     if old.search is not None and new.search is not None and before != after:
-        from search_spaces.secrets import redact
+        from augworth.search_spaces.secrets import redact
 
         raise spec_error(f"is {redact(str(after))} here and {redact(str(before))} in the sweep's frozen spec, where "
                          "its studies live; keep that one (to move the studies, copy them and edit the frozen "
@@ -240,8 +240,8 @@ def check_eval_sets(spec: Spec, frozen: Spec, store: Store, text: str, source: s
     or whose content differs from what the stored rows of that label were measured on (`eval_set_fingerprint`:
     other files under the same root, or another root); and, under --extend, eval sets added to a sweep that
     has finished cells, whose rows would never have them."""
-    from results import connect
-    from trainables.datasets import eval_request, eval_set_fingerprint, load_dataset
+    from augworth.results import connect
+    from augworth.trainables.datasets import eval_request, eval_set_fingerprint, load_dataset
 
     before, now = frozen.eval_set_meanings(), spec.eval_set_meanings()
     data = load_dataset(spec.dataset.name, spec.dataset.root, options=dict(spec.dataset.options),

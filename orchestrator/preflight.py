@@ -1,8 +1,8 @@
 """Run first in a submitted job (`augworth submit`): does the cluster's Python have what augworth imports?
 
-`python -m orchestrator.preflight MODULE...` finds each module without importing it and, where some are missing,
-says in one line which (and which Python lacks them), exit 2, before `orchestrator.cli` would die on its first
-import with a traceback. Only the standard library here: this runs where the dependencies may be missing.
+`python -m augworth.orchestrator.preflight MODULE...` finds each module without importing it and, where some are
+missing, says in one line which (and which Python lacks them), exit 2, before `augworth.orchestrator.cli` would die
+on its first import with a traceback. Only the standard library here: this runs where the dependencies may be missing.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from results import Store
+from augworth.results import Store
 
 from .lock import SweepLock
 from .plan import Plan
@@ -157,7 +157,7 @@ def check_gpus(plan: Plan, address: str | None) -> None:
 
         have, where = float(torch.cuda.device_count()), "this machine (no --address: a local Ray)"
     if have < wanted:
-        from search_spaces import spec_error
+        from augworth.search_spaces import spec_error
 
         raise spec_error(f"each cell asks for {wanted:g} GPUs but {where} has {have:g}; "
                          "say gpus_per_cell: 0 to train on CPUs", text=plan.text, source=plan.source,
@@ -229,7 +229,7 @@ def worker_context(spec: Any, store: Store) -> Any:
     the cluster's nodes."""
     import ray
 
-    from trainables.trainable import CellContext
+    from augworth.trainables.trainable import CellContext
 
     ex, sweep = spec.execution, spec.name
     nodes = sum(n["Alive"] for n in ray.nodes())
@@ -253,7 +253,7 @@ def run_rounds(plan: Plan, store: Store, context: Any, progress: SweepProgress, 
     from ray import tune
     from ray.tune import PlacementGroupFactory
 
-    from trainables.trainable import run_chunk
+    from augworth.trainables.trainable import run_chunk
 
     from .writer import StoreWriter, finished_cells
 

@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from results import Store
-from search_spaces import Spec, Study
+from augworth.results import Store
+from augworth.search_spaces import Spec, Study
 
 from .confirm import Confirmations
 from .storage import open_storage, own_journal, storage_url
@@ -42,7 +42,7 @@ def distributions(spec: Spec, policy: str) -> dict[str, Any]:
     numbers (ceil(low) .. floor(high))."""
     from optuna.distributions import FloatDistribution, IntDistribution
 
-    from trainables.augmentations import AUGMENTATIONS
+    from augworth.trainables.augmentations import AUGMENTATIONS
 
     assert spec.search is not None
     out: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from ray.tune import PlacementGroupFactory
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from trainables.messages import SearchTrialEnd, decode
+from augworth.trainables.messages import SearchTrialEnd, decode
 
 from .progress import SweepProgress
 from .resources import cell_bundle, concurrent_cells
@@ -128,7 +128,7 @@ def run_studies(run: SearchRun, context: Any, progress: SweepProgress, *, chunks
                 writer: Any, finished: Any, finished_run: str, tune_dir: str) -> None:
     """One Tuner.fit over every study, after the grid's `chunks` (its last round): Tune asks `StudySearcher`
     for a trial whenever a slot is free."""
-    from trainables.search_trial import run_trial  # torch: loaded where a search runs, as before
+    from augworth.trainables.search_trial import run_trial  # torch: loaded where a search runs, as before
 
     spec = run.spec
     assert spec.search is not None

@@ -29,8 +29,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from results import Store
-from search_spaces import Spec, grid_size
+from augworth.results import Store
+from augworth.search_spaces import Spec, grid_size
 
 from .lock import SweepLock
 
@@ -70,7 +70,7 @@ def _warm_imports() -> None:
     """What the driver imports anyway once it runs the plan (Tune ~1 s), loaded while Ray comes up."""
     import ray.tune  # noqa: F401
 
-    import trainables.trainable  # noqa: F401
+    import augworth.trainables.trainable  # noqa: F401
 
 
 def _plan_in_child(make_plan: Callable[[], T], conn: Any) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from results import Store, StoreError
-from search_spaces.cells import LABEL_COLUMNS
+from augworth.results import Store, StoreError
+from augworth.search_spaces.cells import LABEL_COLUMNS
 
 from .lock import SweepLock
 
@@ -95,7 +95,7 @@ def design_lines(store: Store, sweep: str) -> list[str]:
     text = store.read_spec(sweep)
     if "design" not in text:  # as for the search: parse only where it may be there
         return []
-    from search_spaces import parse_spec
+    from augworth.search_spaces import parse_spec
 
     spec = parse_spec(text, store.spec_source(sweep))
     if spec.design is None:
@@ -113,7 +113,7 @@ def _value(v: Any) -> Any:
 def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
     """Trials per study of the sweep's search (none without a search block, or before its first trial). The
     frozen spec is only read for its search block: status works on whatever the store holds."""
-    from search_spaces.yaml_strict import YamlError, load_yaml
+    from augworth.search_spaces.yaml_strict import YamlError, load_yaml
 
     text = store.read_spec(sweep)
     if "search" not in text:  # parsing a large spec costs more than the rest of `status`
@@ -125,7 +125,7 @@ def search_counts(store: Store, sweep: str) -> list[dict[str, Any]]:
     search = spec.get("search") if isinstance(spec, dict) else None
     if not isinstance(search, dict):
         return []
-    from analysis.search import read_confirmations, read_trials, trial_counts
+    from augworth.analysis.search import read_confirmations, read_trials, trial_counts
 
     from .storage import sweep_storage_url
 

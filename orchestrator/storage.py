@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from results import Store, StoreError
-from search_spaces import Spec, spec_error
-from search_spaces.secrets import expand_env, redact
+from augworth.results import Store, StoreError
+from augworth.search_spaces import Spec, spec_error
+from augworth.search_spaces.secrets import expand_env, redact
 
 STORAGE_NAME = "optuna.log"
 log = logging.getLogger("augworth")

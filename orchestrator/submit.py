@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from results import StoreError
-from search_spaces import Spec
+from augworth.results import StoreError
+from augworth.search_spaces import Spec
 
 
 def _token_available() -> bool:
@@ -42,19 +42,13 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
     import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
-    import analysis
-    import orchestrator
-    import results
-    import search_spaces
-    import trainables
-
     try:
         client = JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
         raise StoreError(f"--address {address}: cannot reach the Ray job server: {str(exc).splitlines()[0]}") from None
     flags = (" --extend" if extend else "") + (" --retry-failed" if retry_failed else "")
     # the cluster's Python is checked first: one line naming what it lacks, not a traceback of the first import
-    preflight = " ".join(["python -m orchestrator.preflight", *dependency_modules()])
+    preflight = " ".join(["python -m augworth.orchestrator.preflight", *dependency_modules()])
     # submit_job packs and uploads the working dir before it returns: the temp dir is not needed after it
     with tempfile.TemporaryDirectory(prefix="augworth-submit-") as workdir:
         Path(workdir, "spec.yaml").write_text(text)
@@ -62,11 +56,9 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
         while True:
             try:
                 job_id = client.submit_job(
-                    entrypoint=f"{preflight} && python -m orchestrator.cli run spec.yaml --store {shlex.quote(store)} "
-                               f"--no-progress{flags}",
-                    runtime_env={"working_dir": workdir, "py_modules": [
-                        str(Path(str(m.__file__)).parent) for m in (search_spaces, results, trainables, orchestrator,
-                                                                analysis)]},
+                    entrypoint=f"{preflight} && python -m augworth.orchestrator.cli run spec.yaml "
+                               f"--store {shlex.quote(store)} --no-progress{flags}",
+                    runtime_env={"working_dir": workdir, "py_modules": shipped_modules()},
                     metadata={"augworth_sweep": spec.name},
                 )
                 break
@@ -78,6 +70,14 @@ def submit_sweep(spec: Spec, text: str, *, address: str, store: str, extend: boo
 
 
 AGENT_WAIT_S = 60  # how long `submit` waits for a fresh head's job agent
+
+
+def shipped_modules() -> list[str]:
+    """The job's `py_modules`: the one package `augworth`, from where this process imports it (in a checkout its
+    folders are links to the packages beside it, which Ray's packing follows)."""
+    import augworth
+
+    return [str(Path(str(augworth.__file__)).parent)]
 
 
 def dependency_modules() -> list[str]:
@@ -113,7 +113,7 @@ def dependency_modules() -> list[str]:
 
 def refuse_credentials(store: str) -> None:
     """The store URI is written into the job's entrypoint (kept by Ray, shown by its dashboard and `ray job`)."""
-    from search_spaces.secrets import redact
+    from augworth.search_spaces.secrets import redact
 
     if redact(store) != store:
         raise StoreError(f"--store {redact(store)} carries credentials, which would be written into the job's "

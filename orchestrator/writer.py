@@ -14,8 +14,8 @@ import ray
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from results import Store
-from trainables import messages
+from augworth.results import Store
+from augworth.trainables import messages
 
 from .progress import SweepProgress
 
@@ -122,7 +122,7 @@ class StoreWriter(tune.Callback):
                 # before the checkpoint goes: a restarted trial skips the cell
                 ray.get(self.finished.add.remote(self.finished_run, key))
                 if self.checkpoints:  # only once the rows are in the store: a crash before keeps it to resume
-                    from trainables.checkpoint import Checkpointer
+                    from augworth.trainables.checkpoint import Checkpointer
 
                     Checkpointer(self.checkpoints, key, 1).clear()
                 self.progress.done += 1

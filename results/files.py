@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search_spaces.secrets import redact
+from augworth.search_spaces.secrets import redact
 
 if TYPE_CHECKING:
     import pyarrow as pa

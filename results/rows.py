@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-from search_spaces.cells import PROBE_COLUMNS, Cell, canonical_json
+from augworth.search_spaces.cells import PROBE_COLUMNS, Cell, canonical_json
 
 # One evaluation: which, its result, the training time up to it, and the probes at its step (or None).
 EVALUATION_COLUMNS: tuple[str, ...] = ("step", "final", "eval_set", "accuracy", "loss", "n_eval", "train_seconds",

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from search_spaces.cells import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
+from augworth.search_spaces.cells import GROUP_COLUMNS, PROBE_COLUMNS, TREATMENT_COLUMNS
 
 __all__ = ["GROUP_COLUMNS", "PROBE_COLUMNS", "RESULT_COLUMNS", "RESULT_SCHEMA", "SCHEMA_VERSION", "SORT_ORDER",
            "TREATMENT_COLUMNS", "conform", "parquet_bytes", "rows_to_table"]

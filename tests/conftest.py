@@ -55,6 +55,8 @@ def unshare_works() -> bool:
     return subprocess.run([*NAMESPACE, "true"], capture_output=True).returncode == 0
 
 
+CLI = [sys.executable, "-m", "augworth.orchestrator.cli"]  # the command line, as `augworth` runs it
+
 PLUGINS = ROOT / "tests" / "plugins"  # a user's plugin module (execution.plugins), importable by every worker
 
 

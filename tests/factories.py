@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from search_spaces import Cell, canonical_json
+from augworth.search_spaces import Cell, canonical_json
 
 
 def make_cell(**over) -> Cell:
@@ -27,8 +27,8 @@ def rows_for(cell: Cell, n_steps: int = 2, eval_sets=("test", "corrupted")) -> l
 def finished_sweep(store, text, fingerprints=None):
     """A sweep whose every cell is in the store, its rows stamped with each eval set's fingerprint (or the
     given ones), as a run leaves it; no Ray needed."""
-    from orchestrator.plan import plan_sweep
-    from trainables.datasets import eval_set_fingerprint, load_dataset
+    from augworth.orchestrator.plan import plan_sweep
+    from augworth.trainables.datasets import eval_set_fingerprint, load_dataset
 
     plan = plan_sweep(text, "e.yaml", store)
     digits = load_dataset("digits")

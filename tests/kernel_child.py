@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from search_spaces.cells import Cell  # noqa: E402
-from trainables.models import MODELS  # noqa: E402
-from trainables.train import train_cell  # noqa: E402
-from trainables.train_cli import random_dataset  # noqa: E402
+from augworth.search_spaces.cells import Cell  # noqa: E402
+from augworth.trainables.models import MODELS  # noqa: E402
+from augworth.trainables.train import train_cell  # noqa: E402
+from augworth.trainables.train_cli import random_dataset  # noqa: E402
 
 SHAPES = ((1, 16, 16), (3, 16, 16), (3, 32, 32))  # digits and generated data; CIFAR, CINIC-10
 WIDTHS = (2, 3, 4, 5, 6, 7, 8)

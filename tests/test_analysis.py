@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import least_squares
 
-from analysis import (
+from augworth.analysis import (
     PowerLawFit,
     exchange_rates,
     fit_power_law,
@@ -342,7 +342,7 @@ def test_no_bootstrap_columns_without_bootstrap():
 
 
 def test_load_results_reads_a_sweep_from_the_store(tmp_path):
-    from results import Store
+    from augworth.results import Store
 
     frame = results_frame({("none", None): e_ref, ("crop", 2.0): lambda x: e_ref(2 * np.asarray(x))})
     store = Store(tmp_path)
@@ -359,7 +359,7 @@ def test_load_results_reads_a_sweep_from_the_store(tmp_path):
 
 
 def test_importing_analysis_loads_neither_torch_ray_nor_matplotlib():
-    code = "import sys, analysis; print(sorted({'torch', 'ray', 'matplotlib'} & set(sys.modules)))"
+    code = "import sys, augworth.analysis; print(sorted({'torch', 'ray', 'matplotlib'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -403,7 +403,7 @@ def test_plots_name_an_unknown_eval_set(tmp_path):
 
 
 def test_probe_summary_takes_one_value_per_cell_and_step_and_summarises_over_seeds():
-    from analysis import probe_summary
+    from augworth.analysis import probe_summary
 
     rows = []
     for seed, noise in ((0, 1.0), (1, 3.0)):
@@ -423,7 +423,7 @@ def test_probe_summary_takes_one_value_per_cell_and_step_and_summarises_over_see
 
 
 def test_the_plots_mark_censored_points_and_draw_bands_and_the_asymptote(tmp_path, monkeypatch):
-    import analysis.plots as plots
+    import augworth.analysis.plots as plots
 
     drawn = {}
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault(Path(path).name, fig) and Path(path))

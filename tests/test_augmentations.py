@@ -12,15 +12,20 @@ import torch.nn.functional as F
 from factories import gen, smooth_images
 from torchvision.transforms.v2 import TrivialAugmentWide
 
-from trainables.augmentations import (
+from augworth.trainables.augmentations import (
     TA_OPS,
     augmentation_names,
     check_strength,
     create_augmentation,
     default_strength,
 )
-from trainables.augmentations.trivialaugment import apply_kernel_op, apply_kernel_ops, draw_trivialaugment, ta_tables
-from trainables.registry import UnknownNameError
+from augworth.trainables.augmentations.trivialaugment import (
+    apply_kernel_op,
+    apply_kernel_ops,
+    draw_trivialaugment,
+    ta_tables,
+)
+from augworth.trainables.registry import UnknownNameError
 
 POLICIES = ["crop", "cutout", "flip", "none", "rotate", "trivialaugment"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

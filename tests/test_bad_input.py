@@ -13,8 +13,8 @@ from conftest import tiny_spec
 from factories import make_cell, rows_for
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from results import Store
+from augworth.orchestrator.cli import app
+from augworth.results import Store
 
 GOOD = tiny_spec("bad")
 

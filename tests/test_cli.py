@@ -9,16 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_spec
+from conftest import CLI, ROOT, tiny_spec
 from factories import make_cell, rows_for
 
-from results import Store
+from augworth.results import Store
 
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 
 def augworth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=ENV,
+    return subprocess.run([*CLI, *args], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -27,7 +27,7 @@ def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     costs ~5 s here, and the exit path is the same."""
     from typer.testing import CliRunner
 
-    from orchestrator.cli import app
+    from augworth.orchestrator.cli import app
 
     before = os.getcwd()
     os.chdir(cwd)
@@ -66,7 +66,7 @@ def test_bad_specs_exit_2_with_one_line_and_write_nothing(tmp_path, case, monkey
     # in this process (typer's runner): an interpreter per case cost ~6 s each; the exit path is the same
     from typer.testing import CliRunner
 
-    from orchestrator.cli import app
+    from augworth.orchestrator.cli import app
 
     text, needle = BAD_SPECS[case]
     spec = write_bad(tmp_path, text)
@@ -101,11 +101,11 @@ def test_a_grid_sweeps_driver_loads_no_torch_and_its_trials_need_no_runtime_env(
     # the workers it started ahead rather than new processes
     code = (
         "import sys\n"
-        "import orchestrator.runner as runner\n"
-        "from trainables.trainable import CellContext, run_chunk\n"
-        "import orchestrator.writer\n"
+        "import augworth.orchestrator.runner as runner\n"
+        "from augworth.trainables.trainable import CellContext, run_chunk\n"
+        "import augworth.orchestrator.writer\n"
         "runner.trials_in_prestarted_workers()\n"
-        "from trainables.checkpoint import Checkpointer\n"
+        "from augworth.trainables.checkpoint import Checkpointer\n"
         f"Checkpointer({str(tmp_path)!r}, 'cell', 1).clear()\n"  # a written cell's checkpoint goes
         "from ray.tune.execution.class_cache import _ActorClassCache\n"
         "class Trial: pass\n"
@@ -125,7 +125,7 @@ def test_query_runs_sql_over_the_results_view_without_ray_or_torch(tmp_path):
     store.write_spec("q", "name: q\n")
     code = (
         "import sys\n"
-        "from orchestrator.cli import app\n"
+        "from augworth.orchestrator.cli import app\n"
         "try:\n"
         f"    app(['query', 'q', 'SELECT count(DISTINCT cell_key) AS n FROM results', '--store', "
         f"{str(tmp_path / 'store')!r}, '--json'])\n"
@@ -150,7 +150,7 @@ def test_dry_run_and_status_never_import_ray(tmp_path):
     store.write_cell("seen", cells[0].cell_key, rows_for(cells[0]))
     code = (
         "import sys\n"
-        "from orchestrator.cli import app\n"
+        "from augworth.orchestrator.cli import app\n"
         "for args in (['run', 'spec.yaml', '--dry-run'], ['status', 'seen', '--json']):\n"
         "    try:\n"
         "        app([*args, '--store', 'store'])\n"
@@ -245,7 +245,7 @@ def test_tables_print_whole_names_into_a_pipe(tmp_path):
     env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
 
     def piped(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=tmp_path, env=env,
+        result = subprocess.run([*CLI, *args], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert "…" not in result.stdout, result.stdout  # rich marks a cut cell with an ellipsis

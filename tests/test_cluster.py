@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import CLI, ROOT
 
-from results import Store, read_results
+from augworth.results import Store, read_results
 
 SPEC = """\
 name: nodes
@@ -45,7 +44,7 @@ def test_nodes_lost_and_added_mid_sweep_lose_nothing_retrain_no_finished_cell_an
     cluster, worker = cluster
     (tmp_path / "spec.yaml").write_text(SPEC.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--store", "store",
+    proc = subprocess.Popen([*CLI, "run", "spec.yaml", "--store", "store",
                              "--address", cluster.address, "--no-progress"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines, replacement, added = [], None, None

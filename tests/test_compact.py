@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,10 +13,11 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import CLI
 from factories import make_cell, rows_for
 
-from results import MANIFEST_NAME, RESULT_SCHEMA, Store, StoreError, compact, connect, read_results
-from results import compaction as compact_steps
+from augworth.results import MANIFEST_NAME, RESULT_SCHEMA, Store, StoreError, compact, connect, read_results
+from augworth.results import compaction as compact_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE_ROWS = 20  # 6 rows a cell: a few compacted files from a dozen cells
@@ -252,7 +252,7 @@ def test_a_compaction_interrupted_anywhere_counts_each_cell_once_and_the_next_on
 
 def rewrites(keys: list[str], n: int) -> dict:  # key -> pyarrow table
     """New rows (one step: 2 rows instead of 6) for the cells of the first `n` of `keys` (fill's order)."""
-    from results import rows_to_table
+    from augworth.results import rows_to_table
 
     cells = [make_cell(seed=seed, data_size=size) for seed, size in itertools.product(range(4), (50, 100, 200))]
     assert [c.cell_key for c in cells] == keys
@@ -393,7 +393,7 @@ def test_a_manifest_that_lists_a_cell_twice_is_refused(root, tmp_path):
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+    return subprocess.run([*CLI, *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120)
 
 

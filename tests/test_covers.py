@@ -7,10 +7,10 @@ import pytest
 import torch
 from factories import gen
 
-from analysis.questions import shift_kind
-from orchestrator.cli_questions import policy_covers
-from trainables.augmentations import AUGMENTATIONS, KERNEL_OPS, OP_COVERS, TA_OPS, covers
-from trainables.augmentations.auto_augment import (
+from augworth.analysis.questions import shift_kind
+from augworth.orchestrator.cli_questions import policy_covers
+from augworth.trainables.augmentations import AUGMENTATIONS, KERNEL_OPS, OP_COVERS, TA_OPS, covers
+from augworth.trainables.augmentations.auto_augment import (
     AA_POLICY_OPS,
     AUGMIX_OPS,
     RA_OPS,
@@ -18,9 +18,9 @@ from trainables.augmentations.auto_augment import (
     draw_autoaugment,
     draw_randaugment,
 )
-from trainables.augmentations.trivialaugment import draw_trivialaugment
-from trainables.datasets.builtin import CORRUPTIONS
-from trainables.datasets.cifar import CIFAR10C_CORRUPTIONS, CIFAR10C_EXTRA
+from augworth.trainables.augmentations.trivialaugment import draw_trivialaugment
+from augworth.trainables.datasets.builtin import CORRUPTIONS
+from augworth.trainables.datasets.cifar import CIFAR10C_CORRUPTIONS, CIFAR10C_EXTRA
 
 ALL_CORRUPTIONS = sorted({*CORRUPTIONS, *CIFAR10C_CORRUPTIONS, *CIFAR10C_EXTRA})
 

@@ -84,7 +84,7 @@ def test_every_model_width_and_shape_trains_with_a_finite_loss(trainings, isa, t
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_timing_command_line_trains_resnet18_at_width_4_on_avx2_kernels(shape):
-    result = run(["-m", "trainables.train_cli", "--random-data", shape, "--model", "resnet18", "--width", "4",
+    result = run(["-m", "augworth.trainables.train_cli", "--random-data", shape, "--model", "resnet18", "--width", "4",
                   "--device", "cpu", "--threads", "1", "--steps", "6", "--warmup-steps", "2", "--pool", "64",
                   "--batch-size", "8", "--augmentation", "crop+flip"], "avx2")
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr[-1500:]}"

@@ -13,16 +13,15 @@ import re
 import select
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
-from conftest import NAMESPACE, ROOT, unshare_works
+from conftest import CLI, NAMESPACE, ROOT, unshare_works
 
-from orchestrator.lock import SweepLock
-from results import Store, read_results
-from search_spaces import Cell
+from augworth.orchestrator.lock import SweepLock
+from augworth.results import Store, read_results
+from augworth.search_spaces import Cell
 
 SPEC = """\
 name: {name}
@@ -46,7 +45,7 @@ QUICK_SPEC = SPEC.replace("steps: 96, batch_size: 16, eval_every: 48", "steps: 2
 
 
 def driver(*args: str, cwd) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args, "--store", "store", "--no-progress"],
+    return subprocess.Popen([*CLI, *args, "--store", "store", "--no-progress"],
                             cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -94,7 +93,7 @@ def mtimes(folder) -> dict[str, int]:
 
 
 def test_stopped_then_killed_then_resumed_every_cell_exactly_once_and_checkpoints_continue(tmp_path):
-    from orchestrator.supervise import RAY_LOST, ray_processes
+    from augworth.orchestrator.supervise import RAY_LOST, ray_processes
 
     (tmp_path / "spec.yaml").write_text(SPEC.format(name="crash"))
     results = tmp_path / "store" / "crash" / "results"
@@ -126,7 +125,7 @@ def test_stopped_then_killed_then_resumed_every_cell_exactly_once_and_checkpoint
 
     # the third driver in a PID namespace of its own, where it can be pid 1 (a container's driver, same host
     # name): the killed driver's sweep is free to it all the same
-    third = subprocess.run([*(NAMESPACE if unshare_works() else []), sys.executable, "-m", "orchestrator.cli",
+    third = subprocess.run([*(NAMESPACE if unshare_works() else []), *CLI,
                             "resume", "crash", "--store", "store", "--no-progress"], cwd=tmp_path, env=ENV,
                            capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
@@ -143,9 +142,9 @@ def test_stopped_then_killed_then_resumed_every_cell_exactly_once_and_checkpoint
     assert not list((tmp_path / "store" / "crash" / "checkpoints").glob("*.pt"))  # cleared once written
 
     # every cell that continued from a checkpoint ends exactly where an uninterrupted run ends
-    from search_spaces import parse_spec
-    from trainables.datasets import load_dataset
-    from trainables.train import train_cell
+    from augworth.search_spaces import parse_spec
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.train import train_cell
 
     torch.set_num_threads(1)  # as in the workers
     grid = {row["cell_key"]: row for row in store.read_grid("crash").to_pylist()}
@@ -165,7 +164,7 @@ def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves_and_a_second_dr
     (holder,) = children(drivers[0].pid)  # the driver, under the supervisor that `augworth run` is
     os.kill(holder, signal.SIGSTOP)  # held where it is, lock and all, until the second has been refused: on a
     try:  # busy machine its 8 quick cells were once done before the second driver had started
-        second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "left.yaml", "--store", "store"],
+        second = subprocess.run([*CLI, "run", "left.yaml", "--store", "store"],
                                 cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     finally:
         os.kill(holder, signal.SIGCONT)
@@ -179,7 +178,7 @@ def test_two_sweeps_in_one_store_root_at_once_keep_to_themselves_and_a_second_dr
     # the same spec file again: the same sweep, nothing to train; then --extend with one more seed trains only the
     # new cells (both through the frozen spec, whose eval set holds a list)
     def augworth(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args, "--store", "store", "--no-progress"],
+        return subprocess.run([*CLI, *args, "--store", "store", "--no-progress"],
                               cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
 
     done = mtimes(tmp_path / "store" / "left" / "results")
@@ -202,7 +201,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_rest(tmp_path):
     kept = mtimes(results)
     assert code != 0 and len(kept) >= 1
     assert SweepLock(Store(tmp_path / "store"), "sigint").dead_holder() is None  # released, not left behind
-    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "sigint", "--store", "store",
+    resumed = subprocess.run([*CLI, "resume", "sigint", "--store", "store",
                               "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     final = mtimes(results)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.design import Design, Target, design_state, next_cells
-from analysis.design_types import min_seeds_for_coverage
+from augworth.analysis.design import Design, Target, design_state, next_cells
+from augworth.analysis.design_types import min_seeds_for_coverage
 from bench.design import dense_grid, spread
 
 TARGETS = (Target("crop", 100), Target("crop", 400), Target("trivial", 200))
@@ -105,9 +105,9 @@ def test_past_the_measured_sizes_a_target_resolves_only_where_the_curve_families
 def test_the_replay_grid_is_the_dense_specs_grid_with_every_cell_once_and_its_held_out_seeds_unseen(tmp_path):
     # bench/design_digits.py replays bench/data/digits_dense.parquet: the cells `augworth run bench/digits_dense.yaml`
     # trains, each with its measured cost; a policy sees 12 seeds, the reference answer the other 12
+    from augworth.orchestrator.plan import plan_sweep
+    from augworth.results import Store
     from bench.design_digits import read_grid, split
-    from orchestrator.plan import plan_sweep
-    from results import Store
 
     spec = Path(__file__).parents[1] / "bench" / "digits_dense.yaml"
     plan = plan_sweep(spec.read_text(), str(spec), Store(tmp_path / "store"))

@@ -4,11 +4,11 @@ the budget, and a SIGKILL of the driver mid-design followed by `resume` with eve
 from __future__ import annotations
 
 import subprocess
-import sys
 
+from conftest import CLI
 from test_crash import ENV, driver, kill, read_until
 
-from results import Store, read_results
+from augworth.results import Store, read_results
 
 SPEC = """\
 name: designed
@@ -35,7 +35,7 @@ def test_a_design_starts_paired_adds_cells_stops_at_its_budget_and_resumes_after
     store = Store(tmp_path / "store")
     before = store.done_keys("designed")
     assert 6 <= len(before) < 20
-    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "designed", "--store", "store",
+    resumed = subprocess.run([*CLI, "resume", "designed", "--store", "store",
                               "--no-progress"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "design: the budget is spent" in resumed.stdout and "crop(1) at x = 100" in resumed.stdout, resumed.stdout
@@ -46,11 +46,11 @@ def test_a_design_starts_paired_adds_cells_stops_at_its_budget_and_resumes_after
     # the paired start: both arms at the same 4 sizes x 2 seeds, before anything else
     start = test[test["seed"].isin([0, 1])].groupby(["data_size", "seed"])["augmentation"].nunique()
     assert (start == 2).sum() >= 8 and test["data_size"].nunique() >= 4
-    analyzed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "analyze", "designed", "--store", "store",
+    analyzed = subprocess.run([*CLI, "analyze", "designed", "--store", "store",
                                "--json", "--bootstrap", "50"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                               timeout=120)
     assert analyzed.returncode == 0 and '"effective_extra_samples"' in analyzed.stdout, analyzed.stderr  # as any sweep
-    status = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "designed", "--store", "store"],
+    status = subprocess.run([*CLI, "status", "designed", "--store", "store"],
                             cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "design: the budget is spent" in status.stdout, status.stdout + status.stderr
     # the 40 cells the design did not pick are not missing: a design trains what its targets need

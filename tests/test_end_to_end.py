@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from conftest import tiny_spec
 
-from orchestrator.plan import plan_sweep
-from orchestrator.runner import run_plan
-from results import Store, read_results
+from augworth.orchestrator.plan import plan_sweep
+from augworth.orchestrator.runner import run_plan
+from augworth.results import Store, read_results
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -56,7 +56,7 @@ def test_diverging_cells_are_retried_then_recorded_and_the_sweep_exits_3(tmp_pat
     record = next(iter(failures.values()))
     assert record["attempts"] == 2 and "non-finite training loss" in record["reason"]
     assert record["config"]["lr"] == 1e12 and store.done_keys("nan") == set()
-    from orchestrator.status import sweep_status
+    from augworth.orchestrator.status import sweep_status
 
     status = sweep_status(store, "nan")
     assert status.totals == {"cells": 12, "done": 0, "failed": 12, "running": 0, "missing": 0}
@@ -91,10 +91,10 @@ def test_cells_that_raise_diverge_or_time_out_are_retried_recorded_and_the_rest_
 def test_a_sweep_in_several_tune_rounds_keeps_weights_from_which_evaluate_adds_rows_once(tmp_path, monkeypatch):
     """One sweep (a Tune run costs seconds here) for two behaviours: a sweep larger than one Tune round runs in
     rounds with every cell once; and kept weights let `evaluate` add a new eval set to finished cells."""
-    import orchestrator.runner as runner
-    from orchestrator.evaluate import evaluate_sweep, parse_eval_set
-    from results import compact
-    from search_spaces import SpecError, parse_spec
+    import augworth.orchestrator.runner as runner
+    from augworth.orchestrator.evaluate import evaluate_sweep, parse_eval_set
+    from augworth.results import compact
+    from augworth.search_spaces import SpecError, parse_spec
 
     monkeypatch.setattr(runner, "MAX_TRIALS_PER_FIT", 1)  # 6 cells, 3 per trial: 2 trials in 2 rounds
     spec = tiny_spec("kept").replace("seeds: [0, 1]", "seeds: [0]").replace(

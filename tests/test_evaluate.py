@@ -11,8 +11,8 @@ from conftest import tiny_spec
 from factories import finished_sweep
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from results import Store, read_results
+from augworth.orchestrator.cli import app
+from augworth.results import Store, read_results
 
 
 @pytest.fixture
@@ -47,10 +47,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(swept, eval_set, needle
 
 
 def test_cells_with_missing_or_foreign_weights_are_named_and_keep_their_rows(swept):
-    from trainables.datasets import load_dataset
-    from trainables.device import device_settings
-    from trainables.train import build_model
-    from trainables.weights import save_weights
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.device import device_settings
+    from augworth.trainables.train import build_model
+    from augworth.trainables.weights import save_weights
 
     store, plan = swept
     folder = store.location("e", "weights")
@@ -93,10 +93,10 @@ def test_a_weights_file_whose_model_is_not_a_state_dict_is_named_not_a_crash(swe
 def test_a_search_cell_which_the_grid_does_not_list_is_evaluated_from_its_own_rows(swept):
     import pyarrow as pa
 
-    from trainables.datasets import load_dataset
-    from trainables.device import device_settings
-    from trainables.train import build_model
-    from trainables.weights import save_weights
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.device import device_settings
+    from augworth.trainables.train import build_model
+    from augworth.trainables.weights import save_weights
 
     store, plan = swept
     searched = plan.cells[0]  # a search's cells are in results/ but never in grid.parquet
@@ -115,26 +115,26 @@ def test_a_search_cell_which_the_grid_does_not_list_is_evaluated_from_its_own_ro
 def test_a_spec_frozen_by_a_driver_while_evaluate_checked_is_checked_again_and_kept(swept, monkeypatch):
     # between evaluate's checks and its lock, a driver extends the sweep (one seed more): evaluate must add its
     # eval set to that frozen spec, not write back the one it read before
-    import orchestrator.evaluate as evaluate
-    import trainables.weights
-    from search_spaces import parse_spec
-    from trainables.datasets import load_dataset
-    from trainables.device import device_settings
-    from trainables.train import build_model
+    import augworth.orchestrator.evaluate as evaluate
+    from augworth.search_spaces import parse_spec
+    from augworth.trainables import weights
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.device import device_settings
+    from augworth.trainables.train import build_model
 
     store, plan = swept
     cell = plan.cells[0]
-    trainables.weights.save_weights(store.location("e", "weights"), cell, build_model(cell, load_dataset("digits"),
+    weights.save_weights(store.location("e", "weights"), cell, build_model(cell, load_dataset("digits"),
                                                                                device_settings("cpu")))
     extended = parse_spec(tiny_spec("e").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")).to_yaml()
-    kept_keys = trainables.weights.kept_keys
+    kept_keys = weights.kept_keys
 
     def a_driver_extends_the_sweep_meanwhile(folder):
         if parse_spec(store.read_spec("e")).seeds != [0, 1, 2]:
             store.write_spec("e", extended)
         return kept_keys(folder)
 
-    monkeypatch.setattr(trainables.weights, "kept_keys", a_driver_extends_the_sweep_meanwhile)
+    monkeypatch.setattr(weights, "kept_keys", a_driver_extends_the_sweep_meanwhile)
     evaluate.evaluate_sweep(store, "e", [{"name": "test", "label": "again"}])
     frozen = parse_spec(store.read_spec("e"))
     assert frozen.seeds == [0, 1, 2] and "again" in frozen.eval_set_meanings()

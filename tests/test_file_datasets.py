@@ -20,9 +20,9 @@ from formats import (
 )
 from PIL import Image
 
-import trainables.datasets.core as datasets_core
-import trainables.datasets.folders as folders
-from trainables.datasets import (
+import augworth.trainables.datasets.core as datasets_core
+import augworth.trainables.datasets.folders as folders
+from augworth.trainables.datasets import (
     DATASETS,
     EVAL_SETS,
     create_dataset,
@@ -128,7 +128,7 @@ def test_test_and_corrupted_take_no_root_or_options_and_corrupted_keeps_uint8():
 
 
 def test_corrupted_picks_corruptions_and_its_default_is_the_five_it_always_held():
-    from trainables.datasets.builtin import CORRUPTIONS, DEFAULT_CORRUPTIONS
+    from augworth.trainables.datasets.builtin import CORRUPTIONS, DEFAULT_CORRUPTIONS
 
     data = small_synthetic()
     whole, labels = eval_set(data, "corrupted")

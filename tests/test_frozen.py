@@ -19,10 +19,10 @@ from conftest import PLUGINS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.plan import plan_resume, plan_sweep
-from results import Store
-from search_spaces import apply_smoke, load_spec, parse_spec, preset_names, preset_path
-from search_spaces.options import canonical_options
+from augworth.orchestrator.plan import plan_resume, plan_sweep
+from augworth.results import Store
+from augworth.search_spaces import apply_smoke, load_spec, parse_spec, preset_names, preset_path
+from augworth.search_spaces.options import canonical_options
 
 sys.path.insert(0, str(PLUGINS))  # the plugin that registers components taking any options
 
@@ -128,7 +128,7 @@ def test_a_label_whose_options_changed_is_still_refused(tmp_path):
     store = Store(tmp_path)
     text = SPEC.format(dataset_options="{}", eval_sets="[{name: any_options, label: e, options: {c: [a, b]}}]")
     assert frozen_again(text, "s.yaml", store) == ("same", "same", "same")
-    from search_spaces import SpecError
+    from augworth.search_spaces import SpecError
 
     with pytest.raises(SpecError, match=r"eval set 'e' is any_options \{\"c\":\[\"a\",\"b\"\]\} in the sweep's "
                                         r"frozen spec and any_options \{\"c\":\[\"b\",\"a\"\]\} here"):

@@ -29,7 +29,7 @@ import yaml
 from conftest import ROOT
 
 DOCKERFILE = ROOT / "docs" / "recipes" / "Dockerfile"
-PACKAGES = ("search_spaces", "results", "trainables", "orchestrator", "analysis")
+PACKAGES = ("search_spaces", "results", "trainables", "orchestrator", "analysis")  # installed as augworth.<name>
 
 
 def dockerfile_copies() -> list[str]:
@@ -47,8 +47,9 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("install")
     context = tmp / "context"
     for source in dockerfile_copies():
-        if (ROOT / source).is_dir():
-            shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+        if (ROOT / source).is_dir():  # links stay links, as Docker's COPY of a folder keeps them
+            shutil.copytree(ROOT / source, context / source, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
         else:
             context.mkdir(exist_ok=True)
             shutil.copy2(ROOT / source, context / source)
@@ -73,23 +74,39 @@ def outside() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
 
 
-def test_the_wheel_holds_every_subpackage_and_every_preset(installed):
+def test_the_wheel_holds_every_subpackage_and_every_preset_under_augworth_and_nothing_else(installed):
     _, wheel = installed
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*"):
             relative = path.relative_to(ROOT).as_posix()
             if path.suffix in (".py", ".yaml") and "__pycache__" not in relative:
-                assert relative in names, f"{relative} is not in the wheel"
-    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+                assert f"augworth/{relative}" in names, f"augworth/{relative} is not in the wheel"
+    # one name in a user's environment: another project's `analysis` or `results` cannot collide with ours
+    assert {n.split("/")[0] for n in names} == {"augworth", wheel.name.split("-py3")[0] + ".dist-info"}
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "augworth = augworth.orchestrator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def shadowing(folder: Path) -> Path:
+    """A folder of modules named like augworth's packages (another project's `analysis`, a notebook's `results/`),
+    each noting in `imported.txt` that something imported it. Returns the note's path."""
+    note = folder / "imported.txt"
+    for name in PACKAGES:
+        module = folder / name / "__init__.py" if name == "results" else folder / f"{name}.py"
+        module.parent.mkdir(parents=True, exist_ok=True)
+        module.write_text(f"with open({str(note)!r}, 'a') as f:\n    f.write(__name__ + '\\n')\n")
+    return note
 
 
 def test_the_installed_augworth_runs_presets_and_a_sweep_from_outside_the_checkout(installed, tmp_path):
     bin_dir, _ = installed
-    env = outside()
-    where = subprocess.run([str(bin_dir / "python"), "-c", "import orchestrator, trainables.augmentations, "
-                            "trainables.datasets; print(orchestrator.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120)
+    # another `analysis`, `results`, ... first on sys.path, for the driver and (inherited) for Ray's workers
+    note = shadowing(tmp_path / "shadow")
+    env = outside() | {"PYTHONPATH": str(tmp_path / "shadow")}
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import augworth.orchestrator, augworth.trainables."
+                            "augmentations, augworth.trainables.datasets; print(augworth.orchestrator.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(bin_dir.parent)  # the wheel's copy, not the checkout
     presets = subprocess.run([str(bin_dir / "augworth"), "presets", "--json"], cwd=tmp_path, env=env,
@@ -106,6 +123,12 @@ def test_the_installed_augworth_runs_presets_and_a_sweep_from_outside_the_checko
     assert sweep.returncode == 0, sweep.stderr[-3000:]  # a worker missing a module fails its cells: exit 3
     assert "4 cells done now" in sweep.stdout
     assert len(list((tmp_path / "store" / "wheel" / "results").glob("*.parquet"))) == 4
+    analyzed = subprocess.run([str(bin_dir / "augworth"), "analyze", "wheel", "--store", "store", "--json"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert analyzed.returncode == 0 and json.loads(analyzed.stdout), analyzed.stderr[-3000:]
+    assert not note.exists(), f"imported the other project's modules: {note.read_text().split()}"
+    shadowed = subprocess.run([str(bin_dir / "python"), "-c", "import analysis"], cwd=tmp_path, env=env)
+    assert shadowed.returncode == 0 and note.read_text() == "analysis\n"  # the shadow is importable, and noted
 
 
 def test_the_dockerfile_pins_the_tested_ray_and_installs_the_checkout_non_editable():
@@ -117,7 +140,7 @@ def test_the_dockerfile_pins_the_tested_ray_and_installs_the_checkout_non_editab
     assert sys.version_info[:2] == (3, 11)
     (install,) = [line for line in text.splitlines() if line.startswith("RUN pip install")]
     assert '".[postgres,mysql]"' in install and " -e " not in install and '==${RAY_VERSION}"' in install
-    assert sorted(dockerfile_copies()) == sorted(["pyproject.toml", "README.md", *PACKAGES])
+    assert sorted(dockerfile_copies()) == sorted(["pyproject.toml", "README.md", "augworth", *PACKAGES])
     manifests = list(yaml.safe_load_all((ROOT / "docs" / "recipes" / "rayjob.yaml").read_text()))
     job = next(m for m in manifests if m["kind"] == "RayJob")
     assert job["spec"]["rayClusterSpec"]["rayVersion"] == ray.__version__

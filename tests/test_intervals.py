@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-import analysis.exchange as exchange
-from analysis import exchange_rates
+import augworth.analysis.exchange as exchange
+from augworth.analysis import exchange_rates
 from bench.synthetic import synthetic_sweeps, true_v
 
 SCENARIOS = {  # seed effects shared by every treatment, a treatment's own, and subsets redrawn at each size
@@ -109,7 +109,7 @@ def test_a_treatment_past_a_saturated_reference_is_unbounded_where_the_truth_is(
 def test_far_extrapolations_are_flagged_and_printed_as_a_bound():
     from rich.console import Console
 
-    from analysis.tables import summary_table
+    from augworth.analysis.tables import summary_table
 
     rates = exchange_rates(synthetic_sweeps(1), n_bootstrap=100, seed=0)
     crop = rates[rates["augmentation"] == "crop"]
@@ -126,7 +126,7 @@ def test_far_extrapolations_are_flagged_and_printed_as_a_bound():
 # ----- comparisons -----------------------------------------------------------------------------------------
 
 def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
-    from analysis import compare
+    from augworth.analysis import compare
     from bench.synthetic import AUG
 
     better = (1.1, 0.04, 0.5)
@@ -143,7 +143,7 @@ def test_compare_finds_a_real_difference_and_claims_none_where_there_is_none():
 
 
 def test_holm_adjusts_step_down():
-    from analysis.paired import holm
+    from augworth.analysis.paired import holm
 
     np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
 
@@ -167,7 +167,7 @@ def test_fit_diagnostics_flag_lack_of_fit_bounds_and_a_falling_reference():
 def test_review_cases_labels_with_views_sparse_seeds_many_seeds_and_bounds_that_never_cross():
     import pandas as pd
 
-    from analysis import compare
+    from augworth.analysis import compare
 
     # treatments told apart by their views: compared by the labels the tables print, against plain none
     frame = synthetic_sweeps(2, shared=0.1, more={"fixed": (1.7, 0.04, 0.5)}, rng_seed=4)
@@ -237,9 +237,9 @@ def test_the_fitted_accuracys_band_holds_the_true_curve():
 
 
 def test_every_entry_point_says_what_its_intervals_are_worth_at_few_seeds():
-    from analysis import compare
-    from analysis.questions import invariance, ood
-    from analysis.search import best_points
+    from augworth.analysis import compare
+    from augworth.analysis.questions import invariance, ood
+    from augworth.analysis.search import best_points
     from bench.synthetic import invariance_frame, searched_sweeps, two_sets
 
     def few(frame):
@@ -262,7 +262,7 @@ def test_every_entry_point_says_what_its_intervals_are_worth_at_few_seeds():
 
 
 def test_a_tables_family_wise_p_holds_its_error_over_every_claim_and_still_finds_real_ones():
-    from analysis.paired import max_t, sign_flip
+    from augworth.analysis.paired import max_t, sign_flip
 
     rng = np.random.default_rng(0)
     any_false, any_false_alone, found = 0, 0, 0

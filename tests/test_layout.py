@@ -2,7 +2,9 @@
 
     search_spaces <- results <- trainables <- orchestrator,   results <- analysis <- orchestrator
 
-Every import counts, also one inside a function; `bench/` and `tests/` may import anything.
+Every import counts, also one inside a function; `bench/` and `tests/` may import anything of ours, but only under
+`augworth.`: the packages stay at the top of the repository, `augworth/` links to them, and the wheel installs them
+under that one name, so a bare `analysis` is somebody else's.
 """
 
 from __future__ import annotations
@@ -35,31 +37,64 @@ def modules() -> list[Path]:
     return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 
 
-def imported(path: Path) -> set[str]:
-    """Top-level names of everything the module imports (relative imports resolve to its own package)."""
-    names = set()
+def imported(path: Path) -> tuple[set[str], set[str]]:
+    """(our packages the module imports, the top-level names of everything else it imports). Ours: under
+    `augworth.` (`augworth.analysis.exchange`, `from augworth import analysis`), or relative (its own package)."""
+    ours, others = set(), set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            ours.add(path.relative_to(ROOT).parts[0])
+            continue
         elif isinstance(node, ast.ImportFrom):
-            names.add(path.relative_to(ROOT).parts[0] if node.level else (node.module or "").split(".")[0])
-    return names
+            names = [f"augworth.{a.name}" for a in node.names] if node.module == "augworth" else [node.module or ""]
+        else:
+            continue
+        for name in names:
+            top, _, rest = name.partition(".")
+            if top != "augworth":
+                others.add(top)
+            elif rest:
+                ours.add(rest.partition(".")[0])
+    return ours, others
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_flow_one_way(path):
     package = path.relative_to(ROOT).parts[0]
-    ours = imported(path) & set(PACKAGES) - {package}
+    ours, others = imported(path)
+    ours -= {package}
     assert ours <= ALLOWED[package], f"{package} may not import {sorted(ours - ALLOWED[package])}"
-    heavy = imported(path) & FORBIDDEN.get(package, set())
+    heavy = others & FORBIDDEN.get(package, set())
     assert not heavy, f"{package} may not import {sorted(heavy)}"
+
+
+@pytest.mark.parametrize("path", [*modules(), *sorted((ROOT / "tests").rglob("*.py")), *sorted(
+    (ROOT / "bench").rglob("*.py"))], ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_imports_our_packages_by_their_bare_names(path):
+    bare = imported(path)[1] & set(PACKAGES)
+    assert not bare, f"import augworth.{sorted(bare)[0]}, not {sorted(bare)[0]}: installed, only augworth is ours"
+
+
+def test_augworth_is_the_five_packages_linked_from_the_top_of_the_repository():
+    """`augworth/` holds its `__init__.py` and one relative link per package (git keeps links; so do a wheel built
+    from the checkout, as plain files, and a Dockerfile's COPY of both folders)."""
+    entries = {p.name: p for p in (ROOT / "augworth").iterdir() if p.name != "__pycache__"}
+    assert set(entries) == {"__init__.py", *PACKAGES}
+    for package in PACKAGES:
+        link = entries[package]
+        assert link.is_symlink() and str(link.readlink()) == f"../{package}", f"augworth/{package}"
+        assert link.resolve() == (ROOT / package).resolve()
+    init = ast.parse((ROOT / "augworth" / "__init__.py").read_text())
+    assert not [n for n in ast.walk(init) if isinstance(n, ast.Import | ast.ImportFrom)]  # `import augworth` is free
 
 
 def test_the_packages_form_a_dag():
     edges = {package: set() for package in PACKAGES}
     for path in modules():
         package = path.relative_to(ROOT).parts[0]
-        edges[package] |= imported(path) & set(PACKAGES) - {package}
+        edges[package] |= imported(path)[0] - {package}
     seen, done = set(), set()
 
     def visit(package: str, trail: tuple[str, ...]) -> None:
@@ -85,7 +120,7 @@ def test_modules_stay_small(path):
 # ----- no module imports its importer (timm's registries: a package's __init__ imports its built-ins) -------
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = ("augworth", *path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -141,12 +176,12 @@ def test_no_module_imports_its_importer():
 
 def test_command_modules_import_no_other_command_module_and_every_command_is_registered_in_cli():
     """One module per group of verbs, each importing only what lies below the command line; `cli.py` lists them."""
-    from orchestrator.cli import COMMANDS, app
+    from augworth.orchestrator.cli import COMMANDS, app
 
     command_modules = sorted({c.__module__ for c in COMMANDS})
     known = {module_name(p) for p in modules()}
     for name in command_modules:
-        path = ROOT / Path(*name.split(".")).with_suffix(".py")
+        path = ROOT / Path(*name.split(".")[1:]).with_suffix(".py")  # augworth.<package>.<module>
         others = imported_modules(path, known) & (set(command_modules) - {name})
         assert not others, f"{name} imports the command module(s) {sorted(others)}"
     registered = {c.callback.__name__ for c in app.registered_commands}

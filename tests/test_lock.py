@@ -18,15 +18,15 @@ import sys
 import pytest
 from conftest import NAMESPACE, ROOT, unshare_works
 
-from orchestrator.lock import SweepLock, SweepLocked
-from results import Store
+from augworth.orchestrator.lock import SweepLock, SweepLocked
+from augworth.results import Store
 
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
 
 HOLDER = """
 import sys
-from results import Store
-from orchestrator.lock import SweepLock, SweepLocked
+from augworth.results import Store
+from augworth.orchestrator.lock import SweepLock, SweepLocked
 store = Store(sys.argv[1])
 try:
     lock = SweepLock(store, "s").acquire()
@@ -115,8 +115,8 @@ def test_the_lock_holds_across_pid_namespaces_with_one_host_name_and_frees_itsel
 
 CONTENDER = """
 import sys
-from results import Store
-from orchestrator.lock import SweepLock, SweepLocked
+from augworth.results import Store
+from augworth.orchestrator.lock import SweepLock, SweepLocked
 store, lock = Store(sys.argv[1]), None
 for line in sys.stdin:
     if line.strip() == "go":

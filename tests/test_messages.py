@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT  # noqa: F401  (the checkout first on sys.path)
 from factories import make_cell
 
-from trainables.messages import (
+from augworth.trainables.messages import (
     MESSAGES,
     CellCheckpointed,
     CellFailure,

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.invariance import INVARIANCES, flip_score, orbit_canonical, wrap_invariance
-from trainables.models import MODELS, create_model, flops_per_image, init_seeded, param_count
-from trainables.registry import UnknownNameError
+from augworth.trainables.invariance import INVARIANCES, flip_score, orbit_canonical, wrap_invariance
+from augworth.trainables.models import MODELS, create_model, flops_per_image, init_seeded, param_count
+from augworth.trainables.registry import UnknownNameError
 
 # ----- independent parameter counts (closed forms, not the modules) -----------------------------------------
 

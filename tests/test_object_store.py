@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port
+from conftest import CLI, ROOT, free_port
 
-import orchestrator.lock as lock_module
-from orchestrator.lock import SweepLock, SweepLocked
-from results import Store
+import augworth.orchestrator.lock as lock_module
+from augworth.orchestrator.lock import SweepLock, SweepLocked
+from augworth.results import Store
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "augworth-test", "AWS_SECRET_ACCESS_KEY": "augworth-test",
                "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -75,7 +75,7 @@ def test_a_sweep_runs_into_an_s3_store_and_never_writes_or_shows_its_credentials
     shown = ""
     for args in (["run", "tiny.yaml"], ["status", "objects"], ["query", "objects", "SELECT count(*) AS n FROM results"],
                  ["status", "nosuch"]):
-        out = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args, "--store", store_uri],
+        out = subprocess.run([*CLI, *args, "--store", store_uri],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         shown += out.stdout + out.stderr
         assert out.returncode == (2 if "nosuch" in args else 0), out.stderr[-3000:]
@@ -91,8 +91,8 @@ def test_a_sweep_runs_into_an_s3_store_and_never_writes_or_shows_its_credentials
 
 HOLDER = """
 import sys
-from results import Store
-from orchestrator.lock import SweepLock
+from augworth.results import Store
+from augworth.orchestrator.lock import SweepLock
 lock = SweepLock(Store(sys.argv[1]), "s").acquire()
 print("held", flush=True)
 sys.stdin.read()
@@ -159,8 +159,8 @@ def test_a_live_holder_keeps_a_lease_that_looks_stale_to_a_contender_because_it_
 
 CONTENDER = """
 import sys
-from results import Store
-from orchestrator.lock import SweepLock, SweepLocked
+from augworth.results import Store
+from augworth.orchestrator.lock import SweepLock, SweepLocked
 sys.stdin.readline()
 try:
     SweepLock(Store(sys.argv[1]), "s").acquire()

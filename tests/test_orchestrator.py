@@ -6,10 +6,10 @@ import pytest
 from conftest import tiny_spec
 from factories import finished_sweep
 
-from orchestrator.plan import plan_sweep
-from orchestrator.runner import MAX_CELLS_PER_TRIAL, pack_cells
-from results import Store
-from search_spaces import SpecError, parse_spec
+from augworth.orchestrator.plan import plan_sweep
+from augworth.orchestrator.runner import MAX_CELLS_PER_TRIAL, pack_cells
+from augworth.results import Store
+from augworth.search_spaces import SpecError, parse_spec
 
 
 @pytest.mark.parametrize("n, slots", [(1, 2), (7, 2), (90, 2), (1000, 2), (5000, 16)])
@@ -48,7 +48,7 @@ def test_an_existing_sweep_starts_ray_while_it_plans_only_where_cells_may_be_lef
     # finished; a finished sweep plans first and never starts Ray
     from factories import rows_for
 
-    from orchestrator.startup import may_have_cells_to_run
+    from augworth.orchestrator.startup import may_have_cells_to_run
 
     store = Store(tmp_path)
     plan = finished_sweep(store, tiny_spec("p"))
@@ -111,7 +111,7 @@ def test_extend_refuses_an_added_eval_set_on_finished_cells_and_a_label_with_a_n
 def test_a_label_whose_data_changed_since_its_rows_were_written_is_refused(tmp_path):
     # the rows of `test` were measured on other data than `test` is now (files under a root replaced, say)
     store = Store(tmp_path)
-    from trainables.datasets import eval_set_fingerprint, load_dataset
+    from augworth.trainables.datasets import eval_set_fingerprint, load_dataset
 
     digits = load_dataset("digits")
     finished_sweep(store, tiny_spec("c"), {"test": "0" * 16, "corrupted": eval_set_fingerprint(digits, "corrupted")})
@@ -127,8 +127,8 @@ def test_status_tells_done_failed_running_and_missing_from_the_store_alone(tmp_p
 
     from factories import rows_for
 
-    from orchestrator.lock import SweepLock
-    from orchestrator.status import sweep_status
+    from augworth.orchestrator.lock import SweepLock
+    from augworth.orchestrator.status import sweep_status
 
     store = Store(tmp_path)
     plan = plan_sweep(tiny_spec("st"), "st.yaml", store)
@@ -157,7 +157,7 @@ def test_the_demo_keeps_the_cell_keys_it_had_before_the_paper_protocol_fields(tm
     new fields at their neutral defaults must not re-key a stored sweep."""
     import hashlib
 
-    from search_spaces import preset_path
+    from augworth.search_spaces import preset_path
 
     # the demo as it was then (3 seeds; eval sets are not part of a key)
     text = preset_path("digits_demo").read_text().replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1, 2]").replace(
@@ -169,8 +169,8 @@ def test_the_demo_keeps_the_cell_keys_it_had_before_the_paper_protocol_fields(tm
 
 
 def test_gpu_hour_estimates_scale_with_the_image_size_from_the_registry_or_the_options():
-    from orchestrator.estimate import estimate_gpu_hours
-    from search_spaces import parse_spec
+    from augworth.orchestrator.estimate import estimate_gpu_hours
+    from augworth.search_spaces import parse_spec
 
     def hours(dataset: str) -> float:
         return estimate_gpu_hours(parse_spec(tiny_spec().replace("{name: digits}", dataset)))
@@ -182,9 +182,9 @@ def test_gpu_hour_estimates_scale_with_the_image_size_from_the_registry_or_the_o
 
 
 def test_a_plan_made_before_another_driver_froze_the_sweep_is_checked_again_under_the_lock(tmp_path):
-    from orchestrator.lock import SweepLock
-    from orchestrator.plan import plan_again_if_frozen_changed, plan_resume
-    from orchestrator.runner import run_plan
+    from augworth.orchestrator.lock import SweepLock
+    from augworth.orchestrator.plan import plan_again_if_frozen_changed, plan_resume
+    from augworth.orchestrator.runner import run_plan
 
     store = Store(tmp_path)
     mine = plan_sweep(tiny_spec("r"), "mine.yaml", store)
@@ -209,8 +209,8 @@ def test_a_plan_made_before_another_driver_froze_the_sweep_is_checked_again_unde
 
 @pytest.mark.parametrize("torn", ["grid written, spec not", "spec written, grid not"])
 def test_a_crash_between_the_spec_and_grid_writes_of_an_extend_heals_on_the_next_run(tmp_path, torn):
-    from orchestrator.plan import plan_resume
-    from orchestrator.runner import run_plan
+    from augworth.orchestrator.plan import plan_resume
+    from augworth.orchestrator.runner import run_plan
 
     store = Store(tmp_path)
     small = finished_sweep(store, tiny_spec("x"))

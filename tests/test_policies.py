@@ -17,7 +17,7 @@ from torchvision.transforms.functional import _get_perspective_coeffs
 from torchvision.transforms.v2 import AugMix, AutoAugment, AutoAugmentPolicy, RandAugment
 from torchvision.transforms.v2 import functional as TF
 
-from trainables.augmentations import (
+from augworth.trainables.augmentations import (
     AUGMENTATIONS,
     KERNEL_OPS,
     augmentation_names,
@@ -25,7 +25,7 @@ from trainables.augmentations import (
     create_augmentation,
     default_strength,
 )
-from trainables.augmentations.auto_augment import (
+from augworth.trainables.augmentations.auto_augment import (
     AA_CIFAR10_POLICY,
     AA_OPS,
     AUGMIX_OPS,
@@ -37,8 +37,8 @@ from trainables.augmentations.auto_augment import (
     draw_randaugment,
     space_tables,
 )
-from trainables.augmentations.perspective import apply_perspective, draw_perspective, perspective_coefficients
-from trainables.augmentations.trivialaugment import apply_kernel_op
+from augworth.trainables.augmentations.perspective import apply_perspective, draw_perspective, perspective_coefficients
+from augworth.trainables.augmentations.trivialaugment import apply_kernel_op
 
 OLD = ["crop", "cutout", "flip", "none", "rotate", "trivialaugment"]
 NEW = [
@@ -79,7 +79,8 @@ def tv_op(transform: object, image: torch.Tensor, op: str, magnitude: float, int
 
 def built_in_names() -> list[str]:
     # a test earlier in the session (test_end_to_end) may have imported a plugin that registers more
-    return [n for n in augmentation_names() if AUGMENTATIONS.get(n).factory.__module__.startswith("trainables.")]
+    ours = "augworth.trainables."
+    return [n for n in augmentation_names() if AUGMENTATIONS.get(n).factory.__module__.startswith(ours)]
 
 
 def test_every_policy_is_registered() -> None:
@@ -88,8 +89,8 @@ def test_every_policy_is_registered() -> None:
 
 def test_importing_one_policy_module_first_registers_everything() -> None:
     # a submodule loads its package's __init__ first, which imports every built-in policy (timm's layout)
-    code = ("import trainables.augmentations.perspective; "
-            "from trainables.augmentations.core import augmentation_names as n; print(len(n()))")
+    code = ("import augworth.trainables.augmentations.perspective; "
+            "from augworth.trainables.augmentations.core import augmentation_names as n; print(len(n()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(out) == len(OLD + NEW)
 

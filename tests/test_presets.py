@@ -8,13 +8,13 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
-from orchestrator.cli import app
-from orchestrator.plan import plan_sweep
-from orchestrator.runner import run_plan
-from orchestrator.status import sweep_status
-from results import Store, read_results
-from search_spaces import apply_smoke, grid_size, load_spec, preset_names, preset_path
+from augworth.analysis import exchange_rates, plot_effective_samples, plot_scaling_curves
+from augworth.orchestrator.cli import app
+from augworth.orchestrator.plan import plan_sweep
+from augworth.orchestrator.runner import run_plan
+from augworth.orchestrator.status import sweep_status
+from augworth.results import Store, read_results
+from augworth.search_spaces import apply_smoke, grid_size, load_spec, preset_names, preset_path
 
 PAPER = [name for name in preset_names() if name.startswith("paper_")]
 # fig0's scale-down is fig2's with a subset of its policies (same data, model, views, eval sets): planned here,
@@ -137,7 +137,7 @@ def test_a_paper_preset_runs_on_files_in_the_real_formats(tmp_path):
              "budget": {"steps": 4, "batch_size": 8}, "optimizer": {"warmup_steps": 1},
              "execution": {"retries": 0}}
     del data["smoke"]
-    from search_spaces import Spec
+    from augworth.search_spaces import Spec
 
     spec = Spec.model_validate(data)
     store = Store(tmp_path / "store")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.probes import (
+from augworth.trainables.probes import (
     filter_normalized_direction,
     flatness,
     grad_noise,

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from test_cli import in_process
 
-from analysis.questions import invariance, ood, shift_kind
-from analysis.stochasticity import stochasticity
+from augworth.analysis.questions import invariance, ood, shift_kind
+from augworth.analysis.stochasticity import stochasticity
+from augworth.results import Store
 from bench.synthetic import (
     REF,
     SHIFTED_AUG,
@@ -27,7 +28,6 @@ from bench.synthetic import (
     two_sets,
     views_frame,
 )
-from results import Store
 
 
 def test_shift_kinds_follow_the_op_space():
@@ -102,8 +102,8 @@ def test_each_question_says_what_the_sweep_lacks():
 
 def findings_store(root: Path) -> str:
     """digits_findings' smoke grid, planned for real, every cell written with accuracies from known curves."""
-    from orchestrator.plan import plan_sweep
-    from search_spaces import apply_smoke, load_spec, preset_path
+    from augworth.orchestrator.plan import plan_sweep
+    from augworth.search_spaces import apply_smoke, load_spec, preset_path
 
     store = Store(root)
     plan = plan_sweep(apply_smoke(load_spec(preset_path("digits_findings"))).to_yaml(), "findings", store)
@@ -178,7 +178,7 @@ def test_a_brief_analysis_prints_the_test_table_a_line_per_shifted_set_and_the_r
 
 def test_a_notebook_gets_the_command_lines_analysis_as_a_typed_result(findings, tmp_path):
     # analysis.analyze is the one entry point behind analyze, demo and report
-    from analysis import AnalysisInputError, SweepAnalysis, analyze
+    from augworth.analysis import AnalysisInputError, SweepAnalysis, analyze
 
     root, sweep = findings
     store = str(root / "store")
@@ -243,7 +243,7 @@ def test_the_report_is_one_self_contained_file_that_chromium_renders(findings, t
 
 
 def test_a_question_is_one_decorated_class_that_the_command_line_finds(findings, tmp_path):
-    from analysis.paper_questions import QUESTIONS, Question, register_question
+    from augworth.analysis.paper_questions import QUESTIONS, Question, register_question
 
     @register_question("sizes")
     class Sizes(Question):
@@ -254,7 +254,7 @@ def test_a_question_is_one_decorated_class_that_the_command_line_finds(findings,
             return []
 
         def tables(self, frames):
-            from analysis.tables import frame_table
+            from augworth.analysis.tables import frame_table
 
             return [frame_table(frames["sizes"], "sizes per augmentation")]
 

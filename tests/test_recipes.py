@@ -122,8 +122,8 @@ PACKING = """\
 import json, sys
 import ray
 from ray.util.placement_group import placement_group, placement_group_table
-from orchestrator.resources import cell_bundle, concurrent_cells
-from search_spaces import parse_spec
+from augworth.orchestrator.resources import cell_bundle, concurrent_cells
+from augworth.search_spaces import parse_spec
 
 spec = parse_spec(open(sys.argv[2]).read())
 ray.init(address=sys.argv[1], log_to_driver=False)
@@ -158,10 +158,10 @@ def test_the_slurm_cluster_packs_four_quarter_gpu_cells_per_gpu(slurm_cluster):
 def test_the_rayjob_manifest_runs_a_valid_spec_on_pods_that_fit_its_cells():
     from typer.main import get_command
 
-    from orchestrator.cli import app
-    from orchestrator.plan import check_names
-    from orchestrator.resources import cell_bundle
-    from search_spaces import parse_spec
+    from augworth.orchestrator.cli import app
+    from augworth.orchestrator.plan import check_names
+    from augworth.orchestrator.resources import cell_bundle
+    from augworth.search_spaces import parse_spec
 
     docs = list(yaml.safe_load_all((RECIPES / "rayjob.yaml").read_text()))
     config = next(d for d in docs if d["kind"] == "ConfigMap")

@@ -8,12 +8,12 @@ import pytest
 from conftest import ROOT  # noqa: F401  (the checkout first on sys.path)
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from orchestrator.plan import plan_sweep
-from orchestrator.runner import run_plan
-from orchestrator.search import make_sampler, sampler_seed, start_search
-from orchestrator.storage import open_storage, storage_url
-from results import Store, read_results
+from augworth.orchestrator.cli import app
+from augworth.orchestrator.plan import plan_sweep
+from augworth.orchestrator.runner import run_plan
+from augworth.orchestrator.search import make_sampler, sampler_seed, start_search
+from augworth.orchestrator.storage import open_storage, storage_url
+from augworth.results import Store, read_results
 
 BASE = """\
 name: {name}
@@ -47,8 +47,8 @@ def run(store: Store, text: str):
 
 
 def trials_of(store: Store, sweep: str):
-    from analysis.search import read_trials
-    from search_spaces import parse_spec
+    from augworth.analysis.search import read_trials
+    from augworth.search_spaces import parse_spec
 
     return read_trials(storage_url(parse_spec(store.read_spec(sweep)), store), sweep)
 
@@ -71,10 +71,10 @@ def test_a_small_search_finds_a_better_strength_than_the_default(searched):
     store, summary = searched
     assert summary.exit_code == 0 and summary.search["failed"] == 0
     assert summary.search["complete"] + summary.search["pruned"] == 5
-    from orchestrator.answers import best_frame
-    from search_spaces import Cell
-    from trainables.datasets import load_dataset
-    from trainables.train import train_cell
+    from augworth.orchestrator.answers import best_frame
+    from augworth.search_spaces import Cell
+    from augworth.trainables.datasets import load_dataset
+    from augworth.trainables.train import train_cell
 
     best = best_frame(str(store.layout.root), "find", n_bootstrap=200).iloc[0]
     assert best["study"] == "find/crop/n200" and best["complete"] == summary.search["complete"]
@@ -229,7 +229,7 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     kill(second)
 
     # resume (what `augworth resume` runs), on this module's Ray: the killed drivers' Rays died with them
-    from orchestrator.plan import plan_resume
+    from augworth.orchestrator.plan import plan_resume
 
     summary = run_plan(plan_resume(store, "killed"), store, show_progress=False)
     assert summary.exit_code == 0 and summary.search["confirm_failed"] == 0
@@ -252,7 +252,7 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     extended = run_plan(plan_sweep(text.replace("trials: 4", "trials: 5"), "spec.yaml", store, extend=True),
                         store, show_progress=False)
     assert extended.exit_code == 0 and extended.search["complete"] == 1
-    from analysis.search import read_confirmations
+    from augworth.analysis.search import read_confirmations
 
     trials = trials_of(store, "killed")
     best = trials.sort_values(["value", "number"], ascending=[False, True]).iloc[0]["number"]
@@ -269,7 +269,7 @@ def test_a_search_killed_mid_trial_resumes_exactly_once(ray_local, tmp_path):
     # store, and every later read works (Optuna would append after the torn line and fail from then on)
     from pathlib import Path
 
-    from search_spaces import parse_spec
+    from augworth.search_spaces import parse_spec
 
     journal = Path(storage_url(parse_spec(store.read_spec("killed")), store))
     journal.write_bytes(journal.read_bytes()[:-7])

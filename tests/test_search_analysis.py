@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.search import best_points
+from augworth.analysis.search import best_points
 from bench.synthetic import AUG, searched_sweeps, selected_sweeps, true_v
 from bench.synthetic import SEARCHED_SIZE as X
 

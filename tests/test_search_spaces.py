@@ -13,14 +13,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import ROOT
 
-import search_spaces
-from search_spaces import (
+from augworth.search_spaces import (
     CELL_FIELDS,
     KEY_VERSION,
     Cell,
@@ -37,11 +36,11 @@ from search_spaces import (
     preset_path,
     resolve_sizes,
 )
-from search_spaces.cells import NEUTRAL_DEFAULTS
-from search_spaces.spec import Optimizer
-from search_spaces.yaml_strict import dump_yaml, load_yaml
+from augworth.search_spaces.cells import NEUTRAL_DEFAULTS
+from augworth.search_spaces.spec import Optimizer
+from augworth.search_spaces.yaml_strict import dump_yaml, load_yaml
 
-DEMO_PATH = Path(search_spaces.__file__).parent / "presets" / "digits_demo.yaml"
+DEMO_PATH = ROOT / "search_spaces" / "presets" / "digits_demo.yaml"
 # The demo as it was with 3 seeds and two eval sets, frozen here: the error tests point at its lines, and the
 # preset itself may change (test_demo_preset_parses_with_the_expected_values reads the preset).
 DEMO_TEXT = """\
@@ -594,14 +593,14 @@ def test_canonical_json_is_pinned():
 
 def test_the_same_cell_has_the_same_key_in_another_process():
     code = (
-        "import json, sys; from search_spaces import Cell; "
+        "import json, sys; from augworth.search_spaces import Cell; "
         "print(Cell(**json.loads(sys.argv[1])).cell_key)"
     )
     keys = set()
     for seed in ("0", "12345"):  # different str hash seeds: nothing may depend on hash()
         out = subprocess.run([sys.executable, "-c", code, json.dumps(CELL_KW)], capture_output=True,
                              text=True, check=True, env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
-                             cwd=Path(search_spaces.__file__).parents[1])
+                             cwd=ROOT)
         keys.add(out.stdout.strip())
     assert keys == {make_cell().cell_key}
 
@@ -741,9 +740,9 @@ def test_an_unknown_preset_lists_the_valid_names():
 
 
 def test_search_spaces_imports_neither_ray_nor_torch():
-    code = "import sys, search_spaces; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    code = "import sys, augworth.search_spaces; print(sorted({'ray', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(search_spaces.__file__).parents[1])
+                         cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
 

@@ -11,11 +11,11 @@ import pytest
 from conftest import tiny_spec
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from orchestrator.plan import plan_sweep
-from orchestrator.storage import open_storage, repair_journal
-from results import Store
-from search_spaces import SpecError
+from augworth.orchestrator.cli import app
+from augworth.orchestrator.plan import plan_sweep
+from augworth.orchestrator.storage import open_storage, repair_journal
+from augworth.results import Store
+from augworth.search_spaces import SpecError
 
 
 def journal_with_trials(path: Path, n: int = 3) -> None:

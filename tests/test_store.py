@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from factories import make_cell, rows_for
 
-from results import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError, connect
-from search_spaces import CELL_FIELDS
+from augworth.results import GROUP_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TREATMENT_COLUMNS, Store, StoreError, connect
+from augworth.search_spaces import CELL_FIELDS
 
 
 @pytest.fixture(params=["path", "file-uri"])

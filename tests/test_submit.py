@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, tiny_spec
+from conftest import CLI, ROOT, free_port, tiny_spec
 
-from results import Store
+from augworth.results import Store
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -64,7 +65,7 @@ def test_submit_runs_the_sweep_as_a_job_and_the_store_holds_the_cells(head, tmp_
     spec.write_text(tiny_spec("job"))
     store, temp = tmp_path / "store", tmp_path / "tmp"
     temp.mkdir()
-    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address", address,
+    result = subprocess.run([*CLI, "submit", str(spec), "--address", address,
                              "--store", str(store), "--wait"], env=env | {"TMPDIR": str(temp)}, capture_output=True,
                             text=True, timeout=400, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -77,7 +78,7 @@ def test_submit_refuses_a_relative_store_and_an_unreachable_head(head, tmp_path)
     address, env = head
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec("job"))
-    relative = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address", address,
+    relative = subprocess.run([*CLI, "submit", str(spec), "--address", address,
                                "--store", "store"], env=env, capture_output=True, text=True, timeout=120)
     assert relative.returncode == 2 and "absolute path" in relative.stderr
     assert not (tmp_path / "store").exists()
@@ -96,7 +97,7 @@ def test_submit_to_a_head_whose_python_lacks_the_dependencies_says_so_in_one_lin
         spec = tmp_path / "tiny.yaml"
         spec.write_text(tiny_spec("bare"))
         client_env = env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address", address,
+        result = subprocess.run([*CLI, "submit", str(spec), "--address", address,
                                  "--store", str(tmp_path / "store"), "--wait"], env=client_env, capture_output=True,
                                 text=True, timeout=300, cwd=tmp_path)
     finally:
@@ -110,7 +111,32 @@ def test_submit_to_a_head_whose_python_lacks_the_dependencies_says_so_in_one_lin
 def test_submit_refuses_a_store_uri_with_credentials_which_the_entrypoint_would_keep(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec("creds"))
-    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address",
+    result = subprocess.run([*CLI, "submit", str(spec), "--address",
                              "http://127.0.0.1:1", "--store", "s3://KEY:hunter2@bucket/store"],
                             capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "carries credentials" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_the_job_ships_augworth_as_one_package_that_imports_from_the_upload(tmp_path):
+    """What Ray uploads as the job's `py_modules` (its own packing, as for any local folder), unpacked on its own: every
+    module of the five packages under `augworth/`, byte for byte through the checkout's links, and importable."""
+    from ray._private.runtime_env.packaging import create_package
+
+    from augworth.orchestrator.submit import shipped_modules
+
+    (folder,) = shipped_modules()
+    package = tmp_path / "augworth.zip"
+    create_package(folder, package, include_gitignore=True, include_parent_dir=True)  # as py_modules packs a folder
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(package).extractall(unpacked)
+    for name in ("search_spaces", "results", "trainables", "orchestrator", "analysis"):
+        for source in (ROOT / name).rglob("*.py"):
+            shipped = unpacked / "augworth" / source.relative_to(ROOT)
+            assert shipped.is_file() and not shipped.is_symlink(), shipped
+            assert shipped.read_bytes() == source.read_bytes()
+    code = "import augworth.analysis, augworth.orchestrator.cli as c; print(augworth.analysis.__file__, c.__file__)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(unpacked)}
+    where = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert where.returncode == 0, where.stderr[-2000:]
+    assert all(Path(p).is_relative_to(unpacked) for p in where.stdout.split())

@@ -15,16 +15,16 @@ import torch
 import torch.nn.functional as F
 from factories import make_cell
 
-from trainables import device, train
-from trainables.augmentations.simple import shift, shift_padded
-from trainables.datasets import load_dataset
-from trainables.device import device_settings
-from trainables.models import MODELS, create_model, param_count
-from trainables.train import train_cell
-from trainables.train_cli import main, random_dataset, read_cell
+from augworth.trainables import device, train
+from augworth.trainables.augmentations.simple import shift, shift_padded
+from augworth.trainables.datasets import load_dataset
+from augworth.trainables.device import device_settings
+from augworth.trainables.models import MODELS, create_model, param_count
+from augworth.trainables.train import train_cell
+from augworth.trainables.train_cli import main, random_dataset, read_cell
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_FOR_THE_COMMAND_LINE = ("ray", "pydantic", "yaml", "pandas", "pyarrow", "sklearn", "orchestrator")
+NOT_FOR_THE_COMMAND_LINE = ("ray", "pydantic", "yaml", "pandas", "pyarrow", "sklearn", "augworth.orchestrator")
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +139,8 @@ def test_train_cell_takes_a_replacement_augmentation(digits):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_train_cell_on_cuda_bf16_and_compiled_and_its_kept_weights_evaluate_the_same(digits, tmp_path):
-    from trainables.trainable import CellContext, run_cell
-    from trainables.weights import evaluate_weights, load_weights
+    from augworth.trainables.trainable import CellContext, run_cell
+    from augworth.trainables.weights import evaluate_weights, load_weights
 
     cell = tiny_cell(digits, steps=6, eval_every=3)
     result = train_cell(cell, digits, ["test"], device="cuda")
@@ -186,14 +186,16 @@ def test_command_line_trains_a_digits_cell_and_appends_rows(digits, tmp_path, ca
 
 def test_command_line_times_random_data_importing_only_torch_and_torchvision():
     # A fresh interpreter, as on a GPU box that has torch and torchvision but none of our other dependencies.
-    # `python -m trainables.train_cli`, run as such, with what it loaded printed once it exits
+    # `python -m augworth.trainables.train_cli`, run as such, with what it loaded printed once it exits
     code = (
         "import atexit, runpy, sys; "
-        f"atexit.register(lambda: print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & "
+        "top = lambda m: '.'.join(m.split('.')[:2 if m.startswith('augworth.') else 1]); "  # augworth.<package>
+        f"atexit.register(lambda: print('LOADED', sorted({{top(m) for m in sys.modules}} & "
         f"{set(NOT_FOR_THE_COMMAND_LINE)}))); "
-        "sys.argv = ['trainables.train_cli', '--random-data', '3x16x16', '--steps', '4', '--warmup-steps', '2', "
-        "'--pool', '64', '--width', '4', '--batch-size', '8', '--device', 'cpu', '--threads', '1']; "
-        "runpy.run_module('trainables.train_cli', run_name='__main__')"
+        "sys.argv = ['augworth.trainables.train_cli', '--random-data', '3x16x16', '--steps', '4', "
+        "'--warmup-steps', '2', '--pool', '64', '--width', '4', '--batch-size', '8', '--device', 'cpu', "
+        "'--threads', '1']; "
+        "runpy.run_module('augworth.trainables.train_cli', run_name='__main__')"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -10,10 +10,10 @@ import torch
 from factories import make_cell
 from torch import nn
 
-from search_spaces.cells import ProbeSettings
-from trainables.augmentations import create_augmentation
-from trainables.datasets import load_dataset, make_dataset
-from trainables.train import (
+from augworth.search_spaces.cells import ProbeSettings
+from augworth.trainables.augmentations import create_augmentation
+from augworth.trainables.datasets import load_dataset, make_dataset
+from augworth.trainables.train import (
     DeviceSettings,
     augmented_batches,
     batch_indices,
@@ -22,7 +22,7 @@ from trainables.train import (
     train_cell,
     train_step,
 )
-from trainables.trainable import CellContext, run_cell
+from augworth.trainables.trainable import CellContext, run_cell
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,8 @@ def test_an_accumulating_cell_is_another_cell_and_trains(digits):
 # ----- invariance -------------------------------------------------------------------------------------
 
 def test_normalize_standardises_the_models_inputs_and_changes_training_not_the_weights_init(digits):
-    from trainables.datasets import to_float
-    from trainables.models import Standardize, create_model, init_seeded, standardized
+    from augworth.trainables.datasets import to_float
+    from augworth.trainables.models import Standardize, create_model, init_seeded, standardized
 
     x = to_float(digits.train_x)
     seen = standardized(torch.nn.Identity(), digits.mean, digits.std)(x)
@@ -128,7 +128,7 @@ def test_normalize_standardises_the_models_inputs_and_changes_training_not_the_w
 
 @pytest.mark.parametrize("invariance", ["average", "orbit_select"])
 def test_flip_changes_nothing_for_a_model_its_invariance_registry_entry_makes_flip_redundant(digits, invariance):
-    from trainables.invariance import INVARIANCES
+    from augworth.trainables.invariance import INVARIANCES
 
     assert "flip" in INVARIANCES.get(invariance).meta["makes_redundant"]  # what `plan` warns with
     plain = train_cell(tiny_cell(digits, augmentation="none", invariance=invariance), digits, ["test"])
@@ -200,7 +200,7 @@ def test_uint8_data_trains_like_the_same_images_as_floats(digits):
 def test_the_command_line_takes_dataset_options_and_eval_set_mappings(tmp_path, capsys):
     import json
 
-    from trainables.train_cli import main
+    from augworth.trainables.train_cli import main
 
     data = load_dataset("synthetic", options={"image_size": 16, "pool": 120, "test": 40})
     cell = make_cell(dataset="synthetic", dataset_fingerprint=data.fingerprint, model="small_cnn", width=4,

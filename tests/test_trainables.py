@@ -8,11 +8,11 @@ import pytest
 import torch
 from factories import make_cell
 
-from trainables.datasets import DATASETS, EVAL_SETS, eval_set, load_dataset, subset_indices
-from trainables.models import MODELS, create_model, init_seeded
-from trainables.registry import Registry, UnknownNameError
-from trainables.train import NonFiniteLoss, batch_indices, eval_steps, lr_factor, train_cell
-from trainables.trainable import CellContext, run_cell
+from augworth.trainables.datasets import DATASETS, EVAL_SETS, eval_set, load_dataset, subset_indices
+from augworth.trainables.models import MODELS, create_model, init_seeded
+from augworth.trainables.registry import Registry, UnknownNameError
+from augworth.trainables.train import NonFiniteLoss, batch_indices, eval_steps, lr_factor, train_cell
+from augworth.trainables.trainable import CellContext, run_cell
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_a_cell_past_its_timeout_is_retried_then_recorded(digits):
 @pytest.mark.parametrize("views", [{}, {"views": "fixed", "views_r": 2}], ids=["random views", "fixed views"])
 def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digits, tmp_path, views):
     # fixed views are drawn again on resume, from their own stream: the same views as before the interruption
-    from trainables.checkpoint import Checkpointer
+    from augworth.trainables.checkpoint import Checkpointer
 
     cell = tiny_cell(digits, steps=40, eval_every=10, augmentation="crop", strength=2.0, **views)
     reference = train_cell(cell, digits, ["test"])
@@ -227,8 +227,8 @@ def test_a_cell_interrupted_after_a_checkpoint_continues_to_the_same_result(digi
 def test_a_checkpoint_never_holds_a_diverged_state(digits, tmp_path, monkeypatch):
     # On a GPU the loss is read every 50 steps only; here too, so that the checkpoint at step 32 comes after
     # unchecked steps whose loss went NaN (the images turn NaN from the second augmentation call, step 17)
-    from trainables import train
-    from trainables.checkpoint import Checkpointer
+    from augworth.trainables import train
+    from augworth.trainables.checkpoint import Checkpointer
 
     cpu = train.device_settings
     monkeypatch.setattr(train, "device_settings", lambda *a, **k: dataclasses.replace(cpu(*a, **k), check_every=50))
@@ -250,7 +250,7 @@ def test_a_checkpoint_never_holds_a_diverged_state(digits, tmp_path, monkeypatch
 
 def poisoned_checkpoint(digits, cell, folder):
     """A checkpoint at step 32 whose weights are NaN, as a run that diverged between loss checks left it."""
-    from trainables.checkpoint import Checkpointer
+    from augworth.trainables.checkpoint import Checkpointer
 
     checkpoint = Checkpointer(str(folder), cell.cell_key, every=16)
 
@@ -290,7 +290,7 @@ def test_a_gpu_cell_on_a_worker_without_cuda_fails_with_that_reason(digits, monk
 
 
 def test_every_row_names_its_eval_set_by_name_options_and_content(digits):
-    from trainables.datasets import eval_set_fingerprint
+    from augworth.trainables.datasets import eval_set_fingerprint
 
     result = train_cell(tiny_cell(digits), digits, ["test", "corrupted", {"label": "again", "name": "test"}])
     marks = {e.eval_set: e.eval_set_fingerprint for e in result.evaluations}
@@ -301,7 +301,7 @@ def test_every_row_names_its_eval_set_by_name_options_and_content(digits):
 
 
 def make_dataset_like(digits):
-    from trainables.datasets import make_dataset
+    from augworth.trainables.datasets import make_dataset
 
     return make_dataset("digits", digits.train_x, digits.train_y, digits.test_x.flip(-1), digits.test_y,
                         num_classes=10)
@@ -310,7 +310,7 @@ def make_dataset_like(digits):
 def test_the_cell_context_is_the_specs_settings_typed_and_frozen():
     from conftest import tiny_spec
 
-    from search_spaces import parse_spec
+    from augworth.search_spaces import parse_spec
 
     spec = parse_spec(tiny_spec(retries=3).replace("eval_sets: [test, corrupted]", "eval_sets: [test, corrupted]\n"
                                                    "probes: {grad_noise: true, samples: 64}"))

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from analysis import exchange_rates
-from analysis.formatting import difference, rate_text
-from analysis.report import rate_frame
-from analysis.tables import summary_table
+from augworth.analysis import exchange_rates
+from augworth.analysis.formatting import difference, rate_text
+from augworth.analysis.report import rate_frame
+from augworth.analysis.tables import summary_table
 from bench.synthetic import exponential_saturation, synthetic_sweeps, true_v, two_power_laws
 
 # the review's case: no asymptote (every true v finite; at x = 1,600 the true x + v is ~25 x the largest size),
@@ -132,8 +132,8 @@ def test_a_difference_interval_past_the_extrapolation_limit_prints_the_bound_in_
     c_contrast): a curve's extrapolation, printed as a 147-digit number. It reads as the bound now."""
     import pandas as pd
 
-    from analysis.formatting import difference_interval
-    from analysis.tables_questions import ood_table
+    from augworth.analysis.formatting import difference_interval
+    from augworth.analysis.tables_questions import ood_table
 
     assert difference_interval(7.6e146, np.inf, limit=3200.0) == "[> 3200, inf]"
     assert difference_interval(-5e9, 12.4, limit=3200.0) == "[< -3200, 12]"

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import CLI, ROOT
 from factories import make_cell, rows_for
 
-from results import Store, StoreWarning, connect, quarantine, read_results, verify
+from augworth.results import Store, StoreWarning, connect, quarantine, read_results, verify
 
 
 @pytest.fixture
@@ -82,14 +81,14 @@ def test_quarantine_moves_bad_files_so_their_cells_count_as_missing(damaged, tmp
 
 def test_verify_from_the_command_line(damaged, tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "orchestrator.cli", *a, "--store", str(tmp_path)],  # noqa: E731
+    run = lambda *a: subprocess.run([*CLI, *a, "--store", str(tmp_path)],  # noqa: E731
                                     capture_output=True, text=True, env=env, timeout=120)
     query = run("query", "s", "SELECT count(DISTINCT cell_key) AS n FROM results", "--json")
     assert query.returncode == 0 and json.loads(query.stdout) == [{"n": 4}]
     assert query.stderr.count("augworth: warning: skipping store file") == 3
     found = run("verify", "s")
     assert found.returncode == 3 and "3 bad" in found.stdout
-    from orchestrator.lock import SweepLock
+    from augworth.orchestrator.lock import SweepLock
 
     with SweepLock(damaged[0], "s"):  # a driver is running the sweep: no files move under it
         locked = run("verify", "s", "--quarantine")

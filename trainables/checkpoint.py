@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from results.files import Root
+from augworth.results.files import Root
 
 
 class Checkpointer:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from search_spaces.cells import Cell
+from augworth.search_spaces.cells import Cell
 
 KIND = "augworth_message"  # the wire key that names a message's type
 

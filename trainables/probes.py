@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from search_spaces.cells import ProbeSettings
+from augworth.search_spaces.cells import ProbeSettings
 
 from .datasets import to_float
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from search_spaces.cells import Cell
+from augworth.search_spaces.cells import Cell
 
 from .messages import CellPruned, CellSkipped, CellStarted, SearchTrialEnd, Send, stream
 from .train import Evaluation, Pruned

@@ -1,7 +1,7 @@
 """Train one cell and evaluate it: the whole loop, top to bottom (airbench's layout).
 
 Sections: schedule, batches and augmentation, views, one step, evaluation, training. The device, its layout
-and precision are in `device.py`; the command line (`python -m trainables.train_cli`, torch and torchvision
+and precision are in `device.py`; the command line (`python -m augworth.trainables.train_cli`, torch and torchvision
 only) in `train_cli.py`, which imports this module (never the other way round).
 
 Evaluation is left out of `train_seconds`.
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.cells import Cell, ProbeSettings
+from augworth.search_spaces.cells import Cell, ProbeSettings
 
 from .augmentations import Augment, create_augmentation
 from .augmentations.core import identity

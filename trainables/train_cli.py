@@ -1,11 +1,11 @@
 """The training command line: one cell, or a timing run on random data. It needs nothing but torch and
 torchvision (GPU boxes often carry an older torch and none of our other dependencies):
 
-    python -m trainables.train_cli --cell CELL.json [--eval-sets test ...] [--dataset-root R --dataset-options J]
-                               [--device cuda] [--compile] [--out F]
-    python -m trainables.train_cli --random-data 3x32x32 --steps 200 [--model resnet18 --width 16 ...]
+    python -m augworth.trainables.train_cli --cell CELL.json [--eval-sets test ...]
+                               [--dataset-root R --dataset-options J] [--device cuda] [--compile] [--out F]
+    python -m augworth.trainables.train_cli --random-data 3x32x32 --steps 200 [--model resnet18 --width 16 ...]
 
-(`python -m trainables.train_cli` is the same.) Rows come from the store's one row builder, `results.rows`.
+Rows come from the store's one row builder, `results.rows`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from results.rows import cell_rows
-from search_spaces.cells import Cell
+from augworth.results.rows import cell_rows
+from augworth.search_spaces.cells import Cell
 
 from .augmentations import Augment, create_augmentation
 from .datasets import DataSet, load_dataset
@@ -94,7 +94,8 @@ def _time_random_data(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainables.train_cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m augworth.trainables.train_cli",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--cell", help="a cell as JSON: inline, a file, or a JSON-lines file (--cell-index)")
     parser.add_argument("--cell-index", type=int, default=0, help="line of a JSON-lines --cell file")
     parser.add_argument("--eval-sets", nargs="+", default=["test"],

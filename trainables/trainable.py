@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.cells import Cell, ProbeSettings
+from augworth.search_spaces.cells import Cell, ProbeSettings
 
 from .messages import CellCheckpointed, CellFailure, CellResumed, CellRows, CellSkipped, CellStarted, Send, stream
 
 if TYPE_CHECKING:
-    from search_spaces import Spec
+    from augworth.search_spaces import Spec
 
     from .train import CellResult, Evaluation
 
@@ -75,7 +75,7 @@ def rows_of(cell: Cell, result: CellResult, code_revision: str | None,
             provenance: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     import torch
 
-    from results.rows import cell_rows
+    from augworth.results.rows import cell_rows
 
     return cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
                      device=result.device, torch_version=torch.__version__, code_revision=code_revision,

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from results.files import Root
-from search_spaces.cells import Cell
+from augworth.results.files import Root
+from augworth.search_spaces.cells import Cell
 
 from .datasets import DataSet
 from .device import device_settings

@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from trainables.augmentations import AUGMENTATIONS
-from trainables.datasets import DATASETS, EVAL_SETS, load_dataset
+from augworth.trainables.augmentations import AUGMENTATIONS
+from augworth.trainables.datasets import DATASETS, EVAL_SETS, load_dataset
 
 
 @AUGMENTATIONS.register("boom", default_strength=1.0, strength_range=(0.0, 1.0), doc="raises when strength > 0")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search_spaces.options import OptionsKey, canonical_options, plain_options
+from augworth.search_spaces.options import OptionsKey, canonical_options, plain_options
 
 from ..registry import Registry
 
