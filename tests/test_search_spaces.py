@@ -13,12 +13,14 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from conftest import ROOT
 
+from augworth import search_spaces
 from augworth.search_spaces import (
     CELL_FIELDS,
     KEY_VERSION,
@@ -40,7 +42,7 @@ from augworth.search_spaces.cells import NEUTRAL_DEFAULTS
 from augworth.search_spaces.spec import Optimizer
 from augworth.search_spaces.yaml_strict import dump_yaml, load_yaml
 
-DEMO_PATH = ROOT / "search_spaces" / "presets" / "digits_demo.yaml"
+DEMO_PATH = Path(search_spaces.__file__).parent / "presets" / "digits_demo.yaml"  # as imported
 # The demo as it was with 3 seeds and two eval sets, frozen here: the error tests point at its lines, and the
 # preset itself may change (test_demo_preset_parses_with_the_expected_values reads the preset).
 DEMO_TEXT = """\
