@@ -233,6 +233,7 @@ class Execution(Strict):
     # modules that register more data sets, augmentations or models (importable on the driver and every node)
     plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = []
     deterministic: bool = False  # CUDA: deterministic kernels, no cuDNN autotuning (slower); CPU is already
+    cuda_graph: bool = False  # CUDA: each step replayed from one captured CUDA graph; ignored on CPU
     keep_weights: bool = False  # each cell's final weights to <store>/<sweep>/weights/, for `augworth evaluate`
 
 

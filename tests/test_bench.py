@@ -14,6 +14,19 @@ def test_benchmark_runs_at_smoke_size(name, capsys):
     assert rows and "ratio" in out
 
 
+def test_the_gpu_benchmark_runs_its_parts_at_smoke_size_on_the_cpu(capsys):
+    from bench.gpu import main
+
+    rows = main(["--smoke"])
+    parts = [(r["part"], r["path"]) for r in rows]
+    assert parts[:4] == [("step", "eager"), ("step", "graph"), ("profile", "eager"), ("profile", "graph")]
+    assert [(r["cells_per_gpu"], r["ratio"] == 1.0) for r in rows if r["part"] == "packing"] == [(1, True), (2, False)]
+    assert all(r["steps_per_s"] > 0 for r in rows if "steps_per_s" in r)
+    accuracy = [r for r in rows if r["part"] == "accuracy"]
+    assert [r["seeds"] for r in accuracy[:2]] == [3, 3] and accuracy[2]["identical"] is True
+    assert "kernels_per_step" in capsys.readouterr().out
+
+
 def test_the_interval_benchmark_runs_at_smoke_size(capsys):
     from bench.intervals import SCENARIOS, main
 

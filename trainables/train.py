@@ -28,6 +28,7 @@ from .augmentations.core import identity
 from .checkpoint import Checkpointer
 from .datasets import DataSet, eval_request, eval_set, eval_set_fingerprint, subset_indices, to_float
 from .device import DeviceSettings, autocast_for, device_settings, keep_freed_memory, place_model
+from .graph_step import GraphedStep, eager_optimizer_state, graph_optimizer
 from .invariance import wrap_invariance
 from .models import create_model, init_seeded, param_count, standardized
 from .probes import probe_cell
@@ -261,6 +262,7 @@ def train_cell(
     probes: ProbeSettings | None = None,
     deterministic: bool = False,
     on_eval: Callable[[int, list[Evaluation]], Any] | None = None,
+    cuda_graph: bool = False,
 ) -> CellResult:
     """Train `cell` on `data` and evaluate on `eval_sets` at every eval step.
 
@@ -272,6 +274,8 @@ def train_cell(
     `eval_sets`: names, or the spec's mappings (label, name, root, options). `probes`: the spec's `probes`
     block (gradient noise, flatness, Hessian at chosen steps, on un-augmented training images). `on_eval` is told
     each evaluation step's evaluations as they are made (a search's pruner; it may raise `Pruned`).
+    `cuda_graph`: on CUDA, replay the step from a CUDA graph (`graph_step.py`; not with micro-batches or
+    `compile_model`); ignored elsewhere.
     """
     settings = device_settings(device, deterministic=deterministic)
     device = settings.device
@@ -327,6 +331,11 @@ def train_cell(
         if on_eval is not None:  # told again: a search trial's seeds meet at every evaluation step
             for done in sorted({e.step for e in evaluations}):
                 on_eval(done, [e for e in evaluations if e.step == done])
+    graphed = cuda_graph and device.type == "cuda" and cell.accumulate == 1 and not compile_model
+    if graphed:  # after the schedule took its float base rates, and after a checkpoint's floats were loaded
+        graph_optimizer(optimizer, device)
+    step_fn = (GraphedStep(model, optimizer, settings) if graphed
+               else lambda x, y: train_step(step_model, optimizer, x, y, settings, cell.accumulate))
     per_call = steps_per_augment_call(cell.batch_size, pool_x[0].nbytes, device)
     batches = augmented_batches(pool_x, pool_y, order, augment, aug_gen, steps=cell.steps - start_step,
                                 batch_size=cell.batch_size, memory_format=settings.memory_format)
@@ -337,7 +346,7 @@ def train_cell(
     model.train()
     t_start = time.perf_counter() - seconds_before
     for step, (xb, yb) in enumerate(batches, start=start_step + 1):
-        loss = train_step(step_model, optimizer, xb, yb, settings, cell.accumulate)
+        loss = step_fn(xb, yb)
         schedule.step()
         if step % settings.check_every == 0 or step in checkpoints:
             value = loss.item()
@@ -363,7 +372,7 @@ def train_cell(
             if not finite_state(loss, model):  # the loss is checked only every check_every steps on a GPU
                 raise NonFiniteLoss(f"non-finite training loss or weights at step {step} (no checkpoint saved)")
             checkpoint.save({
-                "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "model": model.state_dict(), "optimizer": eager_optimizer_state(optimizer),
                 "schedule": schedule.state_dict(), "aug_generator": aug_gen.get_state(),
                 "evaluations": [dataclasses.asdict(e) for e in evaluations],
                 "train_seconds": time.perf_counter() - t_start - eval_seconds,

@@ -2,7 +2,8 @@
 torchvision (GPU boxes often carry an older torch and none of our other dependencies):
 
     python -m augworth.trainables.train_cli --cell CELL.json [--eval-sets test ...]
-                               [--dataset-root R --dataset-options J] [--device cuda] [--compile] [--out F]
+                               [--dataset-root R --dataset-options J] [--device cuda] [--compile]
+                               [--cuda-graph] [--out F]
     python -m augworth.trainables.train_cli --random-data 3x32x32 --steps 200 [--model resnet18 --width 16 ...]
 
 Rows come from the store's one row builder, `results.rows`.
@@ -84,10 +85,11 @@ def _time_random_data(args: argparse.Namespace) -> None:
             stamps[step] = time.perf_counter()
 
     result = train_cell(cell, data, ["test"], device=device, on_step=on_step, compile_model=args.compile,
-                        augment=pipeline(args.augmentation, data.mean))
+                        augment=pipeline(args.augmentation, data.mean), cuda_graph=args.cuda_graph)
     rate = (args.steps - warmup) / (stamps[args.steps] - stamps[warmup])
     print(f"{args.model} width {args.width}, {args.random_data} random data, batch {args.batch_size}, "
-          f"augmentation {args.augmentation}, {result.device}{' compiled' if args.compile else ''}, "
+          f"augmentation {args.augmentation}, {result.device}{' compiled' if args.compile else ''}"
+          f"{' CUDA graph' if args.cuda_graph else ''}, "
           f"{torch.get_num_threads()} threads")
     print(f"  {rate:.2f} steps/s over steps {warmup + 1}..{args.steps} "
           f"({rate * args.batch_size:.0f} images/s); 60k steps would take {60_000 / rate / 3600:.2f} h")
@@ -104,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset-options", default="{}", help='the spec\'s dataset.options as JSON')
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    parser.add_argument("--cuda-graph", action="store_true", help="replay the step from a CUDA graph (CUDA only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", help="append the rows here as JSON lines (default: print them)")
     timing = parser.add_argument_group("timing on random data (instead of --cell)")
@@ -131,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     eval_sets = [json.loads(e) if e.lstrip().startswith("{") else e for e in args.eval_sets]
-    result = train_cell(cell, data, eval_sets, device=args.device, compile_model=args.compile)
+    result = train_cell(cell, data, eval_sets, device=args.device, compile_model=args.compile,
+                        cuda_graph=args.cuda_graph)
     rows = cell_rows(cell, [dataclasses.asdict(e) for e in result.evaluations], param_count=result.param_count,
                      device=result.device, torch_version=torch.__version__)
     lines = [json.dumps(row, default=str) for row in rows]

@@ -55,6 +55,7 @@ class CellContext:
     weights_dir: str | None = None  # execution.keep_weights: each cell's final weights go here (weights.py)
     plugins: tuple[str, ...] = ()
     code_revision: str | None = None
+    cuda_graph: bool = False  # execution.cuda_graph: on CUDA, the step replayed from a CUDA graph (graph_step.py)
 
     @classmethod
     def from_spec(cls, spec: Spec, *, checkpoint_dir: str | None, code_revision: str | None,
@@ -67,7 +68,7 @@ class CellContext:
             deterministic=ex.deterministic, retries=ex.retries, cpus_per_cell=ex.cpus_per_cell,
             gpus_per_cell=ex.gpus_per_cell, timeout_s=ex.timeout_s, checkpoint_every=ex.checkpoint_every,
             checkpoint_dir=checkpoint_dir, weights_dir=weights_dir if ex.keep_weights else None,
-            plugins=tuple(ex.plugins), code_revision=code_revision,
+            plugins=tuple(ex.plugins), code_revision=code_revision, cuda_graph=ex.cuda_graph,
         )
 
 
@@ -139,7 +140,7 @@ def run_cell(cell: Cell, context: CellContext, report: Send | None = None,
         try:  # a retry, or a cell restarted after its worker or driver died, continues from its checkpoint
             result = train_cell(cell, data, context.eval_sets, device=device, on_step=_deadline(context.timeout_s),
                                 checkpoint=checkpoint, probes=context.probes, deterministic=context.deterministic,
-                                on_eval=on_eval)
+                                on_eval=on_eval, cuda_graph=context.cuda_graph)
         except Pruned:
             if checkpoint is not None:
                 checkpoint.clear()
