@@ -10,8 +10,10 @@ autocast and channels_last (the CUDA defaults), evaluation left out of the timed
 
 - step: steps/s of the eager step and of the graph (`execution.cuda_graph`), run alternately in one process,
   after a warm-up (cuDNN's autotuning, the capture); the ratio graph / eager is the figure.
-- profile: 20 steps of each path under torch.profiler: kernels launched per step, the busy share of the GPU
-  (kernel time / wall time) and the five ops with the most device time.
+- profile: 20 steps of each path under torch.profiler: per step, the kernels the GPU ran (a replayed graph runs
+  as many as the eager step) and the launches the host made (the graph's saving: one `cudaGraphLaunch` for
+  them all); the share of wall time the GPU spent in kernels and copies (streams that overlap can push it past
+  1); the five ops with the most device time.
 - packing: k = 1, 2, 4, 8 processes on one GPU, each training its own cell, as a sweep with
   `execution.gpus_per_cell: 1/k` runs them (Ray starts one worker process per cell). Each worker warms up,
   says so, and starts its timed steps when the parent has heard from all k (a pipe, no sleeps); the aggregate
@@ -44,6 +46,7 @@ from augworth.trainables.train import train_cell
 from augworth.trainables.train_cli import random_dataset
 
 PAPER_STEPS = 60_000
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch")
 MODELS = {"resnet18_w64": ("resnet18", 64), "resnet18_w16": ("resnet18", 16), "small_cnn_w16": ("small_cnn", 16)}
 
 
@@ -109,12 +112,14 @@ def profile_part(args: argparse.Namespace, device: torch.device, data: DataSet) 
                 prof.stop()
 
         train_cell(cell, data, [], device=device, on_step=on_step, cuda_graph=graph)
-        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        events = prof.events()
+        kernels = [e for e in events if e.device_type.name == "CUDA"]
+        launches = [e for e in events if e.device_type.name == "CPU" and e.name in LAUNCHES]
         busy_us = sum(e.device_time for e in kernels) if kernels else 0.0
         ops = sorted(prof.key_averages(), key=lambda a: -(a.self_device_time_total if kernels else
                                                            a.self_cpu_time_total))
         rows.append({"part": "profile", "model": args.model, "path": "graph" if graph else "eager",
-                     "kernels_per_step": len(kernels) / window,
+                     "kernels_per_step": len(kernels) / window, "host_launches_per_step": len(launches) / window,
                      "gpu_busy_share": busy_us / 1e6 / (stamps["end"] - stamps["start"]) if kernels else None,
                      "top_ops": [a.key for a in ops[:5]], "ratio": 1.0})
     return rows
@@ -225,22 +230,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     device = torch.device(args.device)
     parts = args.parts.split(",")
     data = random_dataset((3, 32, 32), pool=args.pool, n_test=16) if {"step", "profile"} & set(parts) else None
-    rows: list[dict[str, Any]] = []
-    if "step" in parts:
-        rows += step_part(args, device, data)
-    if "profile" in parts:
-        rows += profile_part(args, device, data)
-    if "packing" in parts:
-        rows += packing_part(args)
-    if "accuracy" in parts:
-        rows += accuracy_part(args, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"bench.gpu on {name}, torch {torch.__version__}")
-    for row in rows:
-        print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=1)
+    print(f"bench.gpu on {name}, torch {torch.__version__}", flush=True)
+    runs = {"step": lambda: step_part(args, device, data), "profile": lambda: profile_part(args, device, data),
+            "packing": lambda: packing_part(args), "accuracy": lambda: accuracy_part(args, device)}
+    rows: list[dict[str, Any]] = []
+    for part in (p for p in runs if p in parts):
+        rows += (done := runs[part]())
+        for row in done:  # each part's rows as soon as it ends: a run stopped at its time limit keeps them
+            print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                  flush=True)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=1)
     return rows
 
 
