@@ -111,7 +111,8 @@ def keep_freed_memory() -> None:
         pass
 
 
-def autocast_for(settings: DeviceSettings) -> contextlib.AbstractContextManager[Any]:
+def autocast_for(settings: DeviceSettings, *, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """`cache=False`: no cached low-precision copies of the weights (a CUDA graph would capture them stale)."""
     if settings.autocast_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
+    return torch.autocast(settings.device.type, dtype=settings.autocast_dtype, cache_enabled=None if cache else False)

@@ -19,14 +19,13 @@ CUDA cell with one micro-batch and no torch.compile, so CPU cells are unchanged.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import DeviceSettings
+from .device import DeviceSettings, autocast_for
 
 Tensor = torch.Tensor
 
@@ -62,9 +61,7 @@ class GraphedStep:
         self.static: tuple[Tensor, Tensor, Tensor] | None = None  # x, y, loss
 
     def _forward_backward_update(self, x: Tensor, y: Tensor) -> Tensor:
-        dtype = self.settings.autocast_dtype
-        with (torch.autocast("cuda", dtype=dtype, cache_enabled=False) if dtype is not None
-              else contextlib.nullcontext()):
+        with autocast_for(self.settings, cache=False):
             loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         self.optimizer.step()
