@@ -28,6 +28,11 @@ def number(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def censored_samples(bound: Any) -> str:
+    """A censored v: "≥ N" at its measured bound, nothing without one."""
+    return "" if missing(bound) else f"≥ {round(bound)}"
+
+
 def samples(v: Any, x: float, limit: float) -> str:
     """Extra samples v at size x: whole, inf, or "> bound" where x + v is past `limit` samples."""
     if missing(v):
@@ -45,9 +50,17 @@ def interval(low: Any, high: Any, x: float = 0.0, limit: float = math.inf) -> st
 
 def difference(d: Mapping[str, Any], first: str, second: str, key: str, limit: float) -> str:
     """first − second (v columns of one row): the number where both are numbers to quote, a bound where one of
-    them is only a bound ("> N" past the extrapolation limit, or +inf), nothing where both are."""
+    them is only a bound ("> N" past the extrapolation limit, or +inf; "≥ N" where the verdicts censor it at
+    `<column>_bound_low`), nothing where both are."""
     x = d["data_size"]
     v1, v2, diff = d.get(first), d.get(second), d.get(key)
+    censored = [not missing(d.get(f"{name}_censored")) and bool(d.get(f"{name}_censored")) for name in (first, second)]
+    if any(censored):  # v ≥ its measured bound: the difference is a bound where the other v is a number
+        bound: Any = d.get(f"{first}_bound_low") if censored[0] else d.get(f"{second}_bound_low")
+        other: Any = v2 if censored[0] else v1
+        if all(censored) or missing(bound) or missing(other) or other == math.inf or x + other > limit * (1 + 1e-9):
+            return ""
+        return f"≥ {round(bound - other)}" if censored[0] else f"≤ {round(other - bound)}"
     if missing(diff) and (missing(v1) or missing(v2)):
         return ""
     far = [not missing(v) and (v == math.inf or x + v > limit * (1 + 1e-9)) for v in (v1, v2)]
@@ -105,7 +118,7 @@ def rate_text(d: Mapping[str, Any], extrapolation_limit: float = EXTRAPOLATION_L
         v_text, ratio_text = "inf", "inf"
     elif d.get("v_censored") or (d.get("indeterminate") and "v_censored" not in d):
         bound = d.get("v_bound_low")
-        v_text = "" if missing(bound) else f"≥ {round(bound)}"
+        v_text = censored_samples(bound)
         ratio_text = "" if missing(bound) else f"≥ {(x + bound) / x:.3g}"
         ci = ""  # an interval of a number not to quote
         if d.get("indeterminate"):

@@ -120,6 +120,16 @@ def expanded_tail(clusters: int, level: float) -> float:
     return float(stats.norm.sf(np.sqrt(clusters / (clusters - 1.0)) * t))
 
 
+def expanded_p(share: float, clusters: int) -> float:
+    """The two-sided p that matches the expanded percentile interval: the largest 1 − level at which that
+    interval, `expanded_tail(clusters, level)`, still holds 0, given the `share` of replicates on the far side of
+    0 (the smaller tail). A plain 2 × share would call r nonzero where the printed interval holds 0."""
+    if clusters < 2 or not np.isfinite(share):
+        return float("nan")
+    t = stats.norm.isf(share) / np.sqrt(clusters / (clusters - 1.0))
+    return float(min(1.0, 2.0 * stats.t.sf(t, clusters - 1)))
+
+
 def percentile_interval(values: np.ndarray, tail: float) -> tuple[np.ndarray, np.ndarray]:
     """Per column of (B, m) replicates, the order statistics at `tail` and 1 − `tail` of the non-NaN values
     (NaN where none, or where `tail` is NaN).

@@ -50,11 +50,32 @@ def _finite_ratio(x: float | np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(v), _ratio(x, v), np.nan)
 
 
+def _censored(rows: pd.DataFrame, v: str) -> np.ndarray:
+    """Where the verdicts censor v (`question_verdicts.py`): no number to quote, so no point and no band."""
+    if f"{v}_censored" not in rows:
+        return np.zeros(len(rows), bool)
+    return rows[f"{v}_censored"].astype("boolean").fillna(False).to_numpy(bool)
+
+
+def _quoted(rows: pd.DataFrame, v: str, end: str = "") -> np.ndarray:
+    """The column `v` (or its interval's `end`) where v is a number to quote, NaN where it is censored."""
+    return np.where(_censored(rows, v), np.nan, rows[f"{v}{end}"].to_numpy(float))
+
+
+def _censored_marks(ax, at: np.ndarray, x: np.ndarray, rows: pd.DataFrame, v: str, color) -> None:
+    """A hollow caret at `at` (the horizontal position) for each censored v, at the ratio of its measured bound
+    (v ≥ it: the data say no more)."""
+    bound = rows[f"{v}_bound_low"].to_numpy(float) if f"{v}_bound_low" in rows else np.full(len(rows), np.nan)
+    keep = _censored(rows, v) & np.isfinite(bound)
+    if keep.any():
+        ax.plot(at[keep], _ratio(x[keep], bound[keep]), ls="none", marker="^", mfc="none", color=color)
+
+
 def _line(ax, rows: pd.DataFrame, v: str, label: str, color, ls: str = "-") -> None:
     x = rows["data_size"].to_numpy(float)
-    ax.plot(x, _finite_ratio(x, rows[v].to_numpy(float)), ls=ls, marker="o", ms=3, color=color, label=label)
-    _band(ax, x, _ratio(x, rows[f"{v}_ci_low"].to_numpy(float)), _ratio(x, rows[f"{v}_ci_high"].to_numpy(float)),
-          color)
+    ax.plot(x, _finite_ratio(x, _quoted(rows, v)), ls=ls, marker="o", ms=3, color=color, label=label)
+    _censored_marks(ax, x, x, rows, v, color)
+    _band(ax, x, _ratio(x, _quoted(rows, v, "_ci_low")), _ratio(x, _quoted(rows, v, "_ci_high")), color)
 
 
 def _finish(fig, axes, path: str | Path) -> Path:
@@ -120,12 +141,12 @@ def plot_repetitions(rows: pd.DataFrame, path: str | Path) -> Path:
             one = mine[mine["views"] == mode].sort_values("r")
             if not one.empty:
                 r = one["r"].to_numpy(float)
-                ax.plot(r, _finite_ratio(x, one["v"].to_numpy(float)), ls=ls, marker="o", color=color, label=mode)
-                _band(ax, r, _ratio(x, one["v_ci_low"].to_numpy(float)), _ratio(x, one["v_ci_high"].to_numpy(float)),
-                      color)
+                ax.plot(r, _finite_ratio(x, _quoted(one, "v")), ls=ls, marker="o", color=color, label=mode)
+                _censored_marks(ax, r, np.full(len(one), x), one, "v", color)
+                _band(ax, r, _ratio(x, _quoted(one, "v", "_ci_low")), _ratio(x, _quoted(one, "v", "_ci_high")), color)
         random = mine[mine["views"] == "random"]
         if not random.empty:
-            value, low, high = (_ratio(x, random[c].to_numpy(float))[0] for c in ("v", "v_ci_low", "v_ci_high"))
+            value, low, high = (_ratio(x, _quoted(random, "v", end))[0] for end in ("", "_ci_low", "_ci_high"))
             if np.isfinite(value):
                 ax.axhline(value, color="tab:red", label="random views")
             if np.isfinite(low) and np.isfinite(high):

@@ -23,6 +23,7 @@ import pandas as pd
 
 from augworth.analysis.intervals import warn_few_seeds
 from augworth.analysis.paired import difference, family_p, final_rows, interval, paired_v
+from augworth.analysis.question_verdicts import Verdicts, censor_differences, verdicts, with_verdicts
 from augworth.analysis.treatments import reference_mask, treatment_labels
 from augworth.results import GROUP_COLUMNS
 
@@ -31,11 +32,6 @@ LEVEL = 0.95
 
 class QuestionError(ValueError):
     """The results lack what a question compares (no such eval set, no reference, no invariant model ...)."""
-
-
-def unbounded_flags(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """`<column>_unbounded` for each v column: +inf from the fit (JSON writes inf as null, like a failed fit)."""
-    return frame.assign(**{f"{c}_unbounded": np.isposinf(frame[c].to_numpy(float)) for c in columns})
 
 
 def shift_kind(covered: Iterable[str], corruptions: Iterable[str] | None) -> tuple[str, str]:
@@ -64,6 +60,7 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
     is_reference = pd.Series(reference_mask(rows, reference), index=rows.index)
     if not is_reference.any():
         raise QuestionError(f"ood: no reference {reference!r} (trained plainly) in the results")
+    found = verdicts(rows, reference, n_bootstrap, seed)
     rows = rows.assign(_label=treatment_labels(rows, ~is_reference).where(~is_reference, None))
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
     out = []
@@ -77,15 +74,15 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
                     continue
                 aug = str(treated["augmentation"].iloc[0])
                 kind, hit = shift_kind((covers or {}).get(aug, ()), (corruptions or {}).get(shifted))
-                frame = _two_sets(curves, n_bootstrap, seed, level).assign(
+                frame = _two_sets(curves, found, n_bootstrap, seed, level).assign(
                     treatment=label, augmentation=aug, eval_set=shifted, in_distribution=in_distribution,
                     shift=kind, covered=hit)
                 out.append(frame.assign(**{c: group[c].iloc[0] for c in group_cols}))
     columns = [*group_cols, "treatment", "augmentation", "eval_set", "in_distribution", "shift", "covered",
-               "data_size", "n_seeds", "ref_size_max", "v_id", "v_id_ci_low", "v_id_ci_high", "v_id_unbounded",
-               "v_ood", "v_ood_ci_low", "v_ood_ci_high", "v_ood_unbounded", "v_diff", "v_diff_ci_low",
-               "v_diff_ci_high", "ci_excludes_0", "mean_log_ratio", "p_sign_flip", "p_family", "family_claims",
-               "differs"]
+               "data_size", "n_seeds", "ref_size_max", "v_id", "v_id_ci_low", "v_id_ci_high",
+               *_verdict_columns("v_id"), "v_ood", "v_ood_ci_low", "v_ood_ci_high", *_verdict_columns("v_ood"),
+               "v_diff", "v_diff_ci_low", "v_diff_ci_high", "v_diff_censored", "ci_excludes_0", "mean_log_ratio",
+               "p_sign_flip", "p_family", "family_claims", "differs"]
     # one family per printed table: a treatment's shifted sets and sizes within its group
     result = family_p(pd.concat(out, ignore_index=True), [*group_cols, "treatment"], level, seed)[columns] if out \
         else pd.DataFrame(columns=columns)
@@ -93,7 +90,12 @@ def ood(results: pd.DataFrame, *, reference: str = "none", in_distribution: str 
     return result
 
 
-def _two_sets(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: float) -> pd.DataFrame:
+def _verdict_columns(column: str) -> list[str]:
+    return [f"{column}_unbounded", f"{column}_censored", f"{column}_bound_low"]
+
+
+def _two_sets(curves: list[pd.DataFrame], found: Verdicts, n_bootstrap: int, seed: int, level: float
+              ) -> pd.DataFrame:
     """Curves: treatment in distribution, treatment shifted, reference in distribution, reference shifted."""
     points = pd.concat([c.assign(_fit=i) for i, c in enumerate(curves)], ignore_index=True)
     sizes = np.array(sorted(set(curves[0]["data_size"]) & set(curves[1]["data_size"])), float)
@@ -104,7 +106,8 @@ def _two_sets(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: fl
                           "v_id": paired.point[0], "v_id_ci_low": id_low, "v_id_ci_high": id_high,
                           "v_ood": paired.point[1], "v_ood_ci_low": ood_low, "v_ood_ci_high": ood_high,
                           **difference(paired, 1, 0, level, seed)})
-    return unbounded_flags(frame, ["v_id", "v_ood"])
+    frame = with_verdicts(with_verdicts(frame, "v_id", found.of(curves[0], sizes)), "v_ood", found.of(curves[1], sizes))
+    return censor_differences(frame, "v_diff", ("v_ood", "v_id"))
 
 
 def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: int = 1000, seed: int = 0,
@@ -125,6 +128,7 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
         raise QuestionError(f"invariance: no invariant model ({reference!r} inside an invariance other than none)")
     if not is_reference.any():
         raise QuestionError(f"invariance: no reference {reference!r} (trained plainly) in the results")
+    found = verdicts(rows, reference, n_bootstrap, seed)
     labels = treatment_labels(rows, augmented).where(augmented, reference + " [invariance=" + inv + "]")
     rows = rows.assign(_label=labels)
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
@@ -135,15 +139,16 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
             for inv_label, model in group[invariant[group.index]].groupby("_label", sort=True):
                 if ref.empty:
                     continue
-                frame = _against_invariance([aug, model, ref], n_bootstrap, seed, level)
+                frame = _against_invariance([aug, model, ref], found, n_bootstrap, seed, level)
                 out.append(frame.assign(augmentation=aug_label, invariance=str(model["invariance"].iloc[0]),
                                         invariant_model=inv_label, eval_set=group["eval_set"].iloc[0],
                                         **{c: group[c].iloc[0] for c in group_cols}))
     columns = [*group_cols, "eval_set", "augmentation", "invariance", "invariant_model", "data_size", "n_seeds",
-               "ref_size_max", "v_aug", "v_aug_ci_low", "v_aug_ci_high", "v_aug_unbounded", "v_inv", "v_inv_ci_low",
-               "v_inv_ci_high", "v_inv_unbounded", "v_diff", "v_diff_ci_low", "v_diff_ci_high", "ci_excludes_0",
+               "ref_size_max", "v_aug", "v_aug_ci_low", "v_aug_ci_high", *_verdict_columns("v_aug"), "v_inv",
+               "v_inv_ci_low", "v_inv_ci_high", *_verdict_columns("v_inv"), "v_diff", "v_diff_ci_low",
+               "v_diff_ci_high", "v_diff_censored", "ci_excludes_0",
                "p_sign_flip", "p_family", "family_claims", "differs", "trend_per_doubling", "trend_ci_low",
-               "trend_ci_high", "trend_sizes"]
+               "trend_ci_high", "trend_sizes", "trend_censored_sizes"]
     # one family per printed table: the group's augmentations, invariant models and sizes on one eval set
     result = family_p(pd.concat(out, ignore_index=True), [*group_cols, "eval_set"], level, seed)[columns] if out \
         else pd.DataFrame(columns=columns)
@@ -151,19 +156,31 @@ def invariance(results: pd.DataFrame, *, reference: str = "none", n_bootstrap: i
     return result
 
 
-def _against_invariance(curves: list[pd.DataFrame], n_bootstrap: int, seed: int, level: float) -> pd.DataFrame:
+def _against_invariance(curves: list[pd.DataFrame], found: Verdicts, n_bootstrap: int, seed: int, level: float
+                        ) -> pd.DataFrame:
     points = pd.concat([c.assign(_fit=i) for i, c in enumerate(curves)], ignore_index=True)
     sizes = np.array(sorted(set(curves[0]["data_size"]) & set(curves[1]["data_size"])), float)
     paired = paired_v(points, 3, [(0, 2), (1, 2)], sizes, n_bootstrap, seed)
     (aug_low, aug_high), (inv_low, inv_high) = (interval(paired, paired.replicates[i], level) for i in (0, 1))
-    slope, low, high, used = trend(paired, level)
+    of_aug, of_inv = found.of(curves[0], sizes), found.of(curves[1], sizes)
+    # no trend where either v does not exist (a reference that does not improve): not a choice by size
+    defined = bool(of_aug["defined"].all() and of_inv["defined"].all())
+    slope, low, high, used = trend(paired, level) if defined else (float("nan"),) * 3 + (0,)
+    censored = of_aug["censored"] | of_inv["censored"]
     frame = pd.DataFrame({"data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
                           "ref_size_max": float(curves[2]["data_size"].max()),
                           "v_aug": paired.point[0], "v_aug_ci_low": aug_low, "v_aug_ci_high": aug_high,
                           "v_inv": paired.point[1], "v_inv_ci_low": inv_low, "v_inv_ci_high": inv_high,
                           **difference(paired, 0, 1, level, seed), "trend_per_doubling": slope,
-                          "trend_ci_low": low, "trend_ci_high": high, "trend_sizes": used})
-    return unbounded_flags(frame, ["v_aug", "v_inv"])
+                          "trend_ci_low": low, "trend_ci_high": high, "trend_sizes": used,
+                          "trend_censored_sizes": int((censored & finite_pair(paired)).sum())})
+    frame = with_verdicts(with_verdicts(frame, "v_aug", of_aug), "v_inv", of_inv)
+    return censor_differences(frame, "v_diff", ("v_aug", "v_inv"))
+
+
+def finite_pair(paired) -> np.ndarray:
+    """The sizes where both point v's are finite and x + v > 0: those `trend` uses."""
+    return np.isfinite(paired.point[0]) & np.isfinite(paired.point[1]) & (paired.sizes + paired.point[:2] > 0).all(0)
 
 
 def trend(paired, level: float) -> tuple[float, float, float, int]:
@@ -171,8 +188,9 @@ def trend(paired, level: float) -> tuple[float, float, float, int]:
     its least-squares slope against log2 x on the point fits, with the interval of the same slope over the seed
     resamples (one draw for all curves), and the number of sizes it uses. Only sizes where both point v's are
     finite count (an unbounded v has no log to take); a replicate unbounded at one of them is left out. NaN
-    with fewer than 3 such sizes."""
-    finite = np.isfinite(paired.point[0]) & np.isfinite(paired.point[1]) & (paired.sizes + paired.point[:2] > 0).all(0)
+    with fewer than 3 such sizes. Sizes whose v the verdicts censor are kept (choosing sizes by the data would
+    bias the slope); the caller counts them."""
+    finite = finite_pair(paired)
     if finite.sum() < 3:
         return float("nan"), float("nan"), float("nan"), int(finite.sum())
     t = np.log2(paired.sizes[finite])

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from augworth.analysis.intervals import warn_few_seeds
+from augworth.analysis.intervals import expanded_p, warn_few_seeds
 from augworth.analysis.paired import PairedV, difference, family_p, final_rows, holm, interval, paired_v, sign_flip
-from augworth.analysis.questions import LEVEL, QuestionError, unbounded_flags
+from augworth.analysis.question_verdicts import censor_differences, verdicts, with_verdicts
+from augworth.analysis.questions import LEVEL, QuestionError
 from augworth.analysis.treatments import reference_mask, treatment_labels
 from augworth.results import GROUP_COLUMNS, PROBE_COLUMNS
 
@@ -42,6 +43,7 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
     if not is_reference.any():
         raise QuestionError(f"stochasticity: no reference {reference!r} (trained plainly) in the results")
     inv = rows["invariance"].astype(object).fillna("none") if "invariance" in rows else pd.Series("none", rows.index)
+    found = verdicts(rows, reference, n_bootstrap, seed)
     rows = rows.assign(_label=treatment_labels(rows, ~is_reference).where(~is_reference, None))
     probes = _last_probes(results, rows)
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
@@ -59,9 +61,13 @@ def stochasticity(results: pd.DataFrame, *, reference: str = "none", n_bootstrap
         info = {c: group[c].iloc[0] for c in [*group_cols, "eval_set"]}
         kind_cols = [c for c in _KIND if c in treated.columns]
         kinds = {name: treated.loc[treated["_label"] == name, kind_cols].iloc[0] for name in names}
-        repetitions.append(_repetitions(paired, names, kinds, level, seed).assign(**info))
+        of = [found.of(curve, sizes) for curve in curves[1:]]
+        repetitions.append(_repetitions(paired, names, kinds, of, level, seed).assign(
+            ref_size_max=float(ref["data_size"].max()), **info))
         mine = probes[probes["cell_key"].isin(set(group["cell_key"]))] if not probes.empty else probes
-        correlations.append(_correlations(paired, names, mine, sizes, level).assign(**info))
+        censored = np.stack([verdict["censored"] for verdict in of])
+        if all(verdict["defined"].all() for verdict in of):  # no correlation with a v that does not exist
+            correlations.append(_correlations(paired, names, mine, sizes, censored, level).assign(**info))
     plain = probes[probes["_label"].notna() & probes["_plain"]] if not probes.empty else probes
     for _, group in plain.groupby(group_cols, dropna=False, sort=True) if not plain.empty else []:
         differences.append(_probe_differences(group, level, seed).assign(
@@ -82,7 +88,8 @@ def _family(frame: pd.DataFrame, by: list[str], level: float, seed: int) -> pd.D
 
 
 def _holm_family(frame: pd.DataFrame, by: list[str], level: float) -> pd.DataFrame:
-    """Correlations: each r's bootstrap p (twice the share of replicates on the other side of 0), Holm-adjusted
+    """Correlations: each r's bootstrap p (from the share of replicates on the other side of 0, as the expanded
+    interval reads it: `intervals.expanded_p`), Holm-adjusted
     over the rows of one printed table (`p_family`), and `nonzero` (that p below 1 − level)."""
     if frame.empty:
         return frame
@@ -111,8 +118,10 @@ def _mode(kind: pd.Series) -> tuple[str, float]:
     return views, (float(r) if views != "random" and pd.notna(r) else float("nan"))
 
 
-def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, seed: int) -> pd.DataFrame:
-    """Per treatment and size: v and its interval, the ratio, the worth per extra frozen view, v_random − v."""
+def _repetitions(paired: PairedV, names: list[str], kinds: dict, of: list[dict[str, np.ndarray]], level: float,
+                 seed: int) -> pd.DataFrame:
+    """Per treatment and size: v and its interval, the ratio, the worth per extra frozen view, v_random − v.
+    `of`: each treatment's verdicts (`Verdicts.of`); a difference with a censored v is censored."""
     out = []
     for i, name in enumerate(names, start=1):
         aug = kinds[name]["augmentation"]
@@ -122,13 +131,15 @@ def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, s
                               "data_size": paired.sizes.astype(int), "n_seeds": len(paired.seeds),
                               "v": paired.point[i], "v_ci_low": low, "v_ci_high": high,
                               "exchange_ratio": (paired.sizes + paired.point[i]) / paired.sizes})
+        frame = with_verdicts(frame, "v", of[i - 1])
         same = [j for j, other in enumerate(names, start=1) if _base(kinds[other]) == _base(kinds[name])]
         random = [j for j in same if _mode(kinds[names[j - 1]])[0] == "random"]
         if random and mode != "random":
             d = difference(paired, random[0], i, level, seed)
             frame = frame.assign(v_random_minus=d["v_diff"], v_random_minus_ci_low=d["v_diff_ci_low"],
                                  v_random_minus_ci_high=d["v_diff_ci_high"], p_sign_flip=d["p_sign_flip"],
-                                 _d=d["_d"], _seeds=d["_seeds"])
+                                 _d=d["_d"], _seeds=d["_seeds"], _random_censored=of[random[0] - 1]["censored"])
+            frame = censor_differences(frame, "v_random_minus", ("v", "_random")).drop(columns="_random_censored")
         fixed = {_mode(kinds[names[j - 1]])[1]: j for j in same if _mode(kinds[names[j - 1]])[0] == "fixed"}
         if mode == "fixed" and len(fixed) > 1 and r > min(fixed):
             base, r0 = fixed[min(fixed)], min(fixed)
@@ -136,7 +147,8 @@ def _repetitions(paired: PairedV, names: list[str], kinds: dict, level: float, s
                 per_view = (paired.replicates[i] - paired.replicates[base]) / (r - r0)
                 frame["v_per_extra_view"] = (paired.point[i] - paired.point[base]) / (r - r0)
             frame["v_per_extra_view_ci_low"], frame["v_per_extra_view_ci_high"] = interval(paired, per_view, level)
-        out.append(unbounded_flags(frame.assign(ref_size_max=float(paired.sizes.max())), ["v"]))
+            frame["v_per_extra_view_censored"] = frame["v_censored"].to_numpy(bool) | of[base - 1]["censored"]
+        out.append(frame)
     return pd.concat(out, ignore_index=True)
 
 
@@ -181,9 +193,11 @@ def _probe_differences(group: pd.DataFrame, level: float, seed: int) -> pd.DataF
     return pd.DataFrame(out)
 
 
-def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes: np.ndarray,
+def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes: np.ndarray, censored: np.ndarray,
                   level: float) -> pd.DataFrame:
-    """Per size and probe: Pearson's r over treatments between the probe's mean and log((x + v)/x)."""
+    """Per size and probe: Pearson's r over treatments between the probe's mean and log((x + v)/x), and how many
+    of those v the verdicts censor (`censored`: (T, k); they stay in: leaving out the largest v by the data
+    would bias r)."""
     if probes.empty or len(names) < 3:
         return pd.DataFrame()
     out = []
@@ -209,8 +223,10 @@ def _correlations(paired: PairedV, names: list[str], probes: pd.DataFrame, sizes
             r_boot = _pearson(boot_means, log_ratio_boot[:, :, j])
             low, high = interval(paired, r_boot[:, None], level)
             finite = r_boot[np.isfinite(r_boot)]
-            p_boot = min(1.0, 2.0 * min(np.mean(finite <= 0), np.mean(finite >= 0))) if finite.size else np.nan
-            out.append({"data_size": int(size), "probe": probe, "n_treatments": len(names), "r": float(r),
+            p_boot = expanded_p(min(np.mean(finite <= 0), np.mean(finite >= 0)), paired.clusters) if finite.size \
+                else np.nan
+            out.append({"data_size": int(size), "probe": probe, "n_treatments": len(names),
+                        "n_censored": int(censored[:, j].sum()), "r": float(r),
                         "r_ci_low": float(low[0]), "r_ci_high": float(high[0]), "_p_boot": p_boot})
     return pd.DataFrame(out)
 

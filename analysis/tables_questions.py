@@ -9,7 +9,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from .formatting import bounded, difference, difference_interval, interval, missing, samples
+from .formatting import bounded, censored_samples, difference, difference_interval, interval, missing, samples
 from .tables import cell_text, whole
 from .verdicts import EXTRAPOLATION_LIMIT
 
@@ -18,8 +18,10 @@ _TEST = ("p (table): signs of each seed flipped together for every claim of this
          "per flip giving each claim's family-wise p (max-T over the table's claims); differs: too few seeds where "
          "no p could reach 0.05")
 _V = (f"> N: x + v past {EXTRAPOLATION_LIMIT:g} × the reference's largest size (the curve, not the data, would "
-      "speak); inf: the fit puts the treatment past the reference's asymptote (`augworth analyze` says whether the "
-      "data support it)")
+      "speak); ≥ N: censored at what the measured means support, as `augworth analyze` censors it (curve families "
+      "that fit the reference disagree, an asymptote the data do not show, a reference that does not improve), and "
+      "a difference with it is a bound, no claim of the test; inf: every family that fits the reference shows it "
+      "saturating below the treatment")
 
 
 def _limit(d: dict[str, Any]) -> float:
@@ -27,16 +29,24 @@ def _limit(d: dict[str, Any]) -> float:
 
 
 def _v(d: dict[str, Any], key: str) -> str:
-    """A number of samples v at size x: "> N" past the extrapolation limit, as the exchange-rate tables do."""
+    """A number of samples v at size x as the exchange-rate tables print it: "> N" past the extrapolation limit,
+    "≥ N" where the verdicts censor it (`question_verdicts.py`)."""
+    if _flag(d.get(f"{key}_censored")):
+        return censored_samples(d.get(f"{key}_bound_low"))
     return samples(d[key], d["data_size"], _limit(d))
 
 
 def _ci(d: dict[str, Any], key: str) -> str:
+    if _flag(d.get(f"{key}_censored")):  # an interval of a number not to quote
+        return ""
     return escape(interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), d["data_size"], _limit(d)))
 
 
 def _diff_ci(d: dict[str, Any], key: str) -> str:
-    """A difference's interval: ends past the extrapolation limit as bounds (`formatting.difference_interval`)."""
+    """A difference's interval: ends past the extrapolation limit as bounds (`formatting.difference_interval`);
+    none where the difference is censored."""
+    if _flag(d.get(f"{key}_censored")):
+        return ""
     return escape(difference_interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), _limit(d)))
 
 
@@ -50,7 +60,14 @@ def _raw(d: dict[str, Any], key: str) -> str:
     return bounded(d[key], _limit(d))
 
 
-def _yes(value: Any) -> str:
+def _flag(value: Any) -> bool:
+    """A flag column's value: missing (a row the column does not concern) is False."""
+    return not missing(value) and bool(value)
+
+
+def _yes(value: Any, censored: Any = False) -> str:
+    if _flag(censored):
+        return "censored"
     return "too few seeds" if missing(value) else ("yes" if value else "no")
 
 
@@ -78,7 +95,7 @@ def ood_table(rows: pd.DataFrame, title: str) -> Table:
         shift = d["shift"] + (f" ({d['covered']})" if d["covered"] else "")
         table.add_row(escape(d["treatment"]), d["eval_set"], shift, str(d["data_size"]), _v(d, "v_id"),
                       _ci(d, "v_id"), _v(d, "v_ood"), _ci(d, "v_ood"), _diff(d, "v_ood", "v_id"),
-                      _diff_ci(d, "v_diff"), cell_text(d["p_family"]), _yes(d["differs"]))
+                      _diff_ci(d, "v_diff"), cell_text(d["p_family"]), _yes(d["differs"], d.get("v_diff_censored")))
     return whole(table, "treatment", "shifted set", "95% CI")
 
 
@@ -87,9 +104,12 @@ def invariance_table(rows: pd.DataFrame, title: str) -> Table:
                   "aug − invariance", "95% CI", "p (table)", "trend / doubling", "95% CI", title=title,
                   caption_justify="left", caption=f"both v against the plain model without augmentation. {_V}. {_CI}; "
                   f"{_TEST}. trend: per doubling of x, the change of log(x+v_aug) − log(x+v_inv) (slope over "
-                  "the sizes; its CI from the same resampling)")
+                  "the sizes; its CI from the same resampling; sizes with a censored v stay in, on the curves' "
+                  "numbers, and are counted)")
     for d in rows.to_dict("records"):
-        trend = "" if missing(d["trend_per_doubling"]) else f"{d['trend_per_doubling']:+.3f}"
+        trend = "" if missing(d["trend_per_doubling"]) else f"{d['trend_per_doubling']:+.3f}" + (
+            f" ({d['trend_censored_sizes']} of {d['trend_sizes']} sizes censored)"
+            if d.get("trend_censored_sizes") else "")
         trend_ci = "" if missing(d["trend_ci_low"]) else escape(
             f"[{d['trend_ci_low']:+.3f}, {d['trend_ci_high']:+.3f}]")
         table.add_row(escape(d["augmentation"]), escape(d["invariant_model"]), str(d["data_size"]), _v(d, "v_aug"),
@@ -105,12 +125,17 @@ def repetition_table(rows: pd.DataFrame, title: str) -> Table:
                   caption=f"v against the plain model without augmentation; per extra view: (v_r − v_r0)/(r − r0) "
                   f"against the fewest fixed views. {_V}. {_CI}; {_TEST}")
     for d in rows.to_dict("records"):
-        per_view = "" if missing(d.get("v_per_extra_view")) else _raw(d, "v_per_extra_view")
-        minus = "" if missing(d.get("v_random_minus")) else _raw(d, "v_random_minus")
-        table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"),
-                      cell_text(d["exchange_ratio"]), per_view, _diff_ci(d, "v_per_extra_view"), minus,
+        per_view = "" if missing(d.get("v_per_extra_view")) else "censored" if _flag(d.get(
+            "v_per_extra_view_censored")) else _raw(d, "v_per_extra_view")
+        minus = "" if missing(d.get("v_random_minus")) else "censored" if _flag(d.get(
+            "v_random_minus_censored")) else _raw(d, "v_random_minus")
+        ratio = cell_text(d["exchange_ratio"]) if not _flag(d.get("v_censored")) else "" if missing(
+            d.get("v_bound_low")) else f"≥ {(d['data_size'] + d['v_bound_low']) / d['data_size']:.3g}"
+        table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"), ratio, per_view,
+                      _diff_ci(d, "v_per_extra_view"), minus,
                       _diff_ci(d, "v_random_minus"), cell_text(d.get("p_family")),
-                      "" if missing(d.get("v_random_minus")) else _yes(d.get("differs")))
+                      "" if missing(d.get("v_random_minus")) else _yes(d.get("differs"),
+                                                                       d.get("v_random_minus_censored")))
     return whole(table, "treatment", "95% CI")
 
 
@@ -132,10 +157,13 @@ def correlation_table(rows: pd.DataFrame, title: str) -> Table:
                   caption_justify="left",
                   caption="Pearson's r over a group's treatments between the probe's mean and log((x+v)/x); "
                   "95% CI: whole seeds resampled for both (the treatments are these, not a sample of treatments); "
-                  "p (table): twice the share of resamples on the other side of 0, Holm over this table's rows")
+                  "p (table): from the share of resamples on the other side of 0, as the expanded interval reads it, "
+                  "Holm over this table's rows; "
+                  "a treatment whose v is censored stays in, on its curve's number, and is counted")
     for d in rows.to_dict("records"):
         ci = "" if missing(d["r_ci_low"]) else escape(f"[{d['r_ci_low']:+.2f}, {d['r_ci_high']:+.2f}]")
-        table.add_row(d["eval_set"], str(d["data_size"]), d["probe"], str(d["n_treatments"]),
+        treatments = str(d["n_treatments"]) + (f" ({d['n_censored']} censored)" if d.get("n_censored") else "")
+        table.add_row(d["eval_set"], str(d["data_size"]), d["probe"], treatments,
                       "" if missing(d["r"]) else f"{d['r']:+.2f}", ci, cell_text(d.get("p_family")),
                       "" if missing(d.get("p_family")) else ("yes" if d.get("nonzero") else "no"))
     return whole(table, "95% CI")

@@ -108,18 +108,19 @@ def two_sets(n: int, aug_shifted=SHIFTED_AUG, ref_shifted=SHIFTED_REF, rng_seed:
     return pd.concat([test, shifted.assign(eval_set="c_noise")], ignore_index=True)
 
 
-def invariance_frame(n: int, inv_truth, rng_seed: int = 2) -> pd.DataFrame:
-    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, more={"inv": inv_truth})
+def invariance_frame(n: int, inv_truth, rng_seed: int = 2, ref=REF, aug=AUG) -> pd.DataFrame:
+    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=rng_seed, more={"inv": inv_truth}, ref=ref, aug=aug)
     frame = frame.assign(eval_set="test", invariance="none")
     model = frame["augmentation"] == "inv"
     frame.loc[model, "augmentation"], frame.loc[model, "invariance"] = "none", "center_of_mass"
     return frame
 
 
-def views_frame(n: int = 6) -> pd.DataFrame:
-    truths = {"f1": (1.9, 0.05, 0.45), "f4": (1.7, 0.05, 0.45)}  # fixed views worth less than random (a 1.5)
-    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=3, more=truths).assign(eval_set="test", views="random",
-                                                                                     views_r=np.nan)
+def views_frame(n: int = 6, ref=REF, aug=AUG, fixed: tuple | None = None) -> pd.DataFrame:
+    """Random views (`aug`), fixed views r = 1 and 4 (`fixed`: their truths), the reference `ref`."""
+    f1, f4 = fixed or ((1.9, 0.05, 0.45), (1.7, 0.05, 0.45))  # fixed views worth less than random (a 1.5)
+    frame = synthetic_sweeps(n, shared=0.1, own=0.05, rng_seed=3, more={"f1": f1, "f4": f4}, ref=ref, aug=aug).assign(
+        eval_set="test", views="random", views_r=np.nan)
     for name, r in (("f1", 1), ("f4", 4)):
         rows = frame["augmentation"] == name
         frame.loc[rows, ["augmentation", "views", "views_r"]] = ["crop", "fixed", r]
