@@ -2,7 +2,9 @@
 
 Both are measured against the same reference on the same seeds, so the comparison is paired twice over: the
 interval of v_A − v_B comes from one draw of whole seeds shared by A, B and the reference, and the test flips
-the signs of each seed's own log(x + v_A) − log(x + v_B) (`paired.py`), Holm-corrected across sizes.
+the signs of each seed's own log(x + v_A) − log(x + v_B) (`paired.py`), family-wise over the rows of one eval set
+(step-down max-T). Each v carries `analyze`'s verdicts (`question_verdicts.py`): a censored v prints its measured
+bound, and a difference with it is a bound and no claim of the test.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pandas as pd
 
 from augworth.analysis.intervals import warn_few_seeds
 from augworth.analysis.paired import difference, family_p, final_rows, paired_v
+from augworth.analysis.question_verdicts import Verdicts, censor_differences, verdicts, with_verdicts
 from augworth.analysis.treatments import reference_mask, treatment_labels
 from augworth.results import GROUP_COLUMNS
 
@@ -44,19 +47,20 @@ def compare(results: pd.DataFrame, first: str, second: str, *, reference: str = 
     if not is_reference.any():
         raise ValueError(f"compare: no reference {reference!r} (trained plainly) in the results")
     rows = rows[rows["_label"].isin([*roles, _REFERENCE])]
+    found = verdicts(rows.drop(columns="_label"), reference, n_bootstrap, seed)
     group_cols = [c for c in GROUP_COLUMNS if c in rows.columns]
     out = []
     for _, group in rows.groupby([*group_cols, "eval_set"], dropna=False, sort=True):
         if set(group["_label"]) == {*roles, _REFERENCE}:
-            frame = _compare_group(group, [*roles, _REFERENCE], group_cols, n_bootstrap, seed, level)
+            frame = _compare_group(group, [*roles, _REFERENCE], group_cols, found, n_bootstrap, seed, level)
             out.append(frame.assign(first=first, second=second, reference=reference))
     result = family_p(pd.concat(out, ignore_index=True), ["eval_set"], level, seed) if out else pd.DataFrame()
     warn_few_seeds("compare", result.get("n_seeds", []), "difference")
     return result
 
 
-def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str], n_bootstrap: int, seed: int,
-                   level: float) -> pd.DataFrame:
+def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str], found: Verdicts, n_bootstrap: int,
+                   seed: int, level: float) -> pd.DataFrame:
     # one fit per role (first, second, reference), also where a role's treatment is the reference
     points = pd.concat([group[group["_label"] == name].assign(_fit=i) for i, name in enumerate(labels)],
                        ignore_index=True)
@@ -66,8 +70,17 @@ def _compare_group(group: pd.DataFrame, labels: list[str], group_cols: list[str]
     pairs = [(2 if labels[i] == labels[2] else i, 2) for i in (0, 1)]
     paired = paired_v(points, 3, pairs, sizes, n_bootstrap, seed)
     first_row = group.iloc[0]
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         **{c: first_row[c] for c in group_cols}, "eval_set": first_row["eval_set"], "first": labels[0],
         "second": labels[1], "reference": labels[2], "data_size": sizes.astype(int), "n_seeds": len(paired.seeds),
+        "ref_size_max": float(group.loc[group["_label"] == labels[2], "data_size"].max()),
         "v_first": paired.point[0], "v_second": paired.point[1], **difference(paired, 0, 1, level, seed),
     })
+    for i, column in enumerate(("v_first", "v_second")):
+        curve = group[group["_label"] == labels[i]]
+        # the reference compared with itself is worth exactly 0: no verdict to take
+        of = found.of(curve, sizes) if labels[i] != labels[2] else {
+            "unbounded": np.zeros(sizes.size, bool), "censored": np.zeros(sizes.size, bool),
+            "bound_low": np.zeros(sizes.size), "defined": np.ones(sizes.size, bool)}
+        frame = with_verdicts(frame, column, of)
+    return censor_differences(frame, "v_diff", ("v_first", "v_second"))

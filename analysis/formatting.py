@@ -28,6 +28,41 @@ def number(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def flag(value: Any) -> bool:
+    """A flag column's value: missing (a row the column does not concern) is False."""
+    return not missing(value) and bool(value)
+
+
+def v_text(d: Mapping[str, Any], key: str, limit: float) -> str:
+    """The v column `key` of a row that carries its verdicts (`<key>_unbounded`, `_censored`, `_bound_low`, as the
+    questions and `compare` do): "inf" where unbounded, "≥ N" where censored, else `samples`."""
+    if flag(d.get(f"{key}_unbounded")):
+        return "inf"
+    if flag(d.get(f"{key}_censored")):
+        return censored_samples(d.get(f"{key}_bound_low"))
+    return samples(d[key], d["data_size"], limit)
+
+
+def v_interval_text(d: Mapping[str, Any], key: str, limit: float) -> str:
+    """The interval of such a v: none where it is censored (an interval of a number not to quote)."""
+    if flag(d.get(f"{key}_censored")):
+        return ""
+    return interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), d["data_size"], limit)
+
+
+def ratio_text(d: Mapping[str, Any], key: str, limit: float) -> str:
+    """(x + v)/x of such a v, read as v is: "≥ r" where censored, "> r" past the extrapolation limit."""
+    x, v = d["data_size"], d.get(key)
+    if flag(d.get(f"{key}_censored")):
+        bound = d.get(f"{key}_bound_low")
+        return "" if missing(bound) else f"≥ {(x + bound) / x:.3g}"
+    if flag(d.get(f"{key}_unbounded")) or v == math.inf:
+        return "inf"
+    if missing(v):
+        return ""
+    return f"> {limit / x:.3g}" if x + v > limit * (1 + 1e-9) else number((x + v) / x)
+
+
 def censored_samples(bound: Any) -> str:
     """A censored v: "≥ N" at its measured bound, nothing without one."""
     return "" if missing(bound) else f"≥ {round(bound)}"
@@ -54,7 +89,7 @@ def difference(d: Mapping[str, Any], first: str, second: str, key: str, limit: f
     `<column>_bound_low`), nothing where both are."""
     x = d["data_size"]
     v1, v2, diff = d.get(first), d.get(second), d.get(key)
-    censored = [not missing(d.get(f"{name}_censored")) and bool(d.get(f"{name}_censored")) for name in (first, second)]
+    censored = [flag(d.get(f"{name}_censored")) for name in (first, second)]
     if any(censored):  # v ≥ its measured bound: the difference is a bound where the other v is a number
         bound: Any = d.get(f"{first}_bound_low") if censored[0] else d.get(f"{second}_bound_low")
         other: Any = v2 if censored[0] else v1

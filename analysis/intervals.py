@@ -35,8 +35,14 @@ FEW_SEEDS = 5  # fewer seeds than this in a group: intervals are wide and their 
 # exchange-rate interval of `exchange_rates`; difference: the paired interval of v_A − v_B (`compare` and the
 # questions).
 # The design mode's stopping rule rests on the fewest seeds whose coverage reaches 0.90 (design_arms.py).
+# `best`: v of the confirmation (fresh seeds, unpaired with the reference's) and v of the selected best of 50 trials,
+# by seed count (`python -m bench.selection --sweeps 100 --seeds N`, 300 studies per count for the confirmation, 100
+# of 50 trials for the selected; 5 seeds: docs/search.md).
 MEASURED_COVERAGE: dict[str, dict[int, float]] = {"v": {2: 0.50, 3: 0.76, 4: 0.86, 5: 0.90, 10: 0.93},
-                                                  "difference": {2: 0.48, 3: 0.77, 4: 0.88, 5: 0.93, 10: 0.94}}
+                                                  "difference": {2: 0.48, 3: 0.77, 4: 0.88, 5: 0.93, 10: 0.94},
+                                                  "confirmed v": {2: 0.68, 3: 0.90, 4: 0.95, 5: 0.96},
+                                                  "selected v": {2: 0.08, 3: 0.32, 4: 0.51, 5: 0.54}}
+_COVERAGE_OF = {"confirmed v": " for v of the confirmation", "selected v": " for v of the best of 50 trials"}
 
 
 class FewSeedsWarning(UserWarning):
@@ -53,7 +59,8 @@ def warn_few_seeds(what: str, seed_counts, kind: str = "v") -> None:
         return
     measured = [f"{MEASURED_COVERAGE[kind][n]:.2f} at {n}" for n in few if n in MEASURED_COVERAGE[kind]]
     warnings.warn(f"{what}: intervals from {', '.join(map(str, few))} seeds: below {FEW_SEEDS} seeds they are wide "
-                  + (f"and 95% intervals held the truth less often on synthetic sweeps ({'; '.join(measured)})"
+                  + (f"and 95% intervals held the truth less often on synthetic sweeps ({'; '.join(measured)}"
+                     f"{_COVERAGE_OF.get(kind, '')})"
                      if measured else "and their coverage is poorly known"),
                   FewSeedsWarning, stacklevel=3)
 _ELEMENTS = 1 << 22  # points per batched refit, to bound memory

@@ -79,11 +79,25 @@ def render(title: str, sections: Sequence[Section], *, spec_text: str, status: M
 
 
 def _table(frame: pd.DataFrame) -> str:
-    shown = frame.copy()
-    for name in shown.columns:
-        if pd.api.types.is_float_dtype(shown[name]):
-            shown[name] = shown[name].map(_number)
+    # by position: a terminal table may repeat a header ("95% CI")
+    columns = [frame.iloc[:, i] for i in range(frame.shape[1])]
+    shown = pd.DataFrame({i: c.map(_number) if pd.api.types.is_float_dtype(c) else c for i, c in enumerate(columns)},
+                         index=frame.index)
+    shown.columns = frame.columns
     return shown.to_html(index=False, escape=True, na_rep="", border=0)
+
+
+def table_frame(table: Any) -> tuple[str, pd.DataFrame]:
+    """A terminal table (rich) as the report shows it: its title and caption as the caption, and its cells' text as
+    the terminal prints them (markup read, not shown), so both read every v through one formatter."""
+    from rich.text import Text
+
+    def plain(value: Any) -> str:
+        return Text.from_markup(str(value)).plain if value is not None else ""
+
+    cells = [[plain(cell) for cell in column.cells] for column in table.columns]
+    frame = pd.DataFrame(list(zip(*cells, strict=True)), columns=[plain(c.header) for c in table.columns])
+    return ". ".join(part for part in (plain(table.title), plain(table.caption)) if part), frame
 
 
 def _number(v: float) -> str:

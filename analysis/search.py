@@ -182,9 +182,9 @@ def best_points(results: pd.DataFrame, trials: pd.DataFrame, *, objective: str =
         row["search_cells"] = len(set().union(*map(set, trials.loc[trials["study"] == study, "cell_keys"])))
         out.append(row)
     frame = pd.DataFrame(out)
-    warn_few_seeds("best", frame.get("seeds", []))
+    warn_few_seeds("best", frame.get("seeds", []), "selected v")
     if "confirm_state" in frame.columns:
-        warn_few_seeds("best (confirmed)", frame.loc[frame["confirm_state"] == "done", "confirm_seeds"])
+        warn_few_seeds("best (confirmed)", frame.loc[frame["confirm_state"] == "done", "confirm_seeds"], "confirmed v")
     return frame
 
 

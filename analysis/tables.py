@@ -16,7 +16,7 @@ from rich.text import Text
 
 from augworth.search_spaces.cells import LABEL_COLUMNS, treatment_label
 
-from .formatting import EXTRAPOLATION_LIMIT, difference, difference_interval, missing, number, rate_text, samples
+from .formatting import EXTRAPOLATION_LIMIT, difference, difference_interval, flag, missing, number, rate_text, v_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,15 +128,19 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
     table = Table("size x", "v first", "v second", "v first − second", "95% CI", "seeds", "p (sign flip)",
                   "p (table)", "differs", title=title, caption="95% CI: whole seeds resampled, one draw for both "
                   "treatments and the reference; p: signs of log(x+v_first) − log(x+v_second) flipped over seeds; "
-                  "p (table): family-wise over this table's rows (max-T: the seeds' signs flipped together for all)",
+                  "p (table): family-wise over this table's rows (max-T: the seeds' signs flipped together for all); "
+                  "≥ N: v censored at what the measured means support, as `analyze` censors it; a difference with "
+                  "it is a bound and no claim of the test",
                   caption_justify="left")
     for d in rows.to_dict("records"):
         limit = d.get("ref_size_max", math.inf) * EXTRAPOLATION_LIMIT
-        table.add_row(str(d["data_size"]), *(samples(d[k], d["data_size"], limit) for k in ("v_first", "v_second")),
+        censored = flag(d.get("v_diff_censored"))
+        table.add_row(str(d["data_size"]), *(escape(v_text(d, k, limit)) for k in ("v_first", "v_second")),
                       escape(difference(d, "v_first", "v_second", "v_diff", limit)),
-                      escape(difference_interval(d["v_diff_ci_low"], d["v_diff_ci_high"], limit)), str(d["n_seeds"]),
-                      f"{d['p_sign_flip']:.3g}", f"{d['p_family']:.3g}",
-                      "too few seeds" if missing(d["differs"]) else "yes" if d["differs"] else "no")
+                      "" if censored else escape(difference_interval(d["v_diff_ci_low"], d["v_diff_ci_high"], limit)),
+                      str(d["n_seeds"]), f"{d['p_sign_flip']:.3g}", cell_text(d["p_family"]),
+                      "censored" if censored else "too few seeds" if missing(d["differs"]) else
+                      "yes" if d["differs"] else "no")
     return whole(table, "95% CI")
 
 

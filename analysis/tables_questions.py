@@ -9,7 +9,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from .formatting import bounded, censored_samples, difference, difference_interval, interval, missing, samples
+from .formatting import bounded, difference, difference_interval, flag, missing, ratio_text, v_interval_text, v_text
 from .tables import cell_text, whole
 from .verdicts import EXTRAPOLATION_LIMIT
 
@@ -29,23 +29,19 @@ def _limit(d: dict[str, Any]) -> float:
 
 
 def _v(d: dict[str, Any], key: str) -> str:
-    """A number of samples v at size x as the exchange-rate tables print it: "> N" past the extrapolation limit,
-    "≥ N" where the verdicts censor it (`question_verdicts.py`)."""
-    if _flag(d.get(f"{key}_censored")):
-        return censored_samples(d.get(f"{key}_bound_low"))
-    return samples(d[key], d["data_size"], _limit(d))
+    """A number of samples v at size x as the exchange-rate tables print it, with its verdicts
+    (`question_verdicts.py`): "inf", "≥ N", "> N" past the extrapolation limit."""
+    return v_text(d, key, _limit(d))
 
 
 def _ci(d: dict[str, Any], key: str) -> str:
-    if _flag(d.get(f"{key}_censored")):  # an interval of a number not to quote
-        return ""
-    return escape(interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), d["data_size"], _limit(d)))
+    return escape(v_interval_text(d, key, _limit(d)))
 
 
 def _diff_ci(d: dict[str, Any], key: str) -> str:
     """A difference's interval: ends past the extrapolation limit as bounds (`formatting.difference_interval`);
     none where the difference is censored."""
-    if _flag(d.get(f"{key}_censored")):
+    if flag(d.get(f"{key}_censored")):
         return ""
     return escape(difference_interval(d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high"), _limit(d)))
 
@@ -60,13 +56,8 @@ def _raw(d: dict[str, Any], key: str) -> str:
     return bounded(d[key], _limit(d))
 
 
-def _flag(value: Any) -> bool:
-    """A flag column's value: missing (a row the column does not concern) is False."""
-    return not missing(value) and bool(value)
-
-
 def _yes(value: Any, censored: Any = False) -> str:
-    if _flag(censored):
+    if flag(censored):
         return "censored"
     return "too few seeds" if missing(value) else ("yes" if value else "no")
 
@@ -125,12 +116,11 @@ def repetition_table(rows: pd.DataFrame, title: str) -> Table:
                   caption=f"v against the plain model without augmentation; per extra view: (v_r − v_r0)/(r − r0) "
                   f"against the fewest fixed views. {_V}. {_CI}; {_TEST}")
     for d in rows.to_dict("records"):
-        per_view = "" if missing(d.get("v_per_extra_view")) else "censored" if _flag(d.get(
+        per_view = "" if missing(d.get("v_per_extra_view")) else "censored" if flag(d.get(
             "v_per_extra_view_censored")) else _raw(d, "v_per_extra_view")
-        minus = "" if missing(d.get("v_random_minus")) else "censored" if _flag(d.get(
+        minus = "" if missing(d.get("v_random_minus")) else "censored" if flag(d.get(
             "v_random_minus_censored")) else _raw(d, "v_random_minus")
-        ratio = cell_text(d["exchange_ratio"]) if not _flag(d.get("v_censored")) else "" if missing(
-            d.get("v_bound_low")) else f"≥ {(d['data_size'] + d['v_bound_low']) / d['data_size']:.3g}"
+        ratio = ratio_text(d, "v", _limit(d))
         table.add_row(escape(d["treatment"]), str(d["data_size"]), _v(d, "v"), _ci(d, "v"), ratio, per_view,
                       _diff_ci(d, "v_per_extra_view"), minus,
                       _diff_ci(d, "v_random_minus"), cell_text(d.get("p_family")),

@@ -3,6 +3,7 @@ rates of `analyze` and `demo`, a comparison, a search's best points for `best` a
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,51 @@ def best_records(frame) -> list[dict[str, Any]]:  # frame: pandas.DataFrame
         flat["accuracy_mean"] = flat.pop("accuracy", None)
         record["confirm"] = {k: flat.get(k) for k in CONFIRM_FIELDS}
     return records
+
+
+def _num(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def _v(r: dict[str, Any], prefix: str) -> str:
+    """v (CI) as the one formatter writes it, and its note."""
+    text = f"{r[prefix + 'v_text'] or '-'}" + (f" {r[prefix + 'v_ci_text']}" if r[prefix + "v_ci_text"] else "")
+    return text + (f" ({r[prefix + 'v_note']})" if r[prefix + "v_note"] else "")
+
+
+def best_table(frame, reference: str = "none"):  # frame: pandas.DataFrame (`best_frame`) -> rich.table.Table
+    """`augworth best`'s table, which the report shows too: per study, the selected and the confirmed figures and
+    the grid's best, every v through `formatting.rate_text` (`search.py`), every cell escaped for rich."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    params = [c for c in frame.columns if c.startswith("param_")]
+    table = Table("study", "trials", *[p.removeprefix("param_") for p in params], "selected: accuracy (95% CI)",
+                  "v (95% CI)", "confirmed: accuracy (95% CI)", "v (95% CI)", "(x+v)/x", "grid best (95% CI)",
+                  "cells: search / grid", title="best points: selected by the search, confirmed on fresh seeds",
+                  caption_justify="left", caption="selected: the best trial's mean over the search's seeds, t interval "
+                  "over them; the best of the study's trials, so optimistic (as is the grid's best). confirmed: the "
+                  "same point trained again on fresh seeds (`search.confirm`): the figure to quote. v: against the "
+                  f"grid's {reference!r} curve, its seeds resampled whole.")
+    for r in frame.to_dict("records"):
+        grid_text = "-"
+        if r.get("grid_points"):
+            point = ", ".join(f"{k.removeprefix('grid_')} {_num(r[k])}" for k in r if k.startswith("grid_")
+                              and k.removeprefix("grid_") in ("strength", "lr", "momentum", "weight_decay"))
+            grid_text = (f"{r['grid_accuracy']:.4f} ({_num(r['grid_ci_low'])}-{_num(r['grid_ci_high'])}) at {point}")
+        if r["confirm_state"] == "done":
+            confirmed = (f"{r['confirm_accuracy']:.4f} ({_num(r['confirm_accuracy_ci_low'])}-"
+                         f"{_num(r['confirm_accuracy_ci_high'])}), {r['confirm_seeds']} seeds")
+            confirmed_v, ratio = _v(r, "confirm_"), r["confirm_ratio_text"]
+        else:
+            confirmed, confirmed_v, ratio = r["confirm_state"], "-", r["ratio_text"]
+        cells = [r["study"], f"{r['complete']} complete, {r['pruned']} pruned", *[_num(r[p]) for p in params],
+                 f"{r['accuracy']:.4f} ({_num(r['accuracy_ci_low'])}-{_num(r['accuracy_ci_high'])})",
+                 _v(r, ""), confirmed, confirmed_v, ratio or "-", grid_text,
+                 f"{r['search_cells']} / {r.get('grid_cells', 0) if r.get('grid_points') else '-'}"]
+        table.add_row(*(escape(str(cell)) for cell in cells))  # "[inf, inf]" is text, not markup
+    return table

@@ -100,10 +100,15 @@ def question_sweep(sweep: str, store_root: str, question: str, *, reference: str
         out_dir = Path(store.location(sweep, "figures")) if store.local else Path("augworth-figures") / sweep
     for path in draw(frames, question, out_dir):
         out.print(f"picture: {path}", highlight=False)
+    for table in question_tables(frames, question):
+        show(table)
+
+
+def question_tables(frames: dict[str, pd.DataFrame], question: str) -> list[Any]:
+    """The question's terminal tables (rich); the report shows the same ones."""
     from augworth.analysis.paper_questions import QUESTIONS
 
-    for table in QUESTIONS[question].tables(frames):
-        show(table)
+    return QUESTIONS[question].tables(frames)
 
 
 def draw(frames: dict[str, pd.DataFrame], question: str, out_dir: Path) -> list[Path]:

@@ -13,14 +13,13 @@ from typing import Annotated
 
 import typer
 
-from .answers import DEFAULT_BOOTSTRAP, best_frame
+from .answers import DEFAULT_BOOTSTRAP, best_frame, best_table
 from .cli_common import DEFAULT_STORE, BadInput, StoreOpt, SweepArg, open_sweep, out, user_errors
-from .cli_questions import answer, draw, question_names
+from .cli_questions import answer, draw, question_names, question_tables
 
-SEARCH_NOTE = ("accuracy, v: the best trial as selected, over the search's seeds; the best of the study's trials, so "
-               "optimistic (the grid's best too). confirm_*: the same point trained again on fresh seeds "
-               "(search.confirm), the figure to quote; confirm_note says which eval sets selected and confirmed it. "
-               "v: against the grid's reference curve, its seeds resampled whole.")
+SEARCH_NOTE = ("The trials of each study, as `augworth status` counts them; the best points as `augworth best` prints "
+               "them (its caption says how to read the selected and the confirmed figures); and the note of each "
+               "confirmation: which eval sets selected and confirmed it.")
 
 
 @user_errors
@@ -37,7 +36,7 @@ def report(
     """Write one self-contained HTML file: spec, status, exchange rates with intervals and diagnostics, the
     paper's three questions where the sweep has them, every figure inlined, and the commands behind them."""
     from augworth.analysis import AnalysisInputError, analyze
-    from augworth.analysis.report import Section, rate_tables, render
+    from augworth.analysis.report import Section, rate_tables, render, table_frame
     from augworth.analysis.treatments import treatment_labels
     from augworth.results import GROUP_COLUMNS
 
@@ -81,14 +80,16 @@ def report(
                 continue
             pictures = [(f"question {question}", p.read_bytes()) for p in draw(frames, question, Path(tmp))]
             sections.append(Section(f"Question: {question}", figures=pictures,
-                                    tables=[(name, f) for name, f in frames.items() if not f.empty]))
+                                    tables=[table_frame(t) for t in question_tables(frames, question)]))
             commands.append(f"augworth analyze {common} --question {question} --csv {question}.csv")
         if status.get("search"):
             import pandas as pd
 
             frame = best_frame(store, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)
             sections.append(Section("Search: best points", text=SEARCH_NOTE, tables=[
-                ("trials per study", pd.DataFrame(status["search"])), ("best point per study", frame)]))
+                ("trials per study", pd.DataFrame(status["search"])),
+                *([table_frame(best_table(frame))] if not frame.empty else []),
+                ("the best points' confirmation notes", frame[["study", "confirm_note"]])]))
             commands.append(f"augworth best {common.replace(f' --seed {seed}', '')} --json")
     commands.append(f"augworth report {common} --out {shlex.quote(str(out_path))}")
     text = render(f"augworth report: {sweep}", sections, spec_text=opened.read_spec(sweep), status=status,

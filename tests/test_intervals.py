@@ -240,7 +240,8 @@ def test_every_entry_point_says_what_its_intervals_are_worth_at_few_seeds():
     from augworth.analysis import compare
     from augworth.analysis.questions import invariance, ood
     from augworth.analysis.search import best_points
-    from bench.synthetic import invariance_frame, searched_sweeps, two_sets
+    from augworth.analysis.stochasticity import stochasticity
+    from bench.synthetic import invariance_frame, searched_sweeps, selected_sweeps, two_sets, views_frame
 
     def few(frame):
         return frame[frame["seed"] < 3]
@@ -254,11 +255,16 @@ def test_every_entry_point_says_what_its_intervals_are_worth_at_few_seeds():
         ood(few(two_sets(2)), n_bootstrap=50)
     with pytest.warns(exchange.FewSeedsWarning, match=r"^invariance: intervals from 3 seeds"):
         invariance(few(invariance_frame(2, (1.5, 0.04, 0.5))), n_bootstrap=50)
+    with pytest.warns(exchange.FewSeedsWarning, match=r"^stochasticity: intervals from 3 seeds.*\(0\.77 at 3\)"):
+        stochasticity(few(views_frame(2)), n_bootstrap=50)
     results, trials = searched_sweeps(2)
     kept = few(results)
     trials = trials.assign(cell_keys=[[k for k in keys if k in set(kept["cell_key"])] for keys in trials["cell_keys"]])
-    with pytest.warns(exchange.FewSeedsWarning, match=r"^best: intervals from 3 seeds"):
+    with pytest.warns(exchange.FewSeedsWarning, match=r"^best: intervals from 3 seeds.*\(0\.32 at 3 for v of the best"):
         best_points(kept, trials, n_bootstrap=50)
+    confirmed, trial_frame = selected_sweeps(2, trials=3, seeds=5, confirm=3)
+    with pytest.warns(exchange.FewSeedsWarning, match=r"^best \(confirmed\): intervals from 3 seeds.*\(0\.90 at 3"):
+        best_points(confirmed, trial_frame, confirm_seeds=3, n_bootstrap=50)
 
 
 def test_a_tables_family_wise_p_holds_its_error_over_every_claim_and_still_finds_real_ones():

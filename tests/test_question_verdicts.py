@@ -142,3 +142,35 @@ def test_a_correlations_p_says_nonzero_only_where_its_printed_interval_excludes_
     assert np.mean(agree) >= 0.99  # the same statement but for replicates right at the interval's end
     # the plain 2 × share disagreed with the printed interval: it is narrower than the expanded one
     assert expanded_p(0.02, 8) > 0.05 > 2 * 0.02
+
+
+def test_compare_reads_its_vs_with_analyzes_verdicts():
+    from augworth.analysis import compare
+    from augworth.analysis.tables import compare_table
+    from bench.synthetic import synthetic_sweeps
+
+    frame = synthetic_sweeps(6, ref=NO_ASYMPTOTE, aug=TREATMENT, shared=0.1, own=0.05, rng_seed=5,
+                             more={"other": (1.4, 0.03, 0.6)})
+    rows = quiet(compare, frame, "crop", "other", n_bootstrap=100)
+    assert np.isposinf(rows["v_first"].to_numpy(float)).any()  # what compare printed as "inf" before
+    assert not rows["v_first_unbounded"].any() and not rows["v_second_unbounded"].any()
+    either = rows["v_first_censored"].to_numpy(bool) | rows["v_second_censored"].to_numpy(bool)
+    assert (rows["v_diff_censored"].to_numpy(bool) == either).all()
+    assert rows.loc[either, "differs"].isna().all() and rows.loc[either, "p_family"].isna().all()
+    assert (rows["ref_size_max"] == 1600).all()
+    text = printed(compare_table(rows[rows["width"] == rows.loc[either, "width"].iloc[0]], "t"))
+    assert "≥ " in text and "censored" in text and " inf " not in text
+    # the reference named as one side is worth exactly 0, with no verdict to take
+    against = quiet(compare, frame, "crop", "none", n_bootstrap=50)
+    assert (against["v_second"] == 0).all() and not against["v_second_censored"].any()
+
+
+def test_best_prints_an_unbounded_interval_as_text_not_markup():
+    from augworth.orchestrator.answers import best_table
+
+    row = {"study": "crop", "complete": 4, "pruned": 0, "param_strength": 2.0, "accuracy": 0.97,
+           "accuracy_ci_low": 0.96, "accuracy_ci_high": 0.98, "v_text": "inf", "v_ci_text": "[inf, inf]",
+           "v_note": "unbounded", "confirm_state": "pending", "ratio_text": "inf", "grid_points": 0,
+           "search_cells": 12}
+    text = printed(best_table(pd.DataFrame([row])))
+    assert "inf [inf, inf] (unbounded)" in text
