@@ -65,7 +65,7 @@ def exchange_rates(
     indeterminate (below), extrapolation_factor ((x + v) / the largest reference size) and
     beyond_extrapolation_limit (that factor above `extrapolation_limit`: show "> bound", not the number;
     the numbers stay), ref_size_max (the largest reference size), v_bound_low and v_bound_high (model-free
-    bounds from the measured means, `verdicts.measured_bounds`), [v_ci_low, v_ci_high, ci_seeds,
+    bounds from the measurements, `verdicts.measured_bounds`), [v_ci_low, v_ci_high, ci_seeds,
     ci_resamples, ref_asymptote_low, ref_asymptote_high when n_bootstrap > 0], fit_ok, fit_reason (None
     when ok), a, b, c, rmse (this treatment's fit, NaN when it failed), fit_at_bound (the parameters at a
     bound of the model, or None) and lack_of_fit_p (`verdicts.fit_diagnostics`), ref_a, ref_b, ref_c and the

@@ -2,7 +2,7 @@
 
 A v is printed as the data support it (`exchange.py`'s verdict columns): a whole number; "> N" where x + v lies
 past the extrapolation limit (the curve, not the data, would speak); "≥ N" where it is censored (indeterminate,
-families that fit the reference disagree, or the power law misfits it) at what the measured means support;
+families that fit the reference disagree, or the power law misfits it) at what the measurements support (a 95% bound);
 "inf" where the row is unbounded; nothing where there is no fit. Text only: the terminal tables escape it for
 rich (which reads "[inf, inf]" as markup) and the report for HTML.
 """

@@ -109,7 +109,7 @@ def plot_effective_samples(rates: pd.DataFrame, path: str | Path, *, eval_set: s
     (v = +inf, `unbounded`) are drawn as triangles at the top edge, hollow where `indeterminate`; a v whose
     x + v is past EXTRAPOLATION_LIMIT × the largest reference size is censored: a hollow caret at that bound. With
     bootstrap columns, vertical bars show the interval. A v censored by the verdicts (`v_censored`: the curve
-    families that fit the reference disagree) is drawn the same way at the bound the measured means support. The
+    families that fit the reference disagree) is drawn the same way at the 95% bound the measurements support. The
     reference is the 0 line. Returns the path written.
     """
     from matplotlib.transforms import blended_transform_factory
@@ -231,7 +231,7 @@ def _v_legend(rates: pd.DataFrame, labels: dict[Key, str], treat_cols: list[str]
     if drawn.censored:
         extras.append(Line2D([], [], ls="", marker=6, mfc="white", mec="gray",
                              label=f"censored, drawn at the bound: x + v past {EXTRAPOLATION_LIMIT:g} × the largest "
-                             "reference size, or v ≥ what the measured means support (curve families disagree)"))
+                             "reference size, or v ≥ what the measurements support (curve families disagree)"))
     if drawn.indeterminate:
         extras.append(Line2D([], [], ls="", marker="^", mfc="white", mec="gray",
                              label="indeterminate: below the reference's asymptote by the fit, not by the data"))

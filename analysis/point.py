@@ -53,7 +53,8 @@ def point_exchange(ref: pd.DataFrame, point: pd.Series, x: float, *, paired: boo
     errors, weights = 1.0 - points["accuracy"].to_numpy(float)[None, :], np.ones((1, len(points)))
     a, b, c, sse, reason = fit_batch(sizes, errors, weights)
     lo, hi = float(sizes.min()), float(sizes.max())
-    bound_low, bound_high = measured_bounds(points, np.array([1]), np.array([0, 0]), np.array([x]), np.array([mean]))
+    bound_low, bound_high = measured_bounds(points, np.array([1]), np.array([0, 0]), np.array([x]), np.array([mean]),
+                                            treated=[point])
     out |= {"ref_size_max": hi, "v_bound_low": float(bound_low[0]), "v_bound_high": float(bound_high[0])}
     if reason[0] is not None:
         return out | {"fit_reason": f"reference fit failed: {reason[0]}"}

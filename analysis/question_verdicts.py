@@ -3,9 +3,9 @@
 A question fits its curves together (`paired.py`) for paired differences, but what a v may claim is the same as
 in `augworth analyze`: `unbounded` only where every curve family that fits the reference shows it saturating
 below the treatment, and a v that leans on extrapolation the families dispute, or past a reference asymptote the
-data do not show, or against a reference that does not improve, is censored at what the measured means support
-(`verdicts.py`). So each question takes those verdicts from `exchange_rates` on the same rows, with the same
-resamples, rather than deciding them a second way: one rule for every table.
+data do not show, or against a reference that does not improve, is censored at what the measurements support
+(a 95% bound, `verdicts.py`). So each question takes those verdicts from `exchange_rates` on the same rows,
+with the same resamples, rather than deciding them a second way: one rule for every table.
 
 Per v column `c` of a question's frame: `c_unbounded`, `c_censored` (no number to quote) and `c_bound_low` (the
 measured bound on v, where it is censored). A difference of two v's where either is censored is marked
@@ -79,9 +79,11 @@ def with_verdicts(frame: pd.DataFrame, column: str, found: dict[str, np.ndarray]
 def censor_differences(frame: pd.DataFrame, diff: str, columns: tuple[str, str]) -> pd.DataFrame:
     """`<diff>_censored` where either v of the difference is censored. Such a row makes no claim: its per-seed
     values (`_d`, where the frame has them) are dropped before the table's family-wise test, so it is left out
-    of the family and its `differs` is null."""
+    of the family and its `differs` (and `ci_excludes_0`) is null."""
     censored = frame[f"{columns[0]}_censored"].to_numpy(bool) | frame[f"{columns[1]}_censored"].to_numpy(bool)
     out = frame.assign(**{f"{diff}_censored": censored})
+    if "ci_excludes_0" in out.columns:  # what an unprinted interval says is no verdict either
+        out["ci_excludes_0"] = out["ci_excludes_0"].astype("boolean").mask(censored)
     if "_d" in out.columns:
         out["_d"] = [None if c else d for c, d in zip(censored, out["_d"], strict=True)]
     return out

@@ -118,7 +118,7 @@ def rate_tables(rates: pd.DataFrame, labels: pd.Series, group_columns: Sequence[
     for eval_set in sorted(rates["eval_set"].unique(), key=lambda name: (name != "test", name)):
         mine = rates[(rates["eval_set"] == eval_set) & ~rates["is_reference"]]
         out.append((f"exchange rates on '{eval_set}' (95% CI of v: whole seeds resampled; ≥ N: v censored at what "
-                    "the measured means support; > N: past twice the reference's largest size)",
+                    "the measurements support, a 95% bound; > N: past twice the reference's largest size)",
                     rate_frame(mine, groups)))
         fits = rates[rates["eval_set"] == eval_set].drop_duplicates([*groups, "treatment"])
         columns = [*groups, "treatment", *[c for c in DIAGNOSTIC_COLUMNS if c in fits.columns]]

@@ -103,7 +103,8 @@ def summary_table(rates: pd.DataFrame, extrapolation_limit: float = 2.0) -> Tabl
     seeds = sorted(set(rates["ci_seeds"][rates["ci_seeds"] > 0])) if has_ci else []
     caption = ("acc: mean over seeds; unbounded: every curve family that fits the reference puts its asymptote "
                "below the treatment's accuracy (worth more than any amount of real data); ≥ N: v censored at what "
-               "the measured means support (indeterminate: the fit says unbounded, the data do not; or the families "
+               "the measurements support, a 95% bound (indeterminate: the fit says unbounded, the data do not; or "
+               "the families "
                f"that fit disagree, or the power law misfits); > N: x + v past {extrapolation_limit:g} × the largest "
                "reference size; extrapolated: x + v outside the reference's measured sizes; misfits: the curve "
                "misses the size means beyond seed scatter (lack-of-fit F test, p < 0.01)")
@@ -129,8 +130,8 @@ def compare_table(rows: pd.DataFrame, title: str) -> Table:
                   "p (table)", "differs", title=title, caption="95% CI: whole seeds resampled, one draw for both "
                   "treatments and the reference; p: signs of log(x+v_first) − log(x+v_second) flipped over seeds; "
                   "p (table): family-wise over this table's rows (max-T: the seeds' signs flipped together for all); "
-                  "≥ N: v censored at what the measured means support, as `analyze` censors it; a difference with "
-                  "it is a bound and no claim of the test",
+                  "≥ N: v censored at what the measurements support (a 95% bound), as `analyze` censors it; a "
+                  "difference with it is a bound and no claim of the test",
                   caption_justify="left")
     for d in rows.to_dict("records"):
         limit = d.get("ref_size_max", math.inf) * EXTRAPOLATION_LIMIT

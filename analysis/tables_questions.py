@@ -18,10 +18,10 @@ _TEST = ("p (table): signs of each seed flipped together for every claim of this
          "per flip giving each claim's family-wise p (max-T over the table's claims); differs: too few seeds where "
          "no p could reach 0.05")
 _V = (f"> N: x + v past {EXTRAPOLATION_LIMIT:g} × the reference's largest size (the curve, not the data, would "
-      "speak); ≥ N: censored at what the measured means support, as `augworth analyze` censors it (curve families "
-      "that fit the reference disagree, an asymptote the data do not show, a reference that does not improve), and "
-      "a difference with it is a bound, no claim of the test; inf: every family that fits the reference shows it "
-      "saturating below the treatment")
+      "speak); ≥ N: censored at what the measurements support (a 95% bound), as `augworth analyze` censors it "
+      "(curve families that fit the reference disagree, an asymptote the data do not show, a reference that does "
+      "not improve), and a difference with it is a bound, no claim of the test; inf: every family that fits the "
+      "reference shows it saturating below the treatment")
 
 
 def _limit(d: dict[str, Any]) -> float:

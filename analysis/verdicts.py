@@ -1,4 +1,4 @@
-"""What an exchange rate may claim: model-free bounds from the measured means, how far x + v reaches beyond
+"""What an exchange rate may claim: model-free bounds from the measurements, how far x + v reaches beyond
 the measured reference sizes, and when "worth more than any amount of real data" is supported.
 
 The power law's asymptote b is often barely identified: the squared error can stay flat from b = 0.25 to
@@ -19,22 +19,59 @@ from augworth.analysis.formatting import EXTRAPOLATION_LIMIT  # noqa: F401  (x +
 
 
 def measured_bounds(points: pd.DataFrame, fit: np.ndarray, ref_of_fit: np.ndarray, x: np.ndarray,
-                    accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per output row, bounds on v from the measured means alone (no curve): the treatment at x is at least as
-    accurate as the reference at its largest measured size whose mean accuracy it reaches (x + v ≥ that
-    size; −x where it reaches none), and less accurate than at the smallest size whose mean it does not
-    reach (x + v < that size; +inf where it reaches all). Assumes only that more real data do not hurt, so a
-    size counts as reached only if no smaller size's mean beats the treatment: the two bounds never cross."""
+                    accuracy: np.ndarray, treated: list[pd.Series] | None = None, level: float = 0.95
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per output row, bounds on v from the measurements alone (no curve).
+
+    Low: x + v ≥ S for the largest reference size S at which, and at every smaller size, the treatment at x leads
+    the reference by more than the seeds' scatter explains: the lower end of the `level` t interval of its lead,
+    paired over the seeds both have (Welch's where they share fewer than 2), is at least 0. So "≥ N" holds at
+    that level, not only on the means (where noise can put the treatment past a reference it does not reach);
+    −x where no size is led so. `treated`: per row, the treatment's accuracy by seed at x (default: its points,
+    `_fit == fit`, at x). High: x + v < the smallest size whose mean the treatment's mean (`accuracy`) does not
+    reach (+inf where it reaches all), on the means. Both assume only that more real data do not hurt, so a size
+    counts as reached only if every smaller one is: the two bounds never cross."""
+    from scipy import stats
+
     means = points.groupby(["_fit", "data_size"], sort=True)["accuracy"].mean()
+    by_size = points.groupby(["_fit", "data_size"], sort=True)
     low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     for i in np.flatnonzero(ref_of_fit[fit] >= 0):
-        ref = means.loc[int(ref_of_fit[fit[i]])]
+        r = int(ref_of_fit[fit[i]])
+        ref = means.loc[r]
         best = np.maximum.accumulate(ref.to_numpy())  # more data do not hurt: what some size up to here reached
-        reached = ref.index[best <= accuracy[i]].to_numpy(dtype=float)
         missed = ref.index[best > accuracy[i]].to_numpy(dtype=float)
-        low[i] = (reached.max() if reached.size else 0.0) - x[i]
         high[i] = (missed.min() if missed.size else np.inf) - x[i]
+        mine = treated[i] if treated is not None else _by_seed(by_size, (int(fit[i]), x[i]))
+        led = [_lead_low(mine, _by_seed(by_size, (r, size)), level, stats) >= 0 for size in ref.index]
+        reached = ref.index[np.logical_and.accumulate(led)].to_numpy(dtype=float) if led else np.zeros(0)
+        low[i] = min((reached.max() if reached.size else 0.0) - x[i], high[i])
     return low, high
+
+
+def _by_seed(groups, key: tuple) -> pd.Series:
+    """A fit's accuracy by seed at one size (empty where it has none there)."""
+    try:
+        return groups.get_group(key).groupby("seed")["accuracy"].mean()
+    except KeyError:
+        return pd.Series(dtype=float)
+
+
+def _lead_low(mine: pd.Series, ref: pd.Series, level: float, stats) -> float:
+    """The lower end of the t interval of mine − ref (accuracies by seed): paired over the shared seeds where
+    there are 2 or more, else Welch's; −inf where neither has 2 seeds."""
+    common = mine.index.intersection(ref.index)
+    if common.size >= 2:
+        d = (mine.loc[common] - ref.loc[common]).to_numpy(float)
+        se, df = d.std(ddof=1) / np.sqrt(d.size), d.size - 1
+        return float(d.mean() - stats.t.ppf(0.5 + level / 2, df) * se) if se > 0 else float(d.mean())
+    if mine.size < 2 or ref.size < 2:
+        return -np.inf
+    va, vb = mine.var(ddof=1) / mine.size, ref.var(ddof=1) / ref.size
+    if va + vb == 0:
+        return float(mine.mean() - ref.mean())
+    df = (va + vb) ** 2 / (va**2 / (mine.size - 1) + vb**2 / (ref.size - 1))
+    return float(mine.mean() - ref.mean() - stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
 
 
 def fit_diagnostics(points: pd.DataFrame, n_fits: int, a: np.ndarray, b: np.ndarray, c: np.ndarray,

@@ -41,6 +41,9 @@ def test_the_questions_benchmark_runs_at_smoke_size(capsys):
     rows = main(["--smoke"])
     assert len(rows) == 8 and all(0.0 <= r["coverage"] <= 1.0 for r in rows)
     assert "coverage" in capsys.readouterr().out
+    verdicts = main(["--smoke", "--verdicts"])
+    assert [r["truth"] for r in verdicts] == ["no asymptote", "saturating"] and verdicts[0]["truly_unbounded"] == 0
+    assert "bounds hold" in capsys.readouterr().out
 
 
 def test_the_search_benchmark_runs_at_smoke_size(capsys):

@@ -49,7 +49,7 @@ def test_ood_never_calls_unbounded_what_a_second_family_disputes_and_prints_the_
     assert (rows.loc[censored, "v_ood_bound_low"] <= truth[censored]).all()  # "≥ N" holds
     # a difference with a censored v is a bound and no claim of the table's family-wise test
     assert rows.loc[censored, "v_diff_censored"].all() and rows.loc[censored, "differs"].isna().all()
-    assert rows.loc[censored, "p_family"].isna().all()
+    assert rows.loc[censored, "p_family"].isna().all() and rows.loc[censored, "ci_excludes_0"].isna().all()
     kept = rows[~rows["v_diff_censored"]]
     assert (kept["family_claims"] == (~rows["v_diff_censored"]).groupby([rows["width"], rows["treatment"]]).transform(
         "sum")[kept.index]).all()

@@ -153,3 +153,28 @@ def test_a_curve_flat_at_its_floor_of_a_is_flagged():
     frame.loc[crop, "accuracy"] = 0.9 - 0.0001 * np.arange(crop.sum()) % 3  # no fall with size at all
     rows = crop_rows(frame, n_bootstrap=20)
     assert rows["fit_at_bound"].str.contains("a at its floor").all()
+
+
+def test_the_measured_bound_is_a_95_percent_bound_not_one_on_the_means():
+    from augworth.analysis.verdicts import measured_bounds
+
+    rng = np.random.default_rng(0)
+    sizes, seeds = [50, 100, 200, 400, 800, 1600], np.arange(5)
+    ref_acc = dict(zip(sizes, np.linspace(0.80, 0.90, len(sizes)), strict=True))
+    seed_effect = rng.normal(0.0, 0.01, seeds.size)  # shared by the treatment and the reference
+
+    def points(lead: float) -> pd.DataFrame:
+        ref = [{"_fit": 0, "data_size": s, "seed": k, "accuracy": ref_acc[s] + seed_effect[k] + rng.normal(0, 0.01)}
+               for s in sizes for k in seeds]
+        treated = [{"_fit": 1, "data_size": 50, "seed": k,
+                    "accuracy": ref_acc[1600] + lead + seed_effect[k] + rng.normal(0, 0.01)} for k in seeds]
+        return pd.DataFrame(ref + treated)
+
+    for lead, low_wanted in ((0.002, lambda low: low < 1550), (0.06, lambda low: low == 1550)):
+        frame = points(lead)
+        mean = frame.loc[frame["_fit"] == 1, "accuracy"].mean()
+        ref_means = frame[frame["_fit"] == 0].groupby("data_size")["accuracy"].mean()
+        low, high = measured_bounds(frame, np.array([1]), np.array([-1, 0]), np.array([50.0]), np.array([mean]))
+        assert low_wanted(low[0]) and low[0] <= high[0], (lead, low, high)
+        if lead < 0.01:  # the means alone would have said "≥ 1550": a lead within the seeds' scatter
+            assert mean >= ref_means.cummax().iloc[-1]
