@@ -72,24 +72,30 @@ def report(
                     f"augworth analyze {common} --json"]
         for question in question_names():
             try:
-                frames = answer(store, sweep, question, reference=reference, n_bootstrap=bootstrap, seed=seed)
+                with warnings.catch_warnings(record=True) as caught:  # the few-seeds warnings go into the page
+                    warnings.simplefilter("always")
+                    frames = answer(store, sweep, question, reference=reference, n_bootstrap=bootstrap, seed=seed)
             except BadInput as exc:
                 sections.append(Section(f"Question: {question}", text=f"not answered for this sweep: {exc}"))
                 continue
             if all(f.empty for f in frames.values()):
                 continue
             pictures = [(f"question {question}", p.read_bytes()) for p in draw(frames, question, Path(tmp))]
-            sections.append(Section(f"Question: {question}", figures=pictures,
+            sections.append(Section(f"Question: {question}", text=_warned(caught), figures=pictures,
                                     tables=[table_frame(t) for t in question_tables(frames, question)]))
             commands.append(f"augworth analyze {common} --question {question} --csv {question}.csv")
         if status.get("search"):
             import pandas as pd
 
-            frame = best_frame(store, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)
-            sections.append(Section("Search: best points", text=SEARCH_NOTE, tables=[
-                ("trials per study", pd.DataFrame(status["search"])),
-                *([table_frame(best_table(frame))] if not frame.empty else []),
-                ("the best points' confirmation notes", frame[["study", "confirm_note"]])]))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frame = best_frame(store, sweep, reference=reference, n_bootstrap=bootstrap, seed=seed)
+            tables = [("trials per study", pd.DataFrame(status["search"]))]
+            if not frame.empty:
+                tables += [table_frame(best_table(frame)),
+                           ("the best points' confirmation notes", frame[["study", "confirm_note"]])]
+            sections.append(Section("Search: best points", text=" ".join([SEARCH_NOTE, _warned(caught)]).strip(),
+                                    tables=tables))
             commands.append(f"augworth best {common.replace(f' --seed {seed}', '')} --json")
     commands.append(f"augworth report {common} --out {shlex.quote(str(out_path))}")
     text = render(f"augworth report: {sweep}", sections, spec_text=opened.read_spec(sweep), status=status,
@@ -99,3 +105,8 @@ def report(
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, out_path)  # a reader never sees half a report
     out.print(f"report: {out_path} ({len(text) / 1e6:.1f} MB)", highlight=False)
+
+
+def _warned(caught: list[warnings.WarningMessage]) -> str:
+    """The warnings a part of the report raised (few seeds, fits at a bound), once each, as its text."""
+    return " ".join(dict.fromkeys(str(w.message) for w in caught))

@@ -174,3 +174,23 @@ def test_best_prints_an_unbounded_interval_as_text_not_markup():
            "search_cells": 12}
     text = printed(best_table(pd.DataFrame([row])))
     assert "inf [inf, inf] (unbounded)" in text
+
+
+def test_bests_point_is_unbounded_only_with_evidence_and_censored_at_a_true_bound():
+    from augworth.analysis.formatting import rate_text
+    from augworth.analysis.point import point_exchange
+    from bench.synthetic import synthetic_sweeps
+
+    rng = np.random.default_rng(3)
+    point = pd.Series(0.955 + rng.normal(0.0, 0.003, 10), index=np.arange(10))  # accuracy by seed at x = 200
+    calls = {}
+    for name, ref in (("no asymptote", NO_ASYMPTOTE), ("saturating", (2.0, 0.10, 0.8))):
+        frame = synthetic_sweeps(1, ref=ref, shared=0.1, own=0.05, rng_seed=7)
+        rows = frame[frame["augmentation"] == "none"][["data_size", "seed", "accuracy"]]
+        calls[name] = quiet(point_exchange, rows, point, 200.0, paired=True, n_bootstrap=200)
+    # every true v is finite without an asymptote: the fit's +inf is censored at a bound the truth respects
+    lost = calls["no asymptote"]
+    assert not lost["unbounded"] and lost["v_censored"] and rate_text(lost).v.startswith("≥ ")
+    assert lost["v_bound_low"] <= float(true_v(np.array([200.0]), ref=NO_ASYMPTOTE, aug=(0.0, 0.045, 1.0))[0])
+    # a reference saturated near 0.90 by 1,600, the point at 0.955: worth more than any amount of real data
+    assert calls["saturating"]["unbounded"] and rate_text(calls["saturating"]).v == "inf"

@@ -224,6 +224,7 @@ def test_the_report_is_one_self_contained_file_that_chromium_renders(findings, t
     questions = text[text.index("<h2>Question: ood</h2>"):text.index("<h2>Spec</h2>")]
     assert "<th>shifted − in dist.</th>" in questions and "<th>aug − invariance</th>" in questions
     assert "v_ood_ci_low" not in questions and "v_diff_ci_high" not in questions
+    assert "ood: intervals from 2 seeds" in questions  # what the intervals are worth, in the page, not on stderr
     # it opens with what `demo` prints: the test set's rates, then a line per shifted eval set
     assert text.index("<h2>Summary</h2>") < text.index("<h2>Exchange rates</h2>")
     summary = text[text.index("<h2>Summary</h2>"):text.index("<h2>Exchange rates</h2>")]

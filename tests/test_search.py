@@ -122,7 +122,7 @@ def test_each_trial_is_one_cell_per_seed_with_its_provenance_and_none_stays_a_gr
     assert set(read_results(store, "find", grid_only=True)["augmentation"]) == {"none"}
 
 
-def test_the_best_trial_is_trained_again_on_fresh_seeds_and_best_reports_it(searched):
+def test_the_best_trial_is_trained_again_on_fresh_seeds_and_best_reports_it(searched, tmp_path):
     """Once the study has its trials, its best point runs on seeds 2 and 3 (as many as the spec's, none of them
     the search's); `best --json` reports them as `confirm`, the search's own figure beside it."""
     import json
@@ -149,6 +149,14 @@ def test_the_best_trial_is_trained_again_on_fresh_seeds_and_best_reports_it(sear
     assert got["accuracy_ci_low"] <= got["accuracy_mean"] <= got["accuracy_ci_high"]
     result = CliRunner().invoke(app, ["best", "find", "--store", str(store.layout.root)])
     assert result.exit_code == 0 and "confirmed" in result.stdout and "selected" in result.stdout, result.output
+    # the report shows best's table as the terminal prints it, not its raw frame
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "find", "--store", str(store.layout.root), "--bootstrap", "20",
+                                      "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    section = page.read_text()[page.read_text().index("<h2>Search: best points</h2>"):]
+    assert "<th>selected: accuracy (95% CI)</th>" in section and "<th>confirmed: accuracy (95% CI)</th>" in section
+    assert "confirmation notes" in section and "<th>confirm_v_ci_low</th>" not in section
 
 
 def test_status_counts_trials_per_study_and_best_refuses_a_sweep_without_search(searched):
