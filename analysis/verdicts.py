@@ -34,7 +34,7 @@ def measured_bounds(points: pd.DataFrame, fit: np.ndarray, ref_of_fit: np.ndarra
     from scipy import stats
 
     means = points.groupby(["_fit", "data_size"], sort=True)["accuracy"].mean()
-    by_size = points.groupby(["_fit", "data_size"], sort=True)
+    by_seed = _by_seed(points)  # one pass over the points: each row below only looks its sizes up
     low, high = np.full(x.size, np.nan), np.full(x.size, np.nan)
     for i in np.flatnonzero(ref_of_fit[fit] >= 0):
         r = int(ref_of_fit[fit[i]])
@@ -42,36 +42,43 @@ def measured_bounds(points: pd.DataFrame, fit: np.ndarray, ref_of_fit: np.ndarra
         best = np.maximum.accumulate(ref.to_numpy())  # more data do not hurt: what some size up to here reached
         missed = ref.index[best > accuracy[i]].to_numpy(dtype=float)
         high[i] = (missed.min() if missed.size else np.inf) - x[i]
-        mine = treated[i] if treated is not None else _by_seed(by_size, (int(fit[i]), x[i]))
-        led = [_lead_low(mine, _by_seed(by_size, (r, size)), level, stats) >= 0 for size in ref.index]
+        mine = ((treated[i].index.to_numpy(), treated[i].to_numpy(float)) if treated is not None
+                else by_seed.get((int(fit[i]), float(x[i])), _NONE))
+        led = [_lead_low(mine, by_seed.get((r, float(size)), _NONE), level, stats) >= 0 for size in ref.index]
         reached = ref.index[np.logical_and.accumulate(led)].to_numpy(dtype=float) if led else np.zeros(0)
         low[i] = min((reached.max() if reached.size else 0.0) - x[i], high[i])
     return low, high
 
 
-def _by_seed(groups, key: tuple) -> pd.Series:
-    """A fit's accuracy by seed at one size (empty where it has none there)."""
-    try:
-        return groups.get_group(key).groupby("seed")["accuracy"].mean()
-    except KeyError:
-        return pd.Series(dtype=float)
+_NONE = (np.zeros(0), np.zeros(0))  # a fit with no point at a size: no seeds, no accuracies
 
 
-def _lead_low(mine: pd.Series, ref: pd.Series, level: float, stats) -> float:
-    """The lower end of the t interval of mine − ref (accuracies by seed): paired over the shared seeds where
+def _by_seed(points: pd.DataFrame) -> dict[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
+    """(fit, size) -> its seeds (sorted) and their mean accuracies."""
+    per_seed = points.groupby(["_fit", "data_size", "seed"], sort=True)["accuracy"].mean()
+    fits, sizes, seeds = (per_seed.index.get_level_values(i).to_numpy() for i in range(3))
+    values = per_seed.to_numpy(float)
+    starts = np.flatnonzero(np.r_[True, (fits[1:] != fits[:-1]) | (sizes[1:] != sizes[:-1])])
+    ends = np.r_[starts[1:], values.size]
+    return {(int(fits[a]), float(sizes[a])): (seeds[a:b], values[a:b]) for a, b in zip(starts, ends, strict=True)}
+
+
+def _lead_low(mine: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray], level: float, stats) -> float:
+    """The lower end of the t interval of mine − ref (seeds and accuracies): paired over the shared seeds where
     there are 2 or more, else Welch's; −inf where neither has 2 seeds."""
-    common = mine.index.intersection(ref.index)
-    if common.size >= 2:
-        d = (mine.loc[common] - ref.loc[common]).to_numpy(float)
+    _, in_mine, in_ref = np.intersect1d(mine[0], ref[0], return_indices=True)
+    if in_mine.size >= 2:
+        d = mine[1][in_mine] - ref[1][in_ref]
         se, df = d.std(ddof=1) / np.sqrt(d.size), d.size - 1
         return float(d.mean() - stats.t.ppf(0.5 + level / 2, df) * se) if se > 0 else float(d.mean())
-    if mine.size < 2 or ref.size < 2:
+    a, b = mine[1], ref[1]
+    if a.size < 2 or b.size < 2:
         return -np.inf
-    va, vb = mine.var(ddof=1) / mine.size, ref.var(ddof=1) / ref.size
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     if va + vb == 0:
-        return float(mine.mean() - ref.mean())
-    df = (va + vb) ** 2 / (va**2 / (mine.size - 1) + vb**2 / (ref.size - 1))
-    return float(mine.mean() - ref.mean() - stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
+        return float(a.mean() - b.mean())
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    return float(a.mean() - b.mean() - stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
 
 
 def fit_diagnostics(points: pd.DataFrame, n_fits: int, a: np.ndarray, b: np.ndarray, c: np.ndarray,
